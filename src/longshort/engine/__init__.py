@@ -1,0 +1,54 @@
+"""Engines: a recurrent layer run over a whole sequence, forward and handwritten BPTT.
+
+Modules in :mod:`longshort.nn` validate and dispatch; the functions here compute one layer in
+one direction. Both return, besides outputs and final states, what BPTT saved (the gates and
+cell states of every step): the trace that :mod:`longshort.inspect` shows, at no extra cost.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from longshort.engine import ops
+from longshort.engine.dispatch import cpu_engine, use_cpu_engine
+
+__all__ = ["cpu_engine", "lstm_layer", "rnn_layer", "use_cpu_engine"]
+
+
+def lstm_layer(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    w_hr: Tensor | None = None,
+    lengths: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One LSTM layer, one direction, time-major.
+
+    x (T, B, I); h0 (B, P); c0 (B, H); w_ih (4H, I); w_hh (4H, P); biases (4H,); w_hr (P, H);
+    lengths (B,) int64 on x's device or None. Returns out (T, B, P), h_n (B, P), c_n (B, H),
+    gates (T, B, 4H) = [i, f, g, o] and cs (T+1, B, H) = [C_0 .. C_T]; the last two carry no
+    gradient.
+    """
+    return ops.lstm_fwd(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths)
+
+
+def rnn_layer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    lengths: Tensor | None = None,
+    nonlinearity: str = "tanh",
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One vanilla RNN layer, one direction, time-major.
+
+    x (T, B, I); h0 (B, H); w_ih (H, I); w_hh (H, H). Returns out (T, B, H), h_n (B, H) and
+    hs (T, B, H), the states of every step before padding is zeroed (no gradient).
+    """
+    return ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity)

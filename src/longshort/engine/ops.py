@@ -1,0 +1,196 @@
+"""The engine as PyTorch custom operators (``torch.library``), with the handwritten BPTT as
+their registered backward.
+
+Registering the sequence loops as opaque operators lets ``torch.compile`` trace a model through
+the LSTM without a graph break, and lets autograd, optimizers, gradient clipping and DDP treat
+the layer like any other op. The default kernel is the reference engine (any device); CPU
+tensors go to the compiled kernels of :mod:`longshort.engine.cpu` when they support the dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from longshort.engine import dispatch
+
+_EMPTY = (0,)
+
+
+@torch.library.custom_op("longshort::lstm_fwd", mutates_args=())
+def lstm_fwd(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_hr: Tensor | None,
+    lengths: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns out (T, B, P), h_n (B, P), c_n (B, H), gates (T, B, 4H), cs (T+1, B, H)."""
+    return dispatch.kernels(x).lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths)
+
+
+@lstm_fwd.register_fake
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths):
+    steps, batch = x.shape[0], x.shape[1]
+    hidden = c0.shape[1]
+    return (
+        x.new_empty(steps, batch, h0.shape[1]),
+        h0.new_empty(h0.shape),
+        c0.new_empty(c0.shape),
+        x.new_empty(steps, batch, 4 * hidden),
+        x.new_empty(steps + 1, batch, hidden),
+    )
+
+
+@torch.library.custom_op("longshort::lstm_bwd", mutates_args=())
+def lstm_bwd(
+    d_out: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    w_hr: Tensor | None,
+    lengths: Tensor | None,
+    out: Tensor,
+    gates: Tensor,
+    cs: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr (empty when there is no projection)."""
+    grads = dispatch.kernels(x).lstm_backward(
+        d_out, d_hn, d_cn, x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs
+    )
+    return (*grads[:6], grads[6] if grads[6] is not None else x.new_empty(_EMPTY))
+
+
+@lstm_bwd.register_fake
+def _(d_out, d_hn, d_cn, x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs):
+    return (
+        x.new_empty(x.shape),
+        h0.new_empty(h0.shape),
+        d_cn.new_empty(d_cn.shape),
+        w_ih.new_empty(w_ih.shape),
+        w_hh.new_empty(w_hh.shape),
+        x.new_empty(gates.shape[2]),
+        w_hr.new_empty(w_hr.shape) if w_hr is not None else x.new_empty(_EMPTY),
+    )
+
+
+def _lstm_setup(ctx, inputs: Sequence, output: Sequence) -> None:
+    x, h0, _c0, w_ih, w_hh, b_ih, _b_hh, w_hr, lengths = inputs
+    out, _h_n, _c_n, gates, cs = output
+    ctx.mark_non_differentiable(gates, cs)
+    ctx.has_bias, ctx.has_proj = b_ih is not None, w_hr is not None
+    ctx.save_for_backward(x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs)
+
+
+def _lstm_backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cs):
+    x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs = ctx.saved_tensors
+    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = lstm_bwd(
+        _or_zeros(d_out, out),
+        _or_zeros(d_hn, h0),
+        _or_zeros(d_cn, cs[0]),
+        x,
+        h0,
+        w_ih,
+        w_hh,
+        w_hr,
+        lengths,
+        out,
+        gates,
+        cs,
+    )
+    db_ih, db_hh = (db, db) if ctx.has_bias else (None, None)
+    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr if ctx.has_proj else None, None
+
+
+lstm_fwd.register_autograd(_lstm_backward, setup_context=_lstm_setup)
+
+
+@torch.library.custom_op("longshort::rnn_fwd", mutates_args=())
+def rnn_fwd(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    nonlinearity: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns out (T, B, H), h_n (B, H), hs (T, B, H) saved for BPTT."""
+    return dispatch.kernels(x).rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity)
+
+
+@rnn_fwd.register_fake
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
+    shape = (x.shape[0], x.shape[1], h0.shape[1])
+    return x.new_empty(shape), h0.new_empty(h0.shape), x.new_empty(shape)
+
+
+@torch.library.custom_op("longshort::rnn_bwd", mutates_args=())
+def rnn_bwd(
+    d_out: Tensor,
+    d_hn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    lengths: Tensor | None,
+    hs: Tensor,
+    nonlinearity: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns dx, dh0, dW_ih, dW_hh, db."""
+    return dispatch.kernels(x).rnn_backward(
+        d_out, d_hn, x, h0, w_ih, w_hh, lengths, hs, nonlinearity
+    )
+
+
+@rnn_bwd.register_fake
+def _(d_out, d_hn, x, h0, w_ih, w_hh, lengths, hs, nonlinearity):
+    return (
+        x.new_empty(x.shape),
+        h0.new_empty(h0.shape),
+        w_ih.new_empty(w_ih.shape),
+        w_hh.new_empty(w_hh.shape),
+        x.new_empty(w_hh.shape[0]),
+    )
+
+
+def _rnn_setup(ctx, inputs: Sequence, output: Sequence) -> None:
+    x, h0, w_ih, w_hh, b_ih, _b_hh, lengths, nonlinearity = inputs
+    _out, _h_n, hs = output
+    ctx.mark_non_differentiable(hs)
+    ctx.has_bias, ctx.nonlinearity = b_ih is not None, nonlinearity
+    ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, hs)
+
+
+def _rnn_backward(ctx, d_out, d_hn, _d_hs):
+    x, h0, w_ih, w_hh, lengths, hs = ctx.saved_tensors
+    dx, dh0, dw_ih, dw_hh, db = rnn_bwd(
+        _or_zeros(d_out, hs),
+        _or_zeros(d_hn, h0),
+        x,
+        h0,
+        w_ih,
+        w_hh,
+        lengths,
+        hs,
+        ctx.nonlinearity,
+    )
+    db_ih, db_hh = (db, db) if ctx.has_bias else (None, None)
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None
+
+
+rnn_fwd.register_autograd(_rnn_backward, setup_context=_rnn_setup)
+
+
+def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad

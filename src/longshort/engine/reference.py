@@ -1,0 +1,171 @@
+"""The reference engine: a cell run over a whole sequence, forward and BPTT, in plain torch ops.
+
+It runs on any device and is the ground truth the fast CPU engine is tested against. Structure:
+input projections of all steps in one matmul, the recurrent loop over the cell's step, and after
+the backward loop the weight gradients as one matmul over all T*B rows.
+
+Variable lengths: ``lengths`` (B,) int64 marks steps t >= lengths[b] as padding. There the
+state is carried unchanged (so the final state is each sequence's own last state), the output
+is zero, and no gradient enters the gates.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from longshort.cells import lstm as lstm_cell
+from longshort.cells import rnn as rnn_cell
+
+
+def step_mask(lengths: Tensor | None, steps: int) -> Tensor | None:
+    """(T, B, 1) bool, True where step t is inside sequence b; None when all steps are."""
+    if lengths is None:
+        return None
+    t = torch.arange(steps, device=lengths.device)
+    return (t[:, None] < lengths[None, :]).unsqueeze(-1)
+
+
+def _input_projection(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
+    xw = x @ w_ih.T  # W·x_t for all steps in one matmul: (T, B, G)
+    if b_ih is not None:
+        xw = xw + (b_ih + b_hh)
+    return xw
+
+
+def _weight_grads(dz: Tensor, x: Tensor, h_prev: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """dW_ih, dW_hh and db, each one reduction over all T*B rows after the loop."""
+    dz2 = dz.flatten(0, 1)
+    return dz2.T @ x.flatten(0, 1), dz2.T @ h_prev.flatten(0, 1), dz2.sum(0)
+
+
+def lstm_forward(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_hr: Tensor | None,
+    lengths: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """x (T, B, I), h0 (B, P), c0 (B, H). Returns out (T, B, P), h_n (B, P), c_n (B, H) and,
+    saved for BPTT, gates (T, B, 4H) = [i, f, g, o] and cs (T+1, B, H) = [C_0 .. C_T]."""
+    steps, batch, _ = x.shape
+    hidden = c0.shape[1]
+    xw = _input_projection(x, w_ih, b_ih, b_hh)
+    mask = step_mask(lengths, steps)
+    out = x.new_empty(steps, batch, h0.shape[1])
+    gates = x.new_empty(steps, batch, 4 * hidden)
+    cs = x.new_empty(steps + 1, batch, hidden)
+    cs[0] = c0
+    h = h0
+    for t in range(steps):
+        gates[t], c, h_new = lstm_cell.forward_step(xw[t], h, cs[t], w_hh, w_hr)
+        if mask is not None:
+            c = torch.where(mask[t], c, cs[t])  # padding: carry the state unchanged
+            out[t] = torch.where(mask[t], h_new, 0)
+            h = torch.where(mask[t], h_new, h)
+        else:
+            out[t] = h = h_new
+        cs[t + 1] = c
+    return out, h.clone(), cs[steps].clone(), gates, cs
+
+
+def lstm_backward(
+    d_out: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    w_hr: Tensor | None,
+    lengths: Tensor | None,
+    out: Tensor,
+    gates: Tensor,
+    cs: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """BPTT for :func:`lstm_forward`. Returns dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr."""
+    steps = x.shape[0]
+    mask = step_mask(lengths, steps)
+    dz = torch.empty_like(gates)
+    dh_all = torch.empty_like(out) if w_hr is not None else None
+    dh, dc = d_hn, d_cn
+    for t in reversed(range(steps)):
+        dh_t = dh + d_out[t]
+        if mask is not None:
+            dh_t = torch.where(mask[t], dh_t, 0)
+        dz_t, dh_prev, dc_prev = lstm_cell.backward_step(
+            dh_t, dc, gates[t], cs[t], cs[t + 1], w_hh, w_hr
+        )
+        if mask is not None:  # padding: the gradient passes the step untouched
+            dz_t = torch.where(mask[t], dz_t, 0)
+            dh_prev = torch.where(mask[t], dh_prev, dh)
+            dc_prev = torch.where(mask[t], dc_prev, dc)
+        dz[t] = dz_t
+        if dh_all is not None:
+            dh_all[t] = dh_t
+        dh, dc = dh_prev, dc_prev
+    h_prev = torch.cat((h0[None], out[:-1]))  # h_{t-1} for every t
+    dw_ih, dw_hh, db = _weight_grads(dz, x, h_prev)
+    dw_hr = None
+    if dh_all is not None:
+        o = gates.chunk(4, dim=2)[3]
+        m = o * torch.tanh(cs[1:])  # the unprojected hidden state, recomputed
+        dw_hr = dh_all.flatten(0, 1).T @ m.flatten(0, 1)
+    return dz @ w_ih, dh, dc, dw_ih, dw_hh, db, dw_hr
+
+
+def rnn_forward(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    nonlinearity: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """x (T, B, I), h0 (B, H). Returns out (T, B, H), h_n (B, H) and, saved for BPTT,
+    hs (T, B, H) = [h_1 .. h_T] unmasked."""
+    steps = x.shape[0]
+    xw = _input_projection(x, w_ih, b_ih, b_hh)
+    mask = step_mask(lengths, steps)
+    hs = torch.empty_like(xw)
+    h = h0
+    for t in range(steps):
+        hs[t] = h_new = rnn_cell.forward_step(xw[t], h, w_hh, nonlinearity)
+        h = torch.where(mask[t], h_new, h) if mask is not None else h_new
+    out = hs if mask is None else torch.where(mask, hs, 0)
+    return out.clone() if mask is None else out, h.clone(), hs
+
+
+def rnn_backward(
+    d_out: Tensor,
+    d_hn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    lengths: Tensor | None,
+    hs: Tensor,
+    nonlinearity: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BPTT for :func:`rnn_forward`. Returns dx, dh0, dW_ih, dW_hh, db."""
+    steps = x.shape[0]
+    mask = step_mask(lengths, steps)
+    da = torch.empty_like(hs)
+    dh = d_hn
+    for t in reversed(range(steps)):
+        dh_t = dh + d_out[t]
+        da_t, dh_prev = rnn_cell.backward_step(dh_t, hs[t], w_hh, nonlinearity)
+        if mask is not None:
+            da_t = torch.where(mask[t], da_t, 0)
+            dh_prev = torch.where(mask[t], dh_prev, dh)
+        da[t] = da_t
+        dh = dh_prev
+    h_prev = torch.cat((h0[None], hs[:-1]))
+    dw_ih, dw_hh, db = _weight_grads(da, x, h_prev)
+    return da @ w_ih, dh, dw_ih, dw_hh, db

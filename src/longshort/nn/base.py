@@ -1,0 +1,315 @@
+"""What LSTM and RNN share: torch.nn's constructor, parameters and the forward's plumbing.
+
+Parameters are created in torch.nn.RNNBase's order with its names and its initialisation
+(uniform in ±1/sqrt(hidden_size)), so ``state_dict`` files move both ways and the same seed gives
+the same weights. The forward validates, lays the input out time-major and runs the engine layer
+by layer and direction by direction; the per-step loop lives in the engine.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from longshort.nn import checks, sequence
+
+
+class LayerTrace(NamedTuple):
+    """What the engine computed in one layer and direction, time-major, in input order.
+
+    gates: (T, B, G), for the LSTM [i, f, g, o] with G = 4H, for the RNN h_t (G = H);
+    cells: (T, B, H) the cell states C_1 .. C_T (LSTM), None for the RNN.
+    Steps past a sequence's length hold what the engine computed there (masked by callers).
+    """
+
+    gates: Tensor
+    cells: Tensor | None
+
+
+class Prepared(NamedTuple):
+    x: Tensor  # (T, B, I), time-major
+    lengths: Tensor | None  # (B,) int64 on x's device
+    packed: PackedSequence | None
+    unbatched: bool
+
+
+class RecurrentBase(nn.Module):
+    """Base of :class:`longshort.LSTM` and :class:`longshort.RNN` (not used directly)."""
+
+    gate_multiplier: int
+    state_count: int  # 2 for (h, c), 1 for h
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        for arg, value in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+            ("proj_size", proj_size),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name}: {arg} must be an int, got {type(value).__name__}")
+        for arg, value in (
+            ("bias", bias),
+            ("batch_first", batch_first),
+            ("bidirectional", bidirectional),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name}: {arg} must be a bool, got {type(value).__name__}")
+        for arg, value in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+        ):
+            if value <= 0:
+                raise ValueError(f"{name}: {arg} must be greater than zero, got {value}")
+        if proj_size < 0 or (proj_size and proj_size >= hidden_size):
+            raise ValueError(
+                f"{name}: proj_size must be 0 (no projection) or in [1, hidden_size-1] = "
+                f"[1, {hidden_size - 1}], got {proj_size}"
+            )
+        if (
+            not isinstance(dropout, numbers.Number)
+            or isinstance(dropout, bool)
+            or not 0 <= dropout <= 1
+        ):
+            raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                f"{name}: dropout is applied between layers, so dropout={dropout} with "
+                "num_layers=1 has no effect",
+                stacklevel=3,
+            )
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
+        self.dropout, self.proj_size = float(dropout), proj_size
+        factory = {"device": device, "dtype": dtype}
+        gate_size = self.gate_multiplier * hidden_size
+        out_size = proj_size or hidden_size
+        self._flat_weights_names: list[str] = []
+        for layer in range(num_layers):
+            for direction in range(self.num_directions):
+                layer_input = input_size if layer == 0 else out_size * self.num_directions
+                shapes = {"weight_ih": (gate_size, layer_input), "weight_hh": (gate_size, out_size)}
+                if bias:
+                    shapes |= {"bias_ih": (gate_size,), "bias_hh": (gate_size,)}
+                if proj_size:
+                    shapes["weight_hr"] = (proj_size, hidden_size)
+                for kind, shape in shapes.items():
+                    pname = self._param_name(kind, layer, direction)
+                    setattr(self, pname, nn.Parameter(torch.empty(shape, **factory)))
+                    self._flat_weights_names.append(pname)
+        self.reset_parameters()
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Size of h: ``proj_size`` if set, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
+    @staticmethod
+    def _param_name(kind: str, layer: int, direction: int) -> str:
+        return f"{kind}_l{layer}{'_reverse' if direction else ''}"
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialisation: every parameter uniform in ±1/sqrt(hidden_size)."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -stdv, stdv)
+
+    def flatten_parameters(self) -> None:
+        """No-op kept for drop-in compatibility: longshort keeps no flat weight buffer."""
+
+    def layer_weights(self, layer: int, direction: int) -> tuple[Tensor | None, ...]:
+        """(w_ih, w_hh, b_ih, b_hh, w_hr) of one layer and direction; absent ones are None."""
+        return tuple(
+            getattr(self, self._param_name(kind, layer, direction), None)
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        )
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        defaults = {
+            "proj_size": 0,
+            "num_layers": 1,
+            "bias": True,
+            "batch_first": False,
+            "dropout": 0.0,
+            "bidirectional": False,
+        }  # torch.nn's order
+        for key, default in defaults.items():
+            if getattr(self, key) != default:
+                s += f", {key}={getattr(self, key)}"
+        return s
+
+    # forward plumbing -------------------------------------------------------------------
+
+    def _prepare(self, input: object, lengths: object) -> Prepared:
+        name = type(self).__name__
+        weight = self.weight_ih_l0
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError(f"{name}: pass lengths or a PackedSequence, not both")
+            checks.check_like(
+                name, "input (PackedSequence data)", input.data, weight.dtype, weight.device
+            )
+            checks.check_shape(
+                name,
+                "input.data",
+                input.data,
+                (input.data.shape[0], self.input_size),
+                "(total_steps, input_size)",
+            )
+            checks.check_finite(name, "input", input.data)
+            x, lens = sequence.unpack(input)
+            return Prepared(x, lens, input, False)
+        x = checks.check_tensor(name, "input", input)
+        if x.dim() not in (2, 3):
+            layout = "batch, seq_len" if self.batch_first else "seq_len, batch"
+            raise ValueError(
+                f"{name}: input must be 3-D ({layout}, input_size) or 2-D (seq_len, input_size) "
+                f"for one unbatched sequence, "
+                f"got {x.dim()}-D with shape {checks.shape_str(x)}"
+            )
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{name}: input.size(-1) must equal input_size={self.input_size}, got input of "
+                f"shape {checks.shape_str(x)}"
+            )
+        checks.check_like(name, "input", x, weight.dtype, weight.device)
+        unbatched = x.dim() == 2
+        if unbatched:
+            if lengths is not None:
+                raise ValueError(f"{name}: lengths needs batched 3-D input; got 2-D input")
+            x = x.unsqueeze(1)
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        steps, batch = x.shape[0], x.shape[1]
+        if steps == 0:
+            raise ValueError(
+                f"{name}: input is an empty sequence (seq_len 0), shape "
+                f"{checks.shape_str(input)}; each sequence needs at least one step"
+            )
+        if batch == 0:
+            raise ValueError(f"{name}: input has batch size 0, shape {checks.shape_str(input)}")
+        checks.check_finite(name, "input", x)
+        if lengths is not None:
+            lengths = checks.check_lengths(name, lengths, batch, steps, x.device)
+        return Prepared(x, lengths, None, unbatched)
+
+    def _prepare_states(self, hx: object, prep: Prepared) -> tuple[Tensor, ...]:
+        """Initial states as (L*D, B, size) tensors, zeros where hx is None."""
+        name = type(self).__name__
+        batch, x = prep.x.shape[1], prep.x
+        count = self.num_layers * self.num_directions
+        sizes = (self.output_size, self.hidden_size)[: self.state_count]
+        labels = ("h_0", "c_0")[: self.state_count]
+        if hx is None:
+            return tuple(x.new_zeros(count, batch, s) for s in sizes)
+        if self.state_count == 2:
+            if not isinstance(hx, tuple | list) or len(hx) != 2:
+                raise TypeError(f"{name}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
+            states = tuple(hx)
+        else:
+            states = (hx,)
+        out = []
+        for label, size, state in zip(labels, sizes, states, strict=True):
+            state = checks.check_tensor(name, label, state)
+            weight = self.weight_ih_l0
+            if prep.unbatched:
+                checks.check_shape(
+                    name,
+                    label,
+                    state,
+                    (count, size),
+                    "(num_layers * num_directions, size) for unbatched input",
+                )
+                state = state.unsqueeze(1)
+            else:
+                checks.check_shape(
+                    name,
+                    label,
+                    state,
+                    (count, batch, size),
+                    "(num_layers * num_directions, batch, size)",
+                )
+            checks.check_like(name, label, state, weight.dtype, weight.device)
+            checks.check_finite(name, label, state)
+            out.append(state)
+        return tuple(out)
+
+    def _run_layer(
+        self,
+        x: Tensor,
+        states: tuple[Tensor, ...],
+        layer: int,
+        direction: int,
+        lengths: Tensor | None,
+    ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
+        raise NotImplementedError
+
+    def _run(
+        self, prep: Prepared, states: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...], list[LayerTrace]]:
+        """All layers and directions; returns output (T, B, D*P), final states, traces."""
+        x, lengths = prep.x, prep.lengths
+        rev = sequence.reverse_index(lengths, x.shape[0]) if self.bidirectional else None
+        finals: list[list[Tensor]] = [[] for _ in states]
+        traces: list[LayerTrace] = []
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(self.num_directions):
+                k = layer * self.num_directions + direction
+                xin = sequence.reverse(x, rev) if direction else x
+                out, last, trace = self._run_layer(
+                    xin, tuple(s[k] for s in states), layer, direction, lengths
+                )
+                if direction:
+                    out = sequence.reverse(out, rev)
+                    trace = LayerTrace(
+                        *(None if t is None else sequence.reverse(t, rev) for t in trace)
+                    )
+                outs.append(out)
+                traces.append(trace)
+                for acc, s in zip(finals, last, strict=True):
+                    acc.append(s)
+            x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                x = nn.functional.dropout(x, self.dropout, training=True)
+        return x, tuple(torch.stack(f) for f in finals), traces
+
+    def _forward(
+        self, input: object, hx: object, lengths: object
+    ) -> tuple[Tensor | PackedSequence, tuple[Tensor, ...], list[LayerTrace]]:
+        prep = self._prepare(input, lengths)
+        states = self._prepare_states(hx, prep)
+        out, finals, traces = self._run(prep, states)
+        if prep.packed is not None:
+            return sequence.repack(out, prep.lengths, prep.packed), finals, traces
+        if prep.unbatched:
+            return out.squeeze(1), tuple(f.squeeze(1) for f in finals), traces
+        if self.batch_first:
+            out = out.transpose(0, 1)
+        return out, finals, traces

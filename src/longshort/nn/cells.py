@@ -1,0 +1,132 @@
+"""``longshort.LSTMCell`` and ``longshort.RNNCell``: one step, drop-ins for torch.nn's cells.
+
+They run the same engine as the layers with a one-step sequence, so a hand-written loop over
+these cells gets the seed's handwritten backward too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from longshort import engine
+from longshort.cells.rnn import NONLINEARITIES
+from longshort.nn import checks
+
+
+class _CellBase(nn.Module):
+    gate_multiplier: int
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+        if not isinstance(bias, bool):
+            raise TypeError(f"{name}: bias must be a bool, got {type(bias).__name__}")
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        factory = {"device": device, "dtype": dtype}
+        gates = self.gate_multiplier * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(gates, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size, **factory))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(gates, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(gates, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -stdv, stdv)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
+
+    def _check(
+        self, input: object, hx: tuple | None, count: int
+    ) -> tuple[Tensor, list[Tensor], bool]:
+        """Returns input as (B, I), states as (B, H) each (zeros if hx is None), unbatched."""
+        name = type(self).__name__
+        x = checks.check_tensor(name, "input", input)
+        if x.dim() not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{name}: input must have shape (batch, {self.input_size}) or "
+                f"({self.input_size},), got {checks.shape_str(x)}"
+            )
+        checks.check_like(name, "input", x, self.weight_ih.dtype, self.weight_ih.device)
+        unbatched = x.dim() == 1
+        x = x.unsqueeze(0) if unbatched else x
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: input has batch size 0, shape {checks.shape_str(x)}")
+        checks.check_finite(name, "input", x)
+        if hx is None:
+            return x, [x.new_zeros(x.shape[0], self.hidden_size) for _ in range(count)], unbatched
+        states = []
+        expected = (self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)
+        for label, state in zip(("h_0", "c_0")[:count], hx, strict=True):
+            state = checks.check_tensor(name, label, state)
+            checks.check_shape(name, label, state, expected, "matching input's batch")
+            checks.check_like(name, label, state, self.weight_ih.dtype, self.weight_ih.device)
+            states.append(state.unsqueeze(0) if unbatched else state)
+        return x, states, unbatched
+
+
+class LSTMCell(_CellBase):
+    """One LSTM step. forward(input (B, I) or (I,), hx=(h (B, H), c (B, H))) -> (h', c')."""
+
+    gate_multiplier = 4
+
+    def forward(
+        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        if hx is not None and (not isinstance(hx, tuple | list) or len(hx) != 2):
+            raise TypeError(f"LSTMCell: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
+        x, (h0, c0), unbatched = self._check(input, hx, 2)
+        _, h, c, _, _ = engine.lstm_layer(
+            x[None], h0, c0, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+        )
+        return (h[0], c[0]) if unbatched else (h, c)
+
+
+class RNNCell(_CellBase):
+    """One Elman RNN step. forward(input (B, I) or (I,), hx (B, H)) -> h'."""
+
+    gate_multiplier = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device=None,
+        dtype=None,
+    ) -> None:
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(
+                f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}"
+            )
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, bias, device, dtype)
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        x, (h0,), unbatched = self._check(input, None if hx is None else (hx,), 1)
+        _, h, _ = engine.rnn_layer(
+            x[None],
+            h0,
+            self.weight_ih,
+            self.weight_hh,
+            self.bias_ih,
+            self.bias_hh,
+            None,
+            self.nonlinearity,
+        )
+        return h[0] if unbatched else h

@@ -1,0 +1,113 @@
+"""``longshort.LSTM``: a drop-in for ``torch.nn.LSTM`` running longshort's engine."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from longshort import engine
+from longshort.nn.base import LayerTrace, RecurrentBase
+
+
+class LSTM(RecurrentBase):
+    """Multi-layer LSTM with the seed's equations and handwritten BPTT.
+
+    Same constructor, parameters, shapes and return values as ``torch.nn.LSTM``:
+    ``LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False, proj_size=0, device=None, dtype=None)``.
+
+    Extras:
+      forget_bias: if given, the forget-gate biases start at this value (``bias_ih``'s forget
+        block set to it, ``bias_hh``'s to 0), as Jozefowicz et al. (2015) recommend with 1.0.
+        Default None keeps torch's initialisation, so seeded models match ``torch.nn.LSTM``.
+      lengths (forward): (B,) integer tensor on any device, in any order, instead of packing.
+
+    forward(input, hx=None, lengths=None, return_trace=False):
+      input (T, B, I), (B, T, I) with batch_first, (T, I) unbatched, or a PackedSequence;
+      hx = (h_0 (L*D, B, P), c_0 (L*D, B, H)). Returns output (T, B, D*P) and (h_n, c_n);
+      padded steps of output are zero and h_n, c_n come from each sequence's own last step.
+      With return_trace=True a third value lists a :class:`LayerTrace` per layer and direction.
+    """
+
+    gate_multiplier = 4
+    state_count = 2
+
+    def __init__(self, *args, forget_bias: float | None = None, **kwargs) -> None:
+        self.forget_bias = forget_bias
+        super().__init__(*args, **kwargs)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.forget_bias is None or not self.bias:
+            return
+        h = self.hidden_size
+        with torch.no_grad():
+            for layer in range(self.num_layers):
+                for direction in range(self.num_directions):
+                    _, _, b_ih, b_hh, _ = self.layer_weights(layer, direction)
+                    b_ih[h : 2 * h] = self.forget_bias
+                    b_hh[h : 2 * h] = 0.0
+
+    def _run_layer(
+        self,
+        x: Tensor,
+        states: tuple[Tensor, ...],
+        layer: int,
+        direction: int,
+        lengths: Tensor | None,
+    ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
+        h0, c0 = states
+        out, h_n, c_n, gates, cs = engine.lstm_layer(
+            x, h0, c0, *self.layer_weights(layer, direction), lengths=lengths
+        )
+        return out, (h_n, c_n), LayerTrace(gates, cs[1:])
+
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: tuple[Tensor, Tensor] | None = None,
+        lengths: Tensor | None = None,
+        return_trace: bool = False,
+    ):
+        output, (h_n, c_n), traces = self._forward(input, hx, lengths)
+        if return_trace:
+            return output, (h_n, c_n), traces
+        return output, (h_n, c_n)
+
+    @classmethod
+    def from_torch(cls, module: nn.LSTM) -> LSTM:
+        """A longshort.LSTM with the configuration and weights of a ``torch.nn.LSTM``."""
+        return _convert(module, nn.LSTM, cls)
+
+    def to_torch(self) -> nn.LSTM:
+        """A ``torch.nn.LSTM`` with this module's configuration and weights (e.g. for ONNX)."""
+        return _convert(self, LSTM, nn.LSTM)
+
+
+def _convert(module: nn.Module, source: type, target: type) -> nn.Module:
+    if not isinstance(module, source):
+        raise TypeError(
+            f"expected a {source.__module__}.{source.__name__}, got {type(module).__name__}"
+        )
+    weight = module.weight_ih_l0
+    kwargs = {
+        k: getattr(module, k)
+        for k in (
+            "input_size",
+            "hidden_size",
+            "num_layers",
+            "bias",
+            "batch_first",
+            "dropout",
+            "bidirectional",
+        )
+    }
+    if source in (nn.LSTM, LSTM):
+        kwargs["proj_size"] = module.proj_size
+    else:
+        kwargs["nonlinearity"] = module.nonlinearity
+    new = target(**kwargs, device=weight.device, dtype=weight.dtype)
+    new.load_state_dict(module.state_dict())
+    new.train(module.training)
+    return new

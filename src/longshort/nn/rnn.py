@@ -1,0 +1,94 @@
+"""``longshort.RNN``: a drop-in for ``torch.nn.RNN`` running longshort's engine."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from longshort import engine
+from longshort.cells.rnn import NONLINEARITIES
+from longshort.nn.base import LayerTrace, RecurrentBase
+from longshort.nn.lstm import _convert
+
+
+class RNN(RecurrentBase):
+    """Multi-layer Elman RNN, h_t = tanh(W x_t + U h_{t-1} + b) (or relu), handwritten BPTT.
+
+    Same constructor, parameters, shapes and return values as ``torch.nn.RNN``:
+    ``RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh', bias=True,
+    batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None)``.
+
+    forward(input, hx=None, lengths=None, return_trace=False) returns output (T, B, D*H) and
+    h_n (L*D, B, H); see :class:`longshort.LSTM` for lengths and traces.
+    """
+
+    gate_multiplier = 1
+    state_count = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            device,
+            dtype,
+        )
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s if self.nonlinearity == "tanh" else f"{s}, nonlinearity={self.nonlinearity}"
+
+    def _run_layer(
+        self,
+        x: Tensor,
+        states: tuple[Tensor, ...],
+        layer: int,
+        direction: int,
+        lengths: Tensor | None,
+    ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
+        w_ih, w_hh, b_ih, b_hh, _ = self.layer_weights(layer, direction)
+        out, h_n, hs = engine.rnn_layer(
+            x, states[0], w_ih, w_hh, b_ih, b_hh, lengths, self.nonlinearity
+        )
+        return out, (h_n,), LayerTrace(hs, None)
+
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: Tensor | None = None,
+        lengths: Tensor | None = None,
+        return_trace: bool = False,
+    ):
+        output, (h_n,), traces = self._forward(input, hx, lengths)
+        if return_trace:
+            return output, h_n, traces
+        return output, h_n
+
+    @classmethod
+    def from_torch(cls, module: nn.RNN) -> RNN:
+        """A longshort.RNN with the configuration and weights of a ``torch.nn.RNN``."""
+        return _convert(module, nn.RNN, cls)
+
+    def to_torch(self) -> nn.RNN:
+        """A ``torch.nn.RNN`` with this module's configuration and weights (e.g. for ONNX)."""
+        return _convert(self, RNN, nn.RNN)
