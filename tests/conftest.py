@@ -14,7 +14,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(f"{kind:40s} {value:.3e}")
 
 
-@pytest.fixture(params=["reference"])
+@pytest.fixture(params=["reference", "compiled"])
 def cpu_engine(request):
     """Run the test on each CPU engine."""
     from longshort.engine import use_cpu_engine

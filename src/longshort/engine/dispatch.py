@@ -11,7 +11,7 @@ import torch
 from longshort.engine import reference
 
 _CPU_DTYPES = (torch.float32, torch.float64)
-_state = {"cpu": "reference"}
+_state = {"cpu": "compiled"}
 
 
 def kernels(x: torch.Tensor) -> ModuleType:

@@ -1,0 +1,121 @@
+"""The LSTM over a whole sequence, compiled: forward loop and BPTT loop side by side.
+
+Same equations as ``longshort.cells.lstm`` (the seed's), written for numba: per step one
+recurrent GEMM through BLAS, then the gate math fused per batch row, one 1-D view per gate so
+LLVM vectorises each loop. Every buffer is allocated by the caller; a step allocates nothing.
+
+Shapes: T steps, B batch, H hidden, P size of h (= H without projection), G = 4H.
+``lengths`` is (B,) int64, or empty when every sequence runs all T steps; ``w_hr`` is (P, H), or
+(0, 0) without projection.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from longshort.engine.cpu.activations import JIT, sigmoid_inplace, tanh_into
+from longshort.engine.cpu.blas import matmul_w, matmul_wt
+
+
+@njit(**JIT)
+def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, bits, ints, scal):
+    """z (T, B, G): W·x_t + b on entry, the gates [i, f, g, o] on return (in place).
+    h (B, P): h_0 on entry, h_n on return. cs (T+1, B, H): C_0 set by the caller, C_t filled.
+    out (T, B, P). m_buf (B, H), h_buf (B, P): scratch for the projection."""
+    steps, batch, gates = z.shape
+    hidden = gates // 4
+    proj = w_hr.shape[0] > 0
+    for t in range(steps):
+        zt = z[t]
+        matmul_wt(h, w_hh, zt, 1.0, ints, scal)  # z_t = W·x_t + b + U·h_{t-1}
+        for b in range(batch):
+            if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
+                zt[b, :] = 0.0
+                cs[t + 1, b, :] = cs[t, b, :]
+                continue
+            i = zt[b, 0:hidden]
+            f = zt[b, hidden : 2 * hidden]
+            g = zt[b, 2 * hidden : 3 * hidden]
+            o = zt[b, 3 * hidden :]
+            sigmoid_inplace(i, bits)  # i_t = σ(·)
+            sigmoid_inplace(f, bits)  # f_t = σ(·)
+            tanh_into(g, g, bits)  # C~_t = tanh(·)
+            sigmoid_inplace(o, bits)  # o_t = σ(·)
+            c_prev, c = cs[t, b], cs[t + 1, b]
+            for j in range(hidden):
+                c[j] = f[j] * c_prev[j] + i[j] * g[j]  # C_t = f_t ⊙ C_{t-1} + i_t ⊙ C~_t
+            m = m_buf[b] if proj else out[t, b]
+            tanh_into(c, m, bits)
+            for j in range(hidden):
+                m[j] *= o[j]  # h_t = o_t ⊙ tanh(C_t)
+        if proj:
+            matmul_wt(m_buf, w_hr, h_buf, 0.0, ints, scal)  # h_t = W_hr (o_t ⊙ tanh(C_t))
+            out[t] = h_buf
+        for b in range(batch):
+            if lengths.shape[0] and t >= lengths[b]:
+                out[t, b, :] = 0.0
+            else:
+                h[b, :] = out[t, b]
+
+
+@njit(**JIT)
+def backward(
+    d_out,
+    dh,
+    dc,
+    gates,
+    cs,
+    w_hh,
+    w_hr,
+    lengths,
+    dz,
+    dh_t,
+    dm_buf,
+    dh_buf,
+    tanh_c,
+    bits,
+    ints,
+    scal,
+):
+    """BPTT of :func:`forward`. dh (B, P), dc (B, H): dL/dh_T, dL/dC_T on entry, dL/dh_0,
+    dL/dC_0 on return. dz (T, B, G): dL/dz_t out. dh_t (T, B, P) with projection (it keeps
+    dL/dh_t for dW_hr), else (1, B, P) scratch. dm_buf (B, H), dh_buf (B, P), tanh_c (B, H)."""
+    steps, batch, n_gates = gates.shape
+    hidden = n_gates // 4
+    proj = w_hr.shape[0] > 0
+    for t in range(steps - 1, -1, -1):
+        dht = dh_t[t if proj else 0]
+        for b in range(batch):
+            padded = lengths.shape[0] and t >= lengths[b]
+            for j in range(dht.shape[1]):
+                dht[b, j] = 0.0 if padded else dh[b, j] + d_out[t, b, j]  # from output and t+1
+        if proj:
+            matmul_w(dht, w_hr, dm_buf, 0.0, ints, scal)  # back through h_t = W_hr m_t
+        dm_all = dm_buf if proj else dht
+        for b in range(batch):
+            dzb = dz[t, b]
+            if lengths.shape[0] and t >= lengths[b]:  # padding: the gradient passes untouched
+                dzb[:] = 0.0
+                continue
+            gb = gates[t, b]
+            i, f, g, o = (
+                gb[0:hidden],
+                gb[hidden : 2 * hidden],
+                gb[2 * hidden : 3 * hidden],
+                gb[3 * hidden :],
+            )
+            dzi, dzf = dzb[0:hidden], dzb[hidden : 2 * hidden]
+            dzg, dzo = dzb[2 * hidden : 3 * hidden], dzb[3 * hidden :]
+            c_prev, tc, dcb, dm = cs[t, b], tanh_c[b], dc[b], dm_all[b]
+            tanh_into(cs[t + 1, b], tc, bits)
+            for j in range(hidden):
+                dcj = dcb[j] + dm[j] * o[j] * (1 - tc[j] * tc[j])  # h_t = o_t ⊙ tanh(C_t)
+                dzo[j] = dm[j] * tc[j] * o[j] * (1 - o[j])  # σ' = σ(1 - σ)
+                dzi[j] = dcj * g[j] * i[j] * (1 - i[j])  # C_t = f ⊙ C_{t-1} + i ⊙ C~
+                dzf[j] = dcj * c_prev[j] * f[j] * (1 - f[j])
+                dzg[j] = dcj * i[j] * (1 - g[j] * g[j])  # tanh' = 1 - tanh²
+                dcb[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
+        matmul_w(dz[t], w_hh, dh_buf, 0.0, ints, scal)  # dL/dh_{t-1} = dz_t U
+        for b in range(batch):
+            if not (lengths.shape[0] and t >= lengths[b]):
+                dh[b, :] = dh_buf[b]

@@ -1,0 +1,53 @@
+"""The vanilla RNN over a whole sequence, compiled: forward loop and BPTT loop side by side.
+
+h_t = tanh(W x_t + U h_{t-1} + b) (or relu), as ``longshort.cells.rnn``. Shapes: T steps,
+B batch, H hidden. ``lengths`` is (B,) int64, or empty when all sequences run T steps.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from longshort.engine.cpu.activations import JIT, tanh_into
+from longshort.engine.cpu.blas import matmul_w, matmul_wt
+
+
+@njit(**JIT)
+def forward(z, h, lengths, w_hh, relu, bits, ints, scal):
+    """z (T, B, H): W x_t + b on entry, h_t on return (zero at padding). h (B, H): h_0 in,
+    h_n out."""
+    steps, batch, hidden = z.shape
+    for t in range(steps):
+        zt = z[t]
+        matmul_wt(h, w_hh, zt, 1.0, ints, scal)  # a_t = W x_t + b + U h_{t-1}
+        for b in range(batch):
+            a = zt[b]
+            if lengths.shape[0] and t >= lengths[b]:
+                a[:] = 0.0  # padding: output zero, state carried
+                continue
+            if relu:
+                for j in range(hidden):
+                    a[j] = max(a[j], 0.0)  # h_t = relu(a_t)
+            else:
+                tanh_into(a, a, bits)  # h_t = tanh(a_t)
+            h[b, :] = a
+
+
+@njit(**JIT)
+def backward(d_out, dh, hs, lengths, w_hh, relu, da, dh_buf, ints, scal):
+    """BPTT of :func:`forward`. dh (B, H): dL/dh_T in, dL/dh_0 out; da (T, B, H) out."""
+    steps, batch, hidden = hs.shape
+    for t in range(steps - 1, -1, -1):
+        for b in range(batch):
+            dab = da[t, b]
+            if lengths.shape[0] and t >= lengths[b]:
+                dab[:] = 0.0
+                continue
+            hb, dhb, gb = hs[t, b], dh[b], d_out[t, b]
+            for j in range(hidden):
+                slope = (hb[j] > 0) if relu else 1 - hb[j] * hb[j]  # σ'(a_t)
+                dab[j] = (dhb[j] + gb[j]) * slope
+        matmul_w(da[t], w_hh, dh_buf, 0.0, ints, scal)  # dL/dh_{t-1} = σ'(a_t) U
+        for b in range(batch):
+            if not (lengths.shape[0] and t >= lengths[b]):
+                dh[b, :] = dh_buf[b]
