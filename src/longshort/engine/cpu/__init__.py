@@ -1,8 +1,10 @@
 """The compiled CPU engine: the same functions as :mod:`longshort.engine.reference`, with the
-recurrent loops in numba (:mod:`.lstm`, :mod:`.rnn`) and the big matrix products (input
-projections of all steps, weight gradients over all T*B rows) as single torch GEMMs around them.
+recurrent loops in numba (:mod:`.lstm`, :mod:`.rnn`).
 
-Compiled code is cached on disk by numba, so only the first process pays for compilation.
+Every matrix product of the op, the per-step recurrent ones and the large ones (input
+projections of all steps, weight gradients over all T*B rows), goes to one BLAS, so a call
+runs on one thread pool: mixing it with torch's OpenMP pool made both spin against each other
+on small machines. Compiled code is cached on disk by numba: only a first process compiles.
 """
 
 from __future__ import annotations
@@ -12,20 +14,49 @@ import torch
 from torch import Tensor
 
 from longshort.engine.cpu import lstm, rnn
-from longshort.engine.cpu.blas import scratch
-from longshort.engine.reference import _input_projection, _weight_grads
+from longshort.engine.cpu.blas import matmul_at, matmul_w, matmul_wt, scratch
 
 
 def _np(t: Tensor) -> np.ndarray:
-    return t.detach().contiguous().numpy()
+    """A C-contiguous NumPy view (or copy, when t is strided) of a CPU tensor."""
+    return np.ascontiguousarray(t.detach().numpy())
 
 
 def _lengths(lengths: Tensor | None) -> np.ndarray:
     return np.empty(0, np.int64) if lengths is None else _np(lengths)
 
 
-def _empty2(like: Tensor) -> np.ndarray:
-    return np.empty((0, 0), _np(like[:0]).dtype)
+def _rows(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1, a.shape[-1])
+
+
+def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
+    """z = W·x_t + b for all T steps as one (T*B, I) @ (I, G) product: (T, B, G)."""
+    steps, batch, _ = x.shape
+    z = x.new_empty(steps, batch, w_ih.shape[0])
+    zn = z.numpy()
+    zn[:] = 0.0 if b_ih is None else _np(b_ih) + _np(b_hh)
+    matmul_wt(_rows(_np(x)), _np(w_ih), _rows(zn), 1.0, *scratch(zn.dtype))
+    return z
+
+
+def _input_and_weight_grads(
+    dz: Tensor, x: Tensor, h0: Tensor, hs: Tensor, w_ih: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """dx = dz W, dW_ih = Σ_t dz_tᵀ x_t, dW_hh = Σ_t dz_tᵀ h_{t-1}, db = Σ_t dz_t: one product
+    each over all T*B rows. hs (T, B, P) holds h_1 .. h_T."""
+    dzn, xn, wn = _np(dz), _np(x), _np(w_ih)
+    ws = scratch(dzn.dtype)
+    dx = torch.empty_like(x, memory_format=torch.contiguous_format)
+    dw_ih = w_ih.new_empty(w_ih.shape)
+    dw_hh = w_ih.new_empty(dz.shape[2], h0.shape[1])
+    matmul_w(_rows(dzn), wn, _rows(dx.numpy()), 0.0, *ws)
+    matmul_at(_rows(dzn), _rows(xn), dw_ih.numpy(), 0.0, *ws)
+    matmul_at(dzn[0], _np(h0), dw_hh.numpy(), 0.0, *ws)  # h_{t-1} is h_0 at t = 0 ...
+    if dz.shape[0] > 1:
+        matmul_at(_rows(dzn[1:]), _rows(_np(hs)[:-1]), dw_hh.numpy(), 1.0, *ws)  # ... then h
+    db = torch.from_numpy(_rows(dzn).sum(0))
+    return dx, dw_ih, dw_hh, db
 
 
 def lstm_forward(
@@ -42,18 +73,18 @@ def lstm_forward(
     """See :func:`longshort.engine.reference.lstm_forward`."""
     steps, batch, _ = x.shape
     hidden, out_size = c0.shape[1], h0.shape[1]
-    gates = _input_projection(x, w_ih, b_ih, b_hh).contiguous()  # becomes the gates in place
+    gates = _project(x, w_ih, b_ih, b_hh)  # becomes the gates in place
     out = x.new_empty(steps, batch, out_size)
     cs = x.new_empty(steps + 1, batch, hidden)
     cs[0] = c0
     h = h0.clone(memory_format=torch.contiguous_format)
-    dtype = _np(gates[:0]).dtype
+    dtype = out.numpy().dtype
     lstm.forward(
-        _np(gates),
+        gates.numpy(),
         h.numpy(),
         cs.numpy(),
         _np(w_hh),
-        _empty2(x) if w_hr is None else _np(w_hr),
+        np.empty((0, 0), dtype) if w_hr is None else _np(w_hr),
         _lengths(lengths),
         out.numpy(),
         np.empty((batch, hidden), dtype),
@@ -85,7 +116,7 @@ def lstm_backward(
     dc = d_cn.clone(memory_format=torch.contiguous_format)
     dz = torch.empty_like(gates)
     dh_t = x.new_empty(steps if w_hr is not None else 1, batch, out_size)
-    dtype = _np(dz[:0]).dtype
+    dtype = dz.numpy().dtype
     lstm.backward(
         _np(d_out),
         dh.numpy(),
@@ -93,7 +124,7 @@ def lstm_backward(
         _np(gates),
         _np(cs),
         _np(w_hh),
-        _empty2(x) if w_hr is None else _np(w_hr),
+        np.empty((0, 0), dtype) if w_hr is None else _np(w_hr),
         _lengths(lengths),
         dz.numpy(),
         dh_t.numpy(),
@@ -103,13 +134,13 @@ def lstm_backward(
         np.empty(hidden, np.int32),
         *scratch(dtype),
     )
-    h_prev = torch.cat((h0[None], out[:-1]))
-    dw_ih, dw_hh, db = _weight_grads(dz, x, h_prev)
+    dx, dw_ih, dw_hh, db = _input_and_weight_grads(dz, x, h0, out, w_ih)
     dw_hr = None
     if w_hr is not None:
         m = gates[..., 3 * hidden :] * torch.tanh(cs[1:])  # o_t ⊙ tanh(C_t), recomputed
-        dw_hr = dh_t.flatten(0, 1).T @ m.flatten(0, 1)
-    return dz @ w_ih, dh, dc, dw_ih, dw_hh, db, dw_hr
+        dw_hr = w_hr.new_empty(w_hr.shape)
+        matmul_at(_rows(dh_t.numpy()), _rows(_np(m)), dw_hr.numpy(), 0.0, *scratch(dtype))
+    return dx, dh, dc, dw_ih, dw_hh, db, dw_hr
 
 
 def rnn_forward(
@@ -123,17 +154,16 @@ def rnn_forward(
     nonlinearity: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """See :func:`longshort.engine.reference.rnn_forward`."""
-    hs = _input_projection(x, w_ih, b_ih, b_hh).contiguous()  # becomes h_1 .. h_T in place
+    hs = _project(x, w_ih, b_ih, b_hh)  # becomes h_1 .. h_T in place
     h = h0.clone(memory_format=torch.contiguous_format)
-    dtype = _np(hs[:0]).dtype
     rnn.forward(
-        _np(hs),
+        hs.numpy(),
         h.numpy(),
         _lengths(lengths),
         _np(w_hh),
         nonlinearity == "relu",
         np.empty(hs.shape[2], np.int32),
-        *scratch(dtype),
+        *scratch(hs.numpy().dtype),
     )
     return hs.clone(), h, hs
 
@@ -152,7 +182,6 @@ def rnn_backward(
     """See :func:`longshort.engine.reference.rnn_backward`."""
     dh = d_hn.clone(memory_format=torch.contiguous_format)
     da = torch.empty_like(hs)
-    dtype = _np(da[:0]).dtype
     rnn.backward(
         _np(d_out),
         dh.numpy(),
@@ -162,8 +191,7 @@ def rnn_backward(
         nonlinearity == "relu",
         da.numpy(),
         np.empty_like(dh.numpy()),
-        *scratch(dtype),
+        *scratch(da.numpy().dtype),
     )
-    h_prev = torch.cat((h0[None], hs[:-1]))
-    dw_ih, dw_hh, db = _weight_grads(da, x, h_prev)
-    return da @ w_ih, dh, dw_ih, dw_hh, db
+    dx, dw_ih, dw_hh, db = _input_and_weight_grads(da, x, h0, hs, w_ih)
+    return dx, dh, dw_ih, dw_hh, db

@@ -26,7 +26,7 @@ _N, _T = np.array([ord("N")], np.uint8), np.array([ord("T")], np.uint8)
 
 def scratch(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """The (ints, scalars) scratch every gemm call below takes; allocate once per loop."""
-    return np.empty(5, np.int32), np.empty(2, dtype)
+    return np.empty(6, np.int32), np.empty(2, dtype)
 
 
 def _call(y, ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc):  # pragma: no cover - typed below
@@ -42,37 +42,51 @@ def _call_impl(y, ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc):
 
 
 @njit(cache=True)
-def _gemm(trans, x, w, y, beta, n_out, k, ldw, ints, scal):
-    """y (B, N) = x (B, K) @ op(w) + beta * y, all C-contiguous, via column-major BLAS."""
-    ints[0], ints[1], ints[2], ints[3], ints[4] = n_out, x.shape[0], k, ldw, n_out
+def _gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, ints, scal):
+    """Column-major c (m, n) = op(a) @ op(b) + beta * c, every argument passed by address."""
+    ints[0], ints[1], ints[2], ints[3], ints[4], ints[5] = m, n, k, lda, ldb, ldc
     scal[0], scal[1] = 1.0, beta
     ip, sp = ints.ctypes.data, scal.ctypes.data
     isz, ssz = ints.itemsize, scal.itemsize
     _call(
-        y,
-        trans.ctypes.data,
-        _N.ctypes.data,
+        c,
+        ta.ctypes.data,
+        tb.ctypes.data,
         ip,
         ip + isz,
         ip + 2 * isz,
         sp,
-        w.ctypes.data,
+        a.ctypes.data,
         ip + 3 * isz,
-        x.ctypes.data,
-        ip + 2 * isz,
-        sp + ssz,
-        y.ctypes.data,
+        b.ctypes.data,
         ip + 4 * isz,
+        sp + ssz,
+        c.ctypes.data,
+        ip + 5 * isz,
     )
+
+
+# Row-major products as column-major BLAS calls: a row-major (r, s) array is a column-major
+# (s, r) one, its transpose, so y = x @ w.T is computed as y.T = w @ x.T.
 
 
 @njit(cache=True)
 def matmul_wt(x, w, y, beta, ints, scal):
     """y (B, N) = x (B, K) @ w.T + beta * y, with w (N, K)."""
-    _gemm(_T, x, w, y, beta, w.shape[0], w.shape[1], w.shape[1], ints, scal)
+    n, k = w.shape
+    _gemm(_T, _N, n, x.shape[0], k, w, k, x, k, beta, y, n, ints, scal)
 
 
 @njit(cache=True)
 def matmul_w(x, w, y, beta, ints, scal):
     """y (B, N) = x (B, K) @ w + beta * y, with w (K, N)."""
-    _gemm(_N, x, w, y, beta, w.shape[1], w.shape[0], w.shape[1], ints, scal)
+    k, n = w.shape
+    _gemm(_N, _N, n, x.shape[0], k, w, n, x, k, beta, y, n, ints, scal)
+
+
+@njit(cache=True)
+def matmul_at(a, b, y, beta, ints, scal):
+    """y (N, K) = a.T @ b + beta * y, with a (M, N) and b (M, K): a sum over the M rows."""
+    m, n = a.shape
+    k = b.shape[1]
+    _gemm(_N, _T, k, n, m, b, k, a, n, beta, y, k, ints, scal)
