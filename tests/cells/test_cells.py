@@ -23,14 +23,14 @@ def test_lstm_step_forward_and_backward_match_torch_cell():
     xw = x @ cell.weight_ih.T + cell.bias_ih + cell.bias_hh
     with torch.no_grad():
         gates, c, h = lstm.forward_step(xw, h0, c0, cell.weight_hh, None)
-        dz, dh_prev, dc_prev = lstm.backward_step(dh, dc, gates, c0, c, cell.weight_hh, None)
+        dz, dh_prev, dc_prev, _ = lstm.backward_step(dh, dc, gates, c0, c, cell.weight_hh, None)
     torch.testing.assert_close(h, h_ref.detach())
     torch.testing.assert_close(c, c_ref.detach())
     torch.testing.assert_close(dh_prev, dh0_ref)
     torch.testing.assert_close(dc_prev, dc0_ref)
     f = gates[:, H : 2 * H]
     # with no gradient through h, dL/dC_{t-1} is exactly dL/dC_t * f_t: the carousel
-    _, _, carousel = lstm.backward_step(
+    _, _, carousel, _ = lstm.backward_step(
         torch.zeros_like(dh), dc, gates, c0, c, cell.weight_hh, None
     )
     torch.testing.assert_close(carousel, dc * f)

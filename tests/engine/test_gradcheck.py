@@ -68,8 +68,8 @@ def test_gradcheck_would_catch_a_wrong_backward():
     original = cell.backward_step
 
     def broken(dh, dc, gates, c_prev, c, w_hh, w_hr):
-        dz, dh_prev, dc_prev = original(dh, dc, gates, c_prev, c, w_hh, w_hr)
-        return dz, dh_prev, dc_prev * 0.5
+        dz, dh_prev, dc_prev, dc_t = original(dh, dc, gates, c_prev, c, w_hh, w_hr)
+        return dz, dh_prev, dc_prev * 0.5, dc_t
 
     from longshort.engine import use_cpu_engine
 

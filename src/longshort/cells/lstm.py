@@ -42,13 +42,13 @@ def backward_step(
     c: Tensor,
     w_hh: Tensor,
     w_hr: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One step back through time.
 
     dh: (B, P) dL/dh_t, from the output at t and from step t+1; dc: (B, H) dL/dC_t from step t+1.
     gates: (B, 4H) saved [i, f, g, o]; c_prev, c: (B, H) C_{t-1} and C_t.
     Returns dz (B, 4H), the gradient at the gates' pre-activations, dL/dh_{t-1} (B, P) through
-    the recurrent weights, and dL/dC_{t-1} (B, H) along the carousel.
+    the recurrent weights, dL/dC_{t-1} (B, H) along the carousel, and dL/dC_t (B, H) in all.
     """
     i, f, g, o = gates.chunk(4, dim=1)
     dm = dh @ w_hr if w_hr is not None else dh  # back through h_t = W_hr m_t
@@ -63,4 +63,4 @@ def backward_step(
     )  # σ'(z) = σ(1 - σ), tanh'(z) = 1 - tanh²
     dc_prev = dc * f  # ∂C_t/∂C_{t-1} = f_t: the constant error carousel
     dh_prev = dz @ w_hh  # the path through h_{t-1}
-    return dz, dh_prev, dc_prev
+    return dz, dh_prev, dc_prev, dc

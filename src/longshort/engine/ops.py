@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from longshort.engine import dispatch
+from longshort.engine import dispatch, gradient_norms
 
 _EMPTY = (0,)
 
@@ -62,12 +62,13 @@ def lstm_bwd(
     out: Tensor,
     gates: Tensor,
     cs: Tensor,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr (empty when there is no projection)."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr (empty when there is no projection) and
+    the per-step gradient norms (T, B, 2)."""
     grads = dispatch.kernels(x).lstm_backward(
         d_out, d_hn, d_cn, x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs
     )
-    return (*grads[:6], grads[6] if grads[6] is not None else x.new_empty(_EMPTY))
+    return (*grads[:6], grads[6] if grads[6] is not None else x.new_empty(_EMPTY), grads[7])
 
 
 @lstm_bwd.register_fake
@@ -80,6 +81,7 @@ def _(d_out, d_hn, d_cn, x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs):
         w_hh.new_empty(w_hh.shape),
         x.new_empty(gates.shape[2]),
         w_hr.new_empty(w_hr.shape) if w_hr is not None else x.new_empty(_EMPTY),
+        x.new_empty(x.shape[0], x.shape[1], 2),
     )
 
 
@@ -93,7 +95,7 @@ def _lstm_setup(ctx, inputs: Sequence, output: Sequence) -> None:
 
 def _lstm_backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cs):
     x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs = ctx.saved_tensors
-    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = lstm_bwd(
+    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, norms = lstm_bwd(
         _or_zeros(d_out, out),
         _or_zeros(d_hn, h0),
         _or_zeros(d_cn, cs[0]),
@@ -107,6 +109,7 @@ def _lstm_backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cs):
         gates,
         cs,
     )
+    gradient_norms.record("lstm", norms)
     db_ih, db_hh = (db, db) if ctx.has_bias else (None, None)
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr if ctx.has_proj else None, None
 
@@ -146,8 +149,8 @@ def rnn_bwd(
     lengths: Tensor | None,
     hs: Tensor,
     nonlinearity: str,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dW_ih, dW_hh, db."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns dx, dh0, dW_ih, dW_hh, db and the per-step gradient norms (T, B, 1)."""
     return dispatch.kernels(x).rnn_backward(
         d_out, d_hn, x, h0, w_ih, w_hh, lengths, hs, nonlinearity
     )
@@ -161,6 +164,7 @@ def _(d_out, d_hn, x, h0, w_ih, w_hh, lengths, hs, nonlinearity):
         w_ih.new_empty(w_ih.shape),
         w_hh.new_empty(w_hh.shape),
         x.new_empty(w_hh.shape[0]),
+        x.new_empty(x.shape[0], x.shape[1], 1),
     )
 
 
@@ -174,7 +178,7 @@ def _rnn_setup(ctx, inputs: Sequence, output: Sequence) -> None:
 
 def _rnn_backward(ctx, d_out, d_hn, _d_hs):
     x, h0, w_ih, w_hh, lengths, hs = ctx.saved_tensors
-    dx, dh0, dw_ih, dw_hh, db = rnn_bwd(
+    dx, dh0, dw_ih, dw_hh, db, norms = rnn_bwd(
         _or_zeros(d_out, hs),
         _or_zeros(d_hn, h0),
         x,
@@ -185,6 +189,7 @@ def _rnn_backward(ctx, d_out, d_hn, _d_hs):
         hs,
         ctx.nonlinearity,
     )
+    gradient_norms.record("rnn", norms)
     db_ih, db_hh = (db, db) if ctx.has_bias else (None, None)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None
 

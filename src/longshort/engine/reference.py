@@ -87,19 +87,23 @@ def lstm_backward(
     gates: Tensor,
     cs: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """BPTT for :func:`lstm_forward`. Returns dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr."""
+    """BPTT for :func:`lstm_forward`. Returns dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr and
+    norms (T, B, 2): ||dL/dh_t|| and ||dL/dC_t|| of every step (0 at padding)."""
     steps = x.shape[0]
     mask = step_mask(lengths, steps)
     dz = torch.empty_like(gates)
+    norms = x.new_empty(steps, x.shape[1], 2)
     dh_all = torch.empty_like(out) if w_hr is not None else None
     dh, dc = d_hn, d_cn
     for t in reversed(range(steps)):
         dh_t = dh + d_out[t]
         if mask is not None:
             dh_t = torch.where(mask[t], dh_t, 0)
-        dz_t, dh_prev, dc_prev = lstm_cell.backward_step(
+        dz_t, dh_prev, dc_prev, dc_t = lstm_cell.backward_step(
             dh_t, dc, gates[t], cs[t], cs[t + 1], w_hh, w_hr
         )
+        norms[t, :, 0] = dh_t.norm(dim=1)
+        norms[t, :, 1] = dc_t.norm(dim=1)
         if mask is not None:  # padding: the gradient passes the step untouched
             dz_t = torch.where(mask[t], dz_t, 0)
             dh_prev = torch.where(mask[t], dh_prev, dh)
@@ -115,7 +119,9 @@ def lstm_backward(
         o = gates.chunk(4, dim=2)[3]
         m = o * torch.tanh(cs[1:])  # the unprojected hidden state, recomputed
         dw_hr = dh_all.flatten(0, 1).T @ m.flatten(0, 1)
-    return dz @ w_ih, dh, dc, dw_ih, dw_hh, db, dw_hr
+    if mask is not None:
+        norms[:, :, 1:] = torch.where(mask, norms[:, :, 1:], 0)
+    return dz @ w_ih, dh, dc, dw_ih, dw_hh, db, dw_hr, norms
 
 
 def rnn_forward(
@@ -153,13 +159,18 @@ def rnn_backward(
     hs: Tensor,
     nonlinearity: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """BPTT for :func:`rnn_forward`. Returns dx, dh0, dW_ih, dW_hh, db."""
+    """BPTT for :func:`rnn_forward`. Returns dx, dh0, dW_ih, dW_hh, db and norms (T, B, 1):
+    ||dL/dh_t|| of every step (0 at padding)."""
     steps = x.shape[0]
     mask = step_mask(lengths, steps)
     da = torch.empty_like(hs)
+    norms = x.new_empty(steps, x.shape[1], 1)
     dh = d_hn
     for t in reversed(range(steps)):
         dh_t = dh + d_out[t]
+        if mask is not None:
+            dh_t = torch.where(mask[t], dh_t, 0)
+        norms[t, :, 0] = dh_t.norm(dim=1)
         da_t, dh_prev = rnn_cell.backward_step(dh_t, hs[t], w_hh, nonlinearity)
         if mask is not None:
             da_t = torch.where(mask[t], da_t, 0)
@@ -168,4 +179,4 @@ def rnn_backward(
         dh = dh_prev
     h_prev = torch.cat((h0[None], hs[:-1]))
     dw_ih, dw_hh, db = _weight_grads(da, x, h_prev)
-    return da @ w_ih, dh, dw_ih, dw_hh, db
+    return da @ w_ih, dh, dw_ih, dw_hh, db, norms

@@ -109,12 +109,13 @@ def lstm_backward(
     gates: Tensor,
     cs: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """See :func:`longshort.engine.reference.lstm_backward`."""
+    """See :func:`longshort.engine.reference.lstm_backward`; also returns norms (T, B, 2)."""
     steps, batch, _ = x.shape
     hidden, out_size = cs.shape[2], out.shape[2]
     dh = d_hn.clone(memory_format=torch.contiguous_format)
     dc = d_cn.clone(memory_format=torch.contiguous_format)
     dz = torch.empty_like(gates)
+    norms = x.new_empty(steps, batch, 2)
     dh_t = x.new_empty(steps if w_hr is not None else 1, batch, out_size)
     dtype = dz.numpy().dtype
     lstm.backward(
@@ -131,6 +132,7 @@ def lstm_backward(
         np.empty((batch, hidden), dtype),
         np.empty((batch, out_size), dtype),
         np.empty((batch, hidden), dtype),
+        norms.numpy(),
         np.empty(hidden, np.int32),
         *scratch(dtype),
     )
@@ -140,7 +142,7 @@ def lstm_backward(
         m = gates[..., 3 * hidden :] * torch.tanh(cs[1:])  # o_t ⊙ tanh(C_t), recomputed
         dw_hr = w_hr.new_empty(w_hr.shape)
         matmul_at(_rows(dh_t.numpy()), _rows(_np(m)), dw_hr.numpy(), 0.0, *scratch(dtype))
-    return dx, dh, dc, dw_ih, dw_hh, db, dw_hr
+    return dx, dh, dc, dw_ih, dw_hh, db, dw_hr, norms
 
 
 def rnn_forward(
@@ -179,9 +181,10 @@ def rnn_backward(
     hs: Tensor,
     nonlinearity: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """See :func:`longshort.engine.reference.rnn_backward`."""
+    """See :func:`longshort.engine.reference.rnn_backward`; also returns norms (T, B, 1)."""
     dh = d_hn.clone(memory_format=torch.contiguous_format)
     da = torch.empty_like(hs)
+    norms = x.new_empty(hs.shape[0], hs.shape[1], 1)
     rnn.backward(
         _np(d_out),
         dh.numpy(),
@@ -191,7 +194,8 @@ def rnn_backward(
         nonlinearity == "relu",
         da.numpy(),
         np.empty_like(dh.numpy()),
+        norms.numpy(),
         *scratch(da.numpy().dtype),
     )
     dx, dw_ih, dw_hh, db = _input_and_weight_grads(da, x, h0, hs, w_ih)
-    return dx, dh, dw_ih, dw_hh, db
+    return dx, dh, dw_ih, dw_hh, db, norms

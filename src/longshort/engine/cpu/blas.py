@@ -7,6 +7,14 @@ of the recurrent loop allocates nothing. ``?gemm`` is reached through
 
 from __future__ import annotations
 
+import os
+
+# OpenBLAS worker threads spin for about 2^28 cycles after each call before they sleep; on a
+# 2-core machine that spinning slowed every torch op after a longshort layer 2-3x (a training
+# step of the sentiment task: 26 ms -> 10 ms with 2^4). Read once, when SciPy's BLAS loads below;
+# a value the user set wins.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import llvmlite.binding
 import numpy as np
 from numba import njit, types

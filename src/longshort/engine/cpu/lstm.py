@@ -73,13 +73,15 @@ def backward(
     dm_buf,
     dh_buf,
     tanh_c,
+    norms,
     bits,
     ints,
     scal,
 ):
     """BPTT of :func:`forward`. dh (B, P), dc (B, H): dL/dh_T, dL/dC_T on entry, dL/dh_0,
     dL/dC_0 on return. dz (T, B, G): dL/dz_t out. dh_t (T, B, P) with projection (it keeps
-    dL/dh_t for dW_hr), else (1, B, P) scratch. dm_buf (B, H), dh_buf (B, P), tanh_c (B, H)."""
+    dL/dh_t for dW_hr), else (1, B, P) scratch. dm_buf (B, H), dh_buf (B, P), tanh_c (B, H).
+    norms (T, B, 2) out: ||dL/dh_t|| and ||dL/dC_t|| of every step (0 at padding)."""
     steps, batch, n_gates = gates.shape
     hidden = n_gates // 4
     proj = w_hr.shape[0] > 0
@@ -87,8 +89,11 @@ def backward(
         dht = dh_t[t if proj else 0]
         for b in range(batch):
             padded = lengths.shape[0] and t >= lengths[b]
+            sq = 0.0
             for j in range(dht.shape[1]):
                 dht[b, j] = 0.0 if padded else dh[b, j] + d_out[t, b, j]  # from output and t+1
+                sq += dht[b, j] * dht[b, j]
+            norms[t, b, 0] = sq**0.5
         if proj:
             matmul_w(dht, w_hr, dm_buf, 0.0, ints, scal)  # back through h_t = W_hr m_t
         dm_all = dm_buf if proj else dht
@@ -96,6 +101,7 @@ def backward(
             dzb = dz[t, b]
             if lengths.shape[0] and t >= lengths[b]:  # padding: the gradient passes untouched
                 dzb[:] = 0.0
+                norms[t, b, 1] = 0.0
                 continue
             gb = gates[t, b]
             i, f, g, o = (
@@ -108,13 +114,16 @@ def backward(
             dzg, dzo = dzb[2 * hidden : 3 * hidden], dzb[3 * hidden :]
             c_prev, tc, dcb, dm = cs[t, b], tanh_c[b], dc[b], dm_all[b]
             tanh_into(cs[t + 1, b], tc, bits)
+            sq = 0.0
             for j in range(hidden):
                 dcj = dcb[j] + dm[j] * o[j] * (1 - tc[j] * tc[j])  # h_t = o_t ⊙ tanh(C_t)
+                sq += dcj * dcj
                 dzo[j] = dm[j] * tc[j] * o[j] * (1 - o[j])  # σ' = σ(1 - σ)
                 dzi[j] = dcj * g[j] * i[j] * (1 - i[j])  # C_t = f ⊙ C_{t-1} + i ⊙ C~
                 dzf[j] = dcj * c_prev[j] * f[j] * (1 - f[j])
                 dzg[j] = dcj * i[j] * (1 - g[j] * g[j])  # tanh' = 1 - tanh²
                 dcb[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
+            norms[t, b, 1] = sq**0.5
         matmul_w(dz[t], w_hh, dh_buf, 0.0, ints, scal)  # dL/dh_{t-1} = dz_t U
         for b in range(batch):
             if not (lengths.shape[0] and t >= lengths[b]):

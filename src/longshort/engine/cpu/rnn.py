@@ -34,19 +34,24 @@ def forward(z, h, lengths, w_hh, relu, bits, ints, scal):
 
 
 @njit(**JIT)
-def backward(d_out, dh, hs, lengths, w_hh, relu, da, dh_buf, ints, scal):
-    """BPTT of :func:`forward`. dh (B, H): dL/dh_T in, dL/dh_0 out; da (T, B, H) out."""
+def backward(d_out, dh, hs, lengths, w_hh, relu, da, dh_buf, norms, ints, scal):
+    """BPTT of :func:`forward`. dh (B, H): dL/dh_T in, dL/dh_0 out; da (T, B, H) out;
+    norms (T, B, 1) out: ||dL/dh_t|| of every step (0 at padding)."""
     steps, batch, hidden = hs.shape
     for t in range(steps - 1, -1, -1):
         for b in range(batch):
             dab = da[t, b]
             if lengths.shape[0] and t >= lengths[b]:
                 dab[:] = 0.0
+                norms[t, b, 0] = 0.0
                 continue
             hb, dhb, gb = hs[t, b], dh[b], d_out[t, b]
+            sq = 0.0
             for j in range(hidden):
                 slope = (hb[j] > 0) if relu else 1 - hb[j] * hb[j]  # σ'(a_t)
                 dab[j] = (dhb[j] + gb[j]) * slope
+                sq += (dhb[j] + gb[j]) * (dhb[j] + gb[j])
+            norms[t, b, 0] = sq**0.5
         matmul_w(da[t], w_hh, dh_buf, 0.0, ints, scal)  # dL/dh_{t-1} = σ'(a_t) U
         for b in range(batch):
             if not (lengths.shape[0] and t >= lengths[b]):

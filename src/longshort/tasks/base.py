@@ -1,0 +1,72 @@
+"""What every task provides: seeded batches, a loss, a metric and its documented baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Batch:
+    """x: (B, T, F) float features or (B, T) int64 tokens; y: targets; lengths: (B,) or None."""
+
+    x: Tensor
+    y: Tensor
+    lengths: Tensor | None = None
+
+
+class Task:
+    """A seeded generator of batches with a loss, a metric and a baseline.
+
+    Subclasses set: name, input_size (features, or vocabulary size when ``tokens``), output_size,
+    readout ("last": predict from the last step; "all": at every step), metric_name,
+    higher_is_better, baseline (the metric of the trivial strategy named in baseline_note) and
+    solved_at (the threshold that counts as solved).
+    """
+
+    name: str
+    input_size: int
+    output_size: int
+    tokens: bool = False
+    readout: str = "last"
+    metric_name: str
+    higher_is_better: bool
+    baseline: float
+    baseline_note: str
+    solved_at: float
+
+    def __init__(self, seq_len: int) -> None:
+        if not isinstance(seq_len, int) or seq_len < 1:
+            raise ValueError(
+                f"{type(self).__name__}: seq_len must be a positive int, got {seq_len!r}"
+            )
+        self.seq_len = seq_len
+
+    def batch(self, size: int, generator: torch.Generator) -> Batch:
+        raise NotImplementedError
+
+    def loss(self, pred: Tensor, y: Tensor) -> Tensor:
+        if self.output_size == 1:
+            return nn.functional.mse_loss(pred.squeeze(-1), y)
+        return nn.functional.cross_entropy(pred.reshape(-1, self.output_size), y.reshape(-1))
+
+    def metric(self, pred: Tensor, y: Tensor) -> float:
+        """The task's metric (MSE, accuracy or cross-entropy) on one batch."""
+        if self.metric_name == "accuracy":
+            return float((pred.argmax(-1) == y).float().mean())
+        return float(self.loss(pred, y))
+
+    def solved(self, metric: float) -> bool:
+        return metric >= self.solved_at if self.higher_is_better else metric <= self.solved_at
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "task": self.name,
+            "seq_len": self.seq_len,
+            "metric": self.metric_name,
+            "baseline": self.baseline,
+            "baseline_note": self.baseline_note,
+            "solved_at": self.solved_at,
+        }

@@ -1,0 +1,90 @@
+"""A recurrent layer with an input embedding and a readout head: the model tasks train."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from longshort.nn import LSTM, RNN
+
+CELLS = ("lstm", "rnn")
+
+
+class SequenceModel(nn.Module):
+    """Embedding (token tasks) -> LSTM or RNN -> linear head at the last step or every step.
+
+    forward(x (B, T) int64 or (B, T, F) float, lengths (B,) or None) returns (B, out) for
+    readout "last" (each sequence's own last step) or (B, T, out) for "all".
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        tokens: bool = False,
+        readout: str = "last",
+        num_layers: int = 1,
+        forget_bias: float | None = 1.0,
+        embedding_size: int = 32,
+    ) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"SequenceModel: cell must be 'lstm' or 'rnn', got {cell!r}")
+        if readout not in ("last", "all"):
+            raise ValueError(f"SequenceModel: readout must be 'last' or 'all', got {readout!r}")
+        self.config: dict[str, Any] = {
+            "cell": cell,
+            "input_size": input_size,
+            "hidden_size": hidden_size,
+            "output_size": output_size,
+            "tokens": tokens,
+            "readout": readout,
+            "num_layers": num_layers,
+            "forget_bias": forget_bias,
+            "embedding_size": embedding_size,
+        }
+        self.embed = nn.Embedding(input_size, embedding_size) if tokens else None
+        features = embedding_size if tokens else input_size
+        if cell == "lstm":
+            self.rnn = LSTM(
+                features, hidden_size, num_layers, batch_first=True, forget_bias=forget_bias
+            )
+        else:
+            self.rnn = RNN(features, hidden_size, num_layers, batch_first=True)
+        self.head = nn.Linear(hidden_size, output_size)
+        self.readout = readout
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.embed(x) if self.embed is not None else x
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        out, _ = self.rnn(self.features(x), lengths=lengths)
+        if self.readout == "all":
+            return self.head(out)
+        if lengths is None:
+            return self.head(out[:, -1])
+        last = (lengths.to(out.device) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
+        return self.head(out.gather(1, last).squeeze(1))
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SequenceModel:
+        return cls(**config)
+
+
+def model_for_task(task, cell: str, hidden_size: int, **kwargs) -> SequenceModel:
+    return SequenceModel(
+        cell, task.input_size, hidden_size, task.output_size, task.tokens, task.readout, **kwargs
+    )
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def set_threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(n)
