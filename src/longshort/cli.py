@@ -1,17 +1,213 @@
-"""The ``longshort`` command line."""
+"""The ``longshort`` command line: train, compare, demo, inspect."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+from longshort.tasks import TASKS
+
+
+def _lengths(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"lengths must be positive, got {text!r}")
+    return values
+
+
+def _training_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument("--hidden", type=int, default=32, help="hidden size (default 32)")
+    p.add_argument("--steps", type=int, default=2000, help="maximum training steps")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=None, help="budget per run")
+    p.add_argument("--out", type=Path, default=Path("runs"))
+    p.add_argument("--no-progress", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longshort", description=__doc__)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("demo", help="RNN against LSTM on long-range tasks, with a report")
+    demo = sub.add_parser("demo", help="RNN against LSTM on long-range tasks, as an HTML page")
+    demo.add_argument("--out", type=Path, default=Path("longshort-demo"))
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--scale", type=float, default=1.0, help="multiply the training budget (steps and seconds)"
+    )
+    demo.add_argument("--no-progress", action="store_true")
+    train = sub.add_parser("train", help="train one model on a task")
+    _training_args(train)
+    train.add_argument("--cell", choices=["lstm", "rnn"], default="lstm")
+    train.add_argument("--seq-len", type=int, required=True)
+    compare = sub.add_parser("compare", help="RNN against LSTM at several lengths")
+    _training_args(compare)
+    compare.add_argument("--seq-len", type=_lengths, required=True, help="e.g. 50,100,200")
+    inspect = sub.add_parser("inspect", help="figures and a JSON summary of a checkpoint")
+    inspect.add_argument("checkpoint", type=Path)
+    inspect.add_argument("--text", default=None, help="a sentence (sentiment checkpoints)")
+    inspect.add_argument("--out", type=Path, default=None)
     return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from longshort.report.experiment import train_one
+
+    out = args.out / f"{args.task}-{args.cell}-T{args.seq_len}"
+    run = train_one(
+        args.task,
+        args.seq_len,
+        args.cell,
+        args.hidden,
+        args.steps,
+        None if args.max_minutes is None else args.max_minutes * 60,
+        args.seed,
+        args.lr,
+        args.batch_size,
+        out,
+        not args.no_progress,
+    )
+    h = run.history
+    print(
+        f"{args.cell.upper()} {args.task} T={args.seq_len}: held-out {run.task.metric_name} "
+        f"{h.final_metric:.4f} (baseline {run.task.baseline:.4f}), "
+        f"{'solved' if h.solved else 'not solved'} after {h.steps[-1]} steps, "
+        f"{h.seconds:.1f} s; checkpoint in {out}"
+    )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from longshort.report import figures
+    from longshort.report.demo import format_table, table_rows
+    from longshort.report.experiment import flow_by_distance, train_one
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for length in args.seq_len:
+        pair = [
+            train_one(
+                args.task,
+                length,
+                cell,
+                args.hidden,
+                args.steps,
+                None if args.max_minutes is None else args.max_minutes * 60,
+                args.seed,
+                args.lr,
+                args.batch_size,
+                args.out / f"{args.task}-{cell}-T{length}",
+                not args.no_progress,
+            )
+            for cell in ("rnn", "lstm")
+        ]
+        runs += pair
+        task = pair[0].task
+        figures.learning_curves(
+            {r.cell.upper(): (r.history.steps, r.history.eval_metric) for r in pair},
+            task.metric_name,
+            task.baseline,
+            f"{args.task}, T = {length}",
+            args.out / f"curves-{args.task}-T{length}.png",
+        )
+        if task.readout == "last" and not task.tokens:
+            figures.gradient_vs_distance(
+                {r.cell.upper(): flow_by_distance(r, args.seed) for r in pair},
+                f"Gradient norm against distance, {args.task}, T = {length}",
+                args.out / f"gradient-{args.task}-T{length}.png",
+            )
+    task = runs[0].task
+    figures.metric_vs_length(
+        {
+            c.upper(): (
+                [r.task.seq_len for r in runs if r.cell == c],
+                [r.history.final_metric for r in runs if r.cell == c],
+            )
+            for c in ("rnn", "lstm")
+        },
+        task.metric_name,
+        task.baseline,
+        f"{args.task}: final metric against length",
+        args.out / f"metric-vs-length-{args.task}.png",
+    )
+    rows = table_rows(runs)
+    (args.out / f"compare-{args.task}.json").write_text(json.dumps(rows, indent=2))
+    print(format_table(rows))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from longshort.report.demo import DemoConfig, format_table, run_demo
+
+    summary = run_demo(
+        DemoConfig(out=args.out, seed=args.seed, scale=args.scale, progress=not args.no_progress)
+    )
+    print(format_table(summary["rows"]))
+    print(f"\nwrote {args.out / 'index.html'} ({summary['seconds']} s)")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import torch
+
+    from longshort.inspect import carousel, half_life, trace
+    from longshort.report import figures
+    from longshort.tasks import make_task
+    from longshort.train.checkpoint import load
+
+    model, config = load(args.checkpoint)
+    out = args.out or args.checkpoint / "inspect"
+    out.mkdir(parents=True, exist_ok=True)
+    task_info = config.get("task", {})
+    task = make_task(task_info.get("task", "adding"), int(task_info.get("seq_len", 50)))
+    tokens = None
+    if args.text is not None:
+        from longshort.tasks.sentiment import INDEX
+
+        if task.name != "sentiment":
+            raise SystemExit("longshort inspect: --text needs a sentiment checkpoint")
+        tokens = args.text.lower().replace(",", " , ").split()
+        unknown = [w for w in tokens if w not in INDEX]
+        if unknown:
+            raise SystemExit(f"longshort inspect: words not in the vocabulary: {unknown}")
+        x = torch.tensor([[INDEX[w] for w in tokens]])
+    else:
+        x = task.batch(1, torch.Generator().manual_seed(0)).x
+    with torch.no_grad():
+        tr = trace(model.rnn, model.features(x))[0]
+        pred = model(x)
+    summary: dict[str, object] = {
+        "checkpoint": str(args.checkpoint),
+        "task": task.name,
+        "cell": model.config["cell"],
+        "steps": int(tr.h.shape[0]),
+    }
+    if tr.f is not None:
+        f = tr.f[:, 0]
+        figures.gate_heatmap(f, tokens, "Forget gate f_t", path=out / "forget-gates.png")
+        figures.gate_heatmap(tr.i[:, 0], tokens, "Input gate i_t", path=out / "input-gates.png")
+        figures.carousel_products(
+            carousel(f, k=0), "Carousel products from step 0", path=out / "carousel.png"
+        )
+        figures.cell_trajectories(
+            tr.c[:, 0], tokens, "Cell states C_t", path=out / "cell-states.png"
+        )
+        summary["half_life_steps"] = [round(v, 2) for v in half_life(f).tolist()]
+        summary["mean_forget_gate"] = round(float(f.mean()), 4)
+    summary["prediction"] = pred[0].tolist()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2)[:2000])
+    print(f"wrote figures and summary.json to {out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,11 +217,16 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"longshort {__version__}")
         return 0
-    if args.command == "demo":
-        print("longshort demo: not yet available in this version")
+    commands = {
+        "demo": cmd_demo,
+        "train": cmd_train,
+        "compare": cmd_compare,
+        "inspect": cmd_inspect,
+    }
+    if args.command not in commands:
+        build_parser().print_help()
         return 0
-    build_parser().print_help()
-    return 0
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

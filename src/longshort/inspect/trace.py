@@ -1,0 +1,58 @@
+"""Traces: every gate, cell state and hidden state of every step, from the fast engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from longshort.nn import LSTM, RNN
+
+
+@dataclass
+class Trace:
+    """One layer and direction, time-major (T, B, H) each, zero at padded steps.
+
+    For the RNN only h is set; i, f, g, o and c are None.
+    """
+
+    layer: int
+    direction: int
+    h: Tensor
+    i: Tensor | None = None
+    f: Tensor | None = None
+    g: Tensor | None = None
+    o: Tensor | None = None
+    c: Tensor | None = None
+
+
+def trace(model: LSTM | RNN, x: Tensor, lengths: Tensor | None = None, hx=None) -> list[Trace]:
+    """Run `model` once (no gradient) and return a :class:`Trace` per layer and direction.
+
+    x as the model takes it (batch_first respected, 2-D unbatched allowed); lengths as for the
+    model's forward. Traces are time-major: (T, B, H).
+    """
+    if not isinstance(model, LSTM | RNN):
+        raise TypeError(
+            f"trace: model must be a longshort.LSTM or longshort.RNN, got {type(model).__name__}"
+        )
+    with torch.no_grad():
+        _, _, layers = model(x, hx, lengths=lengths, return_trace=True)
+    steps = layers[0].gates.shape[0]
+    mask = None
+    if lengths is not None:
+        t = torch.arange(steps, device=layers[0].gates.device)[:, None]
+        mask = (t < lengths.to(t.device)[None, :]).unsqueeze(-1)
+    result = []
+    for k, layer in enumerate(layers):
+        gates = layer.gates if mask is None else torch.where(mask, layer.gates, 0)
+        layer_index, direction = divmod(k, model.num_directions)
+        if isinstance(model, RNN):
+            result.append(Trace(layer_index, direction, gates))
+            continue
+        i, f, g, o = gates.chunk(4, dim=2)
+        c = layer.cells if mask is None else torch.where(mask, layer.cells, 0)
+        h = o * torch.tanh(c)  # h_t = o_t ⊙ tanh(C_t) (before any projection)
+        result.append(Trace(layer_index, direction, h, i, f, g, o, c))
+    return result

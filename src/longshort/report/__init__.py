@@ -1,0 +1,1 @@
+"""Reports: experiments, figures and the demo page."""

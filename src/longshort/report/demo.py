@@ -1,0 +1,200 @@
+"""``longshort demo``: the seed's question answered by experiment, as one HTML page.
+
+RNN and LSTM, same size, budget and seed, on the long-range sentiment task and the adding
+problem; then the trained LSTM's inside: gradient norm against distance, forget gates over an
+example sentence, carousel products and cell states.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from longshort.inspect import carousel, trace
+from longshort.report import figures
+from longshort.report.experiment import Run, flow_by_distance, train_one
+from longshort.tasks.sentiment import Sentiment
+
+
+@dataclass
+class DemoConfig:
+    out: Path = Path("longshort-demo")
+    seed: int = 0
+    sentiment_gap: int = 50
+    adding_len: int = 100
+    hidden: int = 32
+    scale: float = 1.0  # multiplies steps and seconds; the tests use a small one
+    progress: bool = True
+
+
+PLAN = (  # task, length attribute, steps, seconds per run, lr, batch
+    ("sentiment", "sentiment_gap", 600, 25.0, 1e-2, 64),
+    ("adding", "adding_len", 2000, 55.0, 1e-2, 64),
+)
+
+
+def table_rows(runs: list[Run]) -> list[dict[str, object]]:
+    return [
+        {
+            "task": r.task.name,
+            "T": r.task.seq_len,
+            "model": r.cell.upper(),
+            "metric": r.task.metric_name,
+            "final": round(r.history.final_metric, 4),
+            "baseline": round(r.task.baseline, 4),
+            "solved": r.history.solved,
+            "steps": r.history.steps[-1],
+            "seconds": round(r.history.seconds, 1),
+        }
+        for r in runs
+    ]
+
+
+def format_table(rows: list[dict[str, object]]) -> str:
+    head = "| task | T / gap | model | metric | held-out | baseline | solved | steps | seconds |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['T']} | {r['model']} | {r['metric']} | {r['final']} "
+            f"| {r['baseline']} | {'yes' if r['solved'] else 'no'} | {r['steps']} "
+            f"| {r['seconds']} |"
+        )
+    return "\n".join(lines)
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, object]:
+    start = time.perf_counter()
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    runs: list[Run] = []
+    pictures: list[tuple[str, str]] = []
+    for task_name, attr, steps, seconds, lr, batch in PLAN:
+        pair = []
+        for cell in ("rnn", "lstm"):
+            pair.append(
+                train_one(
+                    task_name,
+                    getattr(cfg, attr),
+                    cell,
+                    cfg.hidden,
+                    max(2, int(steps * cfg.scale)),
+                    seconds * cfg.scale,
+                    cfg.seed,
+                    lr,
+                    batch,
+                    cfg.out / f"{task_name}-{cell}",
+                    cfg.progress,
+                )
+            )
+        runs += pair
+        task = pair[0].task
+        name = f"curves-{task_name}.png"
+        figures.learning_curves(
+            {r.cell.upper(): (r.history.steps, r.history.eval_metric) for r in pair},
+            task.metric_name,
+            task.baseline,
+            f"{task_name} (T/gap = {task.seq_len}): RNN against LSTM",
+            cfg.out / name,
+        )
+        pictures.append((name, f"Learning curves on {task_name}, held-out {task.metric_name}."))
+    adding = {r.cell: r for r in runs if r.task.name == "adding"}
+    figures.gradient_vs_distance(
+        {f"{c.upper()} (trained)": flow_by_distance(r, cfg.seed) for c, r in adding.items()},
+        f"Gradient flowing back from the last step (adding, T = {cfg.adding_len})",
+        cfg.out / "gradient-vs-distance.png",
+    )
+    pictures.append(
+        (
+            "gradient-vs-distance.png",
+            "||dL/dh_k|| from the handwritten BPTT against the distance to the loss: "
+            "the RNN's shrinks geometrically (vanishing gradient), the LSTM's is "
+            "carried by the forget gates.",
+        )
+    )
+    lstm = next(r for r in runs if r.task.name == "sentiment" and r.cell == "lstm")
+    task: Sentiment = lstm.task  # type: ignore[assignment]
+    words, labels = task.sentences(1, torch.Generator().manual_seed(cfg.seed + 99))
+    x = task.encode(words[0], len(words[0]))[None]
+    with torch.no_grad():
+        tr = trace(lstm.model.rnn, lstm.model.features(x))[0]
+    f, c = tr.f[:, 0], tr.c[:, 0]
+    figures.gate_heatmap(
+        f,
+        words[0],
+        "Forget gate f_t of the trained LSTM over one sentence",
+        path=cfg.out / "forget-gates.png",
+    )
+    figures.carousel_products(
+        carousel(f, k=0),
+        "Carousel: product of forget gates from the first word (dC_t/dC_0 per unit)",
+        path=cfg.out / "carousel.png",
+    )
+    figures.cell_trajectories(
+        c, words[0], "Cell states C_t of the most active units", path=cfg.out / "cell-states.png"
+    )
+    pictures += [
+        (
+            "forget-gates.png",
+            f"Forget gates over: “{' '.join(words[0])}” (label: "
+            f"{'positive' if labels[0] else 'negative'}).",
+        ),
+        (
+            "carousel.png",
+            "How much of C_0 survives to step t, per unit: "
+            "the product of forget gates, as the seed's dC_t/dC_k.",
+        ),
+        ("cell-states.png", "The conveyor belt: cell states of the most active units."),
+    ]
+    rows = table_rows(runs)
+    summary = {
+        "rows": rows,
+        "seconds": round(time.perf_counter() - start, 1),
+        "seed": cfg.seed,
+        "torch": torch.__version__,
+    }
+    (cfg.out / "results.json").write_text(json.dumps(summary, indent=2))
+    (cfg.out / "index.html").write_text(render_html(rows, pictures, summary))
+    return summary
+
+
+def render_html(
+    rows: list[dict[str, object]], pictures: list[tuple[str, str]], summary: dict[str, object]
+) -> str:
+    cells = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(v if k != 'solved' else ('yes' if v else 'no')))}</td>"
+            for k, v in r.items()
+        )
+        + "</tr>"
+        for r in rows
+    )
+    header = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+    figs = "".join(
+        f'<figure><img src="{html.escape(n)}" alt="{html.escape(t)}">'
+        f"<figcaption>{html.escape(t)}</figcaption></figure>"
+        for n, t in pictures
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>longshort demo: RNN against LSTM</title>
+<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;line-height:1.45}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
+img{{max-width:100%}}figure{{margin:1.5em 0}}</style></head><body>
+<h1>Can a network remember across a long gap?</h1>
+<p>The seed's question: a vanilla RNN forgets the start of a long sentence because its
+gradient is a product of σ'(a)·W factors that shrinks with every step; the LSTM keeps a cell
+state C<sub>t</sub> whose gradient along the conveyor belt is the product of its forget gates,
+∂C<sub>t</sub>/∂C<sub>k</sub> = ∏ f<sub>j</sub>, which the network can hold near 1.</p>
+<p>Two tasks, one RNN and one LSTM each, the same hidden size, budget and seed:
+<b>sentiment</b> (“the … movie was [not] &lt;filler words&gt; entertaining”: the negation sits
+far before the verdict) and the <b>adding problem</b> (sum the two marked numbers of a long
+sequence). A run stops when solved or when its budget ends.</p>
+<table><tr>{header}</tr>{cells}</table>
+<p>Total time {summary["seconds"]} s, seed {summary["seed"]}, torch {summary["torch"]}.</p>
+{figs}
+</body></html>
+"""

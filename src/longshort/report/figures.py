@@ -1,0 +1,139 @@
+"""Figures (matplotlib, PNG): each returns the Figure, so a notebook shows it, and saves it
+when given a path. Titles, labels and legends say what a reader sees without the code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from torch import Tensor
+
+
+def _save(fig: Figure, path: Path | str | None) -> Figure:
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    return fig
+
+
+def learning_curves(
+    runs: dict[str, tuple[Sequence[int], Sequence[float]]],
+    metric: str,
+    baseline: float,
+    title: str,
+    path: Path | str | None = None,
+) -> Figure:
+    """runs: label -> (steps, held-out metric)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, (steps, values) in runs.items():
+        ax.plot(steps, values, marker="o", ms=3, label=label)
+    ax.axhline(baseline, color="grey", ls="--", label=f"baseline ({baseline:.3g})")
+    ax.set(xlabel="training step", ylabel=f"held-out {metric}", title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def gradient_vs_distance(
+    flows: dict[str, Tensor], title: str, path: Path | str | None = None
+) -> Figure:
+    """flows: label -> ||dL/dh_k|| indexed by distance T - k (index 0 = last step)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, values in flows.items():
+        v = values.detach().double().clamp_min(1e-45).numpy()
+        ax.semilogy(np.arange(len(v)), v, label=label)
+    ax.set(
+        xlabel="distance T - k (steps back from the loss)",
+        ylabel="gradient norm ||dL/dh_k||",
+        title=title,
+    )
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def gate_heatmap(
+    values: Tensor,
+    tokens: Sequence[str] | None,
+    title: str,
+    units: int = 16,
+    path: Path | str | None = None,
+) -> Figure:
+    """values: (T, H) one gate of one sequence; shows the `units` most varying units."""
+    v = values.detach().double().numpy()
+    order = np.argsort(-v.std(axis=0))[:units]
+    fig, ax = plt.subplots(figsize=(max(6, 0.18 * v.shape[0]), 3.8))
+    im = ax.imshow(
+        v[:, order].T, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest"
+    )
+    if tokens is not None:
+        ax.set_xticks(range(len(tokens)))
+        ax.set_xticklabels(tokens, rotation=90, fontsize=7)
+    ax.set(xlabel="input token" if tokens is not None else "step", ylabel="unit", title=title)
+    ax.set_yticks(range(len(order)))
+    ax.set_yticklabels([str(u) for u in order], fontsize=6)
+    fig.colorbar(im, ax=ax, label="gate value (0 = closed, 1 = open)")
+    return _save(fig, path)
+
+
+def carousel_products(
+    products: Tensor, title: str, units: int = 8, path: Path | str | None = None
+) -> Figure:
+    """products: (T, H) the carousel product from step 0 to each t, one sequence."""
+    p = products.detach().double().clamp_min(1e-45).numpy()
+    order = np.argsort(-p[-1])[:units]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for u in order:
+        ax.semilogy(p[:, u], label=f"unit {u}")
+    ax.set(xlabel="step t", ylabel="dC_t / dC_0 = product of f_j", title=title)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def cell_trajectories(
+    c: Tensor,
+    tokens: Sequence[str] | None,
+    title: str,
+    units: int = 6,
+    path: Path | str | None = None,
+) -> Figure:
+    """c: (T, H) cell states of one sequence; plots the most active units."""
+    v = c.detach().double().numpy()
+    order = np.argsort(-np.abs(v).max(axis=0))[:units]
+    fig, ax = plt.subplots(figsize=(max(6, 0.18 * v.shape[0]), 3.6))
+    for u in order:
+        ax.plot(v[:, u], label=f"unit {u}")
+    if tokens is not None:
+        ax.set_xticks(range(len(tokens)))
+        ax.set_xticklabels(tokens, rotation=90, fontsize=7)
+    ax.set(
+        xlabel="input token" if tokens is not None else "step", ylabel="cell state C_t", title=title
+    )
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def metric_vs_length(
+    results: dict[str, tuple[Sequence[int], Sequence[float]]],
+    metric: str,
+    baseline: float,
+    title: str,
+    path: Path | str | None = None,
+) -> Figure:
+    """results: label -> (sequence lengths, final metric)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, (lengths, values) in results.items():
+        ax.plot(lengths, values, marker="o", label=label)
+    ax.axhline(baseline, color="grey", ls="--", label="baseline")
+    ax.set(xlabel="sequence length / gap", ylabel=f"held-out {metric}", title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

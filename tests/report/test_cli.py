@@ -1,0 +1,77 @@
+"""CLI smoke tests: train, compare, inspect and demo with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from longshort.cli import main
+
+
+def test_train_and_inspect(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "sentiment",
+                "--seq-len",
+                "4",
+                "--steps",
+                "30",
+                "--hidden",
+                "8",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    ckpt = tmp_path / "sentiment-lstm-T4"
+    assert (ckpt / "model.safetensors").exists() and (ckpt / "metrics.jsonl").exists()
+    assert (
+        main(["inspect", str(ckpt), "--text", "the titanic movie was not as my friends said fun"])
+        == 0
+    )
+    summary = json.loads((ckpt / "inspect" / "summary.json").read_text())
+    assert len(summary["half_life_steps"]) == 8
+    for name in ("forget-gates.png", "carousel.png", "cell-states.png"):
+        assert (ckpt / "inspect" / name).stat().st_size > 1000
+
+
+def test_compare(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "compare",
+                "--task",
+                "adding",
+                "--seq-len",
+                "5,8",
+                "--steps",
+                "20",
+                "--hidden",
+                "8",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert out.count("| adding |") == 4
+    assert (tmp_path / "metric-vs-length-adding.png").exists()
+    assert (tmp_path / "gradient-adding-T8.png").exists()
+
+
+def test_demo_tiny_budget_page_references_existing_files(tmp_path):
+    assert main(["demo", "--out", str(tmp_path), "--scale", "0.01", "--no-progress"]) == 0
+    page = (tmp_path / "index.html").read_text()
+    refs = re.findall(r'src="([^"]+)"', page)
+    assert len(refs) >= 5
+    for ref in refs:
+        assert (tmp_path / ref).stat().st_size > 1000, ref
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert {r["model"] for r in rows} == {"RNN", "LSTM"}
