@@ -13,8 +13,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from longshort.engine.cpu import lstm, rnn
-from longshort.engine.cpu.blas import matmul_at, matmul_w, matmul_wt, scratch
+from longshort.engine.cpu import cache
+
+cache.refresh()
+
+from longshort.engine.cpu import lstm, rnn  # noqa: E402
+from longshort.engine.cpu.activations import gate_coefficients  # noqa: E402
+from longshort.engine.cpu.blas import matmul_at, matmul_w, matmul_wt, scratch  # noqa: E402
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -89,7 +94,8 @@ def lstm_forward(
         out.numpy(),
         np.empty((batch, hidden), dtype),
         np.empty((batch, out_size), dtype),
-        np.empty(hidden, np.int32),
+        np.stack(gate_coefficients(hidden, dtype)),
+        np.empty(4 * hidden, np.int32),
         *scratch(dtype),
     )
     return out, h, cs[steps].clone(), gates, cs

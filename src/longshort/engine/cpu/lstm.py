@@ -11,17 +11,21 @@ Shapes: T steps, B batch, H hidden, P size of h (= H without projection), G = 4H
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
-from longshort.engine.cpu.activations import JIT, sigmoid_inplace, tanh_into
+from longshort.engine.cpu.activations import JIT, gates_inplace, tanh_into
 from longshort.engine.cpu.blas import matmul_w, matmul_wt
 
 
 @njit(**JIT)
-def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, bits, ints, scal):
+def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, ints, scal):
     """z (T, B, G): W·x_t + b on entry, the gates [i, f, g, o] on return (in place).
     h (B, P): h_0 on entry, h_n on return. cs (T+1, B, H): C_0 set by the caller, C_t filled.
-    out (T, B, P). m_buf (B, H), h_buf (B, P): scratch for the projection."""
+    out (T, B, P). m_buf (B, H), h_buf (B, P): scratch for the projection. coef (3, G): the
+    activations.gate_coefficients; bits (G,) int32 scratch."""
+    scale, shift, gain = coef[0], coef[1], coef[2]
+    two_k = bits.view(np.float32)
     steps, batch, gates = z.shape
     hidden = gates // 4
     proj = w_hr.shape[0] > 0
@@ -33,19 +37,16 @@ def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, bits, ints, scal):
                 zt[b, :] = 0.0
                 cs[t + 1, b, :] = cs[t, b, :]
                 continue
+            gates_inplace(zt[b], scale, shift, gain, bits, two_k)  # i, f, o = σ(·); C~ = tanh(·)
             i = zt[b, 0:hidden]
             f = zt[b, hidden : 2 * hidden]
             g = zt[b, 2 * hidden : 3 * hidden]
             o = zt[b, 3 * hidden :]
-            sigmoid_inplace(i, bits)  # i_t = σ(·)
-            sigmoid_inplace(f, bits)  # f_t = σ(·)
-            tanh_into(g, g, bits)  # C~_t = tanh(·)
-            sigmoid_inplace(o, bits)  # o_t = σ(·)
             c_prev, c = cs[t, b], cs[t + 1, b]
             for j in range(hidden):
                 c[j] = f[j] * c_prev[j] + i[j] * g[j]  # C_t = f_t ⊙ C_{t-1} + i_t ⊙ C~_t
             m = m_buf[b] if proj else out[t, b]
-            tanh_into(c, m, bits)
+            tanh_into(c, m, bits, two_k)
             for j in range(hidden):
                 m[j] *= o[j]  # h_t = o_t ⊙ tanh(C_t)
         if proj:
@@ -82,6 +83,7 @@ def backward(
     dL/dC_0 on return. dz (T, B, G): dL/dz_t out. dh_t (T, B, P) with projection (it keeps
     dL/dh_t for dW_hr), else (1, B, P) scratch. dm_buf (B, H), dh_buf (B, P), tanh_c (B, H).
     norms (T, B, 2) out: ||dL/dh_t|| and ||dL/dC_t|| of every step (0 at padding)."""
+    two_k = bits.view(np.float32)
     steps, batch, n_gates = gates.shape
     hidden = n_gates // 4
     proj = w_hr.shape[0] > 0
@@ -113,7 +115,7 @@ def backward(
             dzi, dzf = dzb[0:hidden], dzb[hidden : 2 * hidden]
             dzg, dzo = dzb[2 * hidden : 3 * hidden], dzb[3 * hidden :]
             c_prev, tc, dcb, dm = cs[t, b], tanh_c[b], dc[b], dm_all[b]
-            tanh_into(cs[t + 1, b], tc, bits)
+            tanh_into(cs[t + 1, b], tc, bits, two_k)
             sq = 0.0
             for j in range(hidden):
                 dcj = dcb[j] + dm[j] * o[j] * (1 - tc[j] * tc[j])  # h_t = o_t ⊙ tanh(C_t)

@@ -6,6 +6,7 @@ B batch, H hidden. ``lengths`` is (B,) int64, or empty when all sequences run T 
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from longshort.engine.cpu.activations import JIT, tanh_into
@@ -16,6 +17,7 @@ from longshort.engine.cpu.blas import matmul_w, matmul_wt
 def forward(z, h, lengths, w_hh, relu, bits, ints, scal):
     """z (T, B, H): W x_t + b on entry, h_t on return (zero at padding). h (B, H): h_0 in,
     h_n out."""
+    two_k = bits.view(np.float32)
     steps, batch, hidden = z.shape
     for t in range(steps):
         zt = z[t]
@@ -29,7 +31,7 @@ def forward(z, h, lengths, w_hh, relu, bits, ints, scal):
                 for j in range(hidden):
                     a[j] = max(a[j], 0.0)  # h_t = relu(a_t)
             else:
-                tanh_into(a, a, bits)  # h_t = tanh(a_t)
+                tanh_into(a, a, bits, two_k)  # h_t = tanh(a_t)
             h[b, :] = a
 
 
