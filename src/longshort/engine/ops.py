@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from longshort.engine import dispatch, gradient_norms
+from longshort.engine import dispatch, gradient_norms, segmented
 
 _EMPTY = (0,)
 
@@ -30,15 +30,32 @@ def lstm_fwd(
     b_hh: Tensor | None,
     w_hr: Tensor | None,
     lengths: Tensor | None,
+    segment: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns out (T, B, P), h_n (B, P), c_n (B, H), gates (T, B, 4H), cs (T+1, B, H)."""
-    return dispatch.kernels(x).lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths)
+    """Returns out (T, B, P), h_n (B, P), c_n (B, H), gates (T, B, 4H), cs (T+1, B, H).
+    With segment S > 0 (recompute in segments), gates is (0, B, 4H) and cs holds the segment
+    starts (ceil(T/S), B, P + H)."""
+    kernels = dispatch.kernels(x)
+    if segment > 0:
+        return segmented.lstm_forward(
+            kernels, segment, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths
+        )
+    return kernels.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths)
 
 
 @lstm_fwd.register_fake
-def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths):
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment=0):
     steps, batch = x.shape[0], x.shape[1]
     hidden = c0.shape[1]
+    if segment > 0:
+        starts = (steps + segment - 1) // segment
+        return (
+            x.new_empty(steps, batch, h0.shape[1]),
+            h0.new_empty(h0.shape),
+            c0.new_empty(c0.shape),
+            x.new_empty(0, batch, 4 * hidden),
+            x.new_empty(starts, batch, h0.shape[1] + hidden),
+        )
     return (
         x.new_empty(steps, batch, h0.shape[1]),
         h0.new_empty(h0.shape),
@@ -62,39 +79,65 @@ def lstm_bwd(
     out: Tensor,
     gates: Tensor,
     cs: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    segment: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Returns dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr (empty when there is no projection) and
-    the per-step gradient norms (T, B, 2)."""
-    grads = dispatch.kernels(x).lstm_backward(
-        d_out, d_hn, d_cn, x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs
-    )
+    the per-step gradient norms (T, B, 2). With segment S > 0, cs holds the segment starts
+    and each segment is recomputed (the biases are needed for that)."""
+    kernels = dispatch.kernels(x)
+    if segment > 0:
+        grads = segmented.lstm_backward(
+            kernels, segment, d_out, d_hn, d_cn, x, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, cs
+        )
+    else:
+        grads = kernels.lstm_backward(
+            d_out, d_hn, d_cn, x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs
+        )
     return (*grads[:6], grads[6] if grads[6] is not None else x.new_empty(_EMPTY), grads[7])
 
 
 @lstm_bwd.register_fake
-def _(d_out, d_hn, d_cn, x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs):
+def _(
+    d_out,
+    d_hn,
+    d_cn,
+    x,
+    h0,
+    w_ih,
+    w_hh,
+    w_hr,
+    lengths,
+    out,
+    gates,
+    cs,
+    b_ih=None,
+    b_hh=None,
+    segment=0,
+):
     return (
         x.new_empty(x.shape),
         h0.new_empty(h0.shape),
         d_cn.new_empty(d_cn.shape),
         w_ih.new_empty(w_ih.shape),
         w_hh.new_empty(w_hh.shape),
-        x.new_empty(gates.shape[2]),
+        x.new_empty(w_ih.shape[0]),
         w_hr.new_empty(w_hr.shape) if w_hr is not None else x.new_empty(_EMPTY),
         x.new_empty(x.shape[0], x.shape[1], 2),
     )
 
 
 def _lstm_setup(ctx, inputs: Sequence, output: Sequence) -> None:
-    x, h0, _c0, w_ih, w_hh, b_ih, _b_hh, w_hr, lengths = inputs
+    x, h0, _c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment = inputs
     out, _h_n, _c_n, gates, cs = output
     ctx.mark_non_differentiable(gates, cs)
-    ctx.has_bias, ctx.has_proj = b_ih is not None, w_hr is not None
-    ctx.save_for_backward(x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs)
+    ctx.has_bias, ctx.has_proj, ctx.segment = b_ih is not None, w_hr is not None, segment
+    ctx.save_for_backward(x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs, b_ih, b_hh)
 
 
 def _lstm_backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cs):
-    x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs = ctx.saved_tensors
+    x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs, b_ih, b_hh = ctx.saved_tensors
     dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, norms = lstm_bwd(
         _or_zeros(d_out, out),
         _or_zeros(d_hn, h0),
@@ -108,10 +151,14 @@ def _lstm_backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cs):
         out,
         gates,
         cs,
+        b_ih,
+        b_hh,
+        ctx.segment,
     )
     gradient_norms.record("lstm", norms)
     db_ih, db_hh = (db, db) if ctx.has_bias else (None, None)
-    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr if ctx.has_proj else None, None
+    dw_hr = dw_hr if ctx.has_proj else None
+    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, None, None
 
 
 lstm_fwd.register_autograd(_lstm_backward, setup_context=_lstm_setup)

@@ -57,9 +57,18 @@ class RecurrentBase(nn.Module):
         proj_size: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        recompute_segment: int | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        if recompute_segment is not None and (
+            not isinstance(recompute_segment, int) or recompute_segment < 1
+        ):
+            raise ValueError(
+                f"{name}: recompute_segment must be None or a positive int, "
+                f"got {recompute_segment!r}"
+            )
+        self.recompute_segment = recompute_segment
         for arg, value in (
             ("input_size", input_size),
             ("hidden_size", hidden_size),
@@ -267,13 +276,15 @@ class RecurrentBase(nn.Module):
         layer: int,
         direction: int,
         lengths: Tensor | None,
+        segment: int = 0,
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         raise NotImplementedError
 
     def _run(
-        self, prep: Prepared, states: tuple[Tensor, ...]
+        self, prep: Prepared, states: tuple[Tensor, ...], want_trace: bool = False
     ) -> tuple[Tensor, tuple[Tensor, ...], list[LayerTrace]]:
-        """All layers and directions; returns output (T, B, D*P), final states, traces."""
+        """All layers and directions; returns output (T, B, D*P), final states and, if
+        want_trace, a trace per layer and direction."""
         x, lengths = prep.x, prep.lengths
         rev = sequence.reverse_index(lengths, x.shape[0]) if self.bidirectional else None
         finals: list[list[Tensor]] = [[] for _ in states]
@@ -283,16 +294,21 @@ class RecurrentBase(nn.Module):
             for direction in range(self.num_directions):
                 k = layer * self.num_directions + direction
                 xin = sequence.reverse(x, rev) if direction else x
+                segment = self.recompute_segment
+                if not segment or want_trace or not torch.is_grad_enabled():
+                    segment = 0
                 out, last, trace = self._run_layer(
-                    xin, tuple(s[k] for s in states), layer, direction, lengths
+                    xin, tuple(s[k] for s in states), layer, direction, lengths, segment
                 )
                 if direction:
                     out = sequence.reverse(out, rev)
+                if direction and want_trace:
                     trace = LayerTrace(
                         *(None if t is None else sequence.reverse(t, rev) for t in trace)
                     )
                 outs.append(out)
-                traces.append(trace)
+                if want_trace:
+                    traces.append(trace)
                 for acc, s in zip(finals, last, strict=True):
                     acc.append(s)
             x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
@@ -301,11 +317,11 @@ class RecurrentBase(nn.Module):
         return x, tuple(torch.stack(f) for f in finals), traces
 
     def _forward(
-        self, input: object, hx: object, lengths: object
+        self, input: object, hx: object, lengths: object, want_trace: bool = False
     ) -> tuple[Tensor | PackedSequence, tuple[Tensor, ...], list[LayerTrace]]:
         prep = self._prepare(input, lengths)
         states = self._prepare_states(hx, prep)
-        out, finals, traces = self._run(prep, states)
+        out, finals, traces = self._run(prep, states, want_trace)
         if prep.packed is not None:
             return sequence.repack(out, prep.lengths, prep.packed), finals, traces
         if prep.unbatched:

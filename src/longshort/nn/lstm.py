@@ -22,6 +22,9 @@ class LSTM(RecurrentBase):
         block set to it, ``bias_hh``'s to 0), as Jozefowicz et al. (2015) recommend with 1.0.
         Default None keeps torch's initialisation, so seeded models match ``torch.nn.LSTM``.
       lengths (forward): (B,) integer tensor on any device, in any order, instead of packing.
+      recompute_segment: if set to S, training runs each layer in segments of S steps and
+        recomputes a segment's gates during BPTT instead of keeping them, so memory grows
+        with T/S + S instead of T (S near sqrt(T) is the usual choice). Same results.
 
     forward(input, hx=None, lengths=None, return_trace=False):
       input (T, B, I), (B, T, I) with batch_first, (T, I) unbatched, or a PackedSequence;
@@ -56,10 +59,11 @@ class LSTM(RecurrentBase):
         layer: int,
         direction: int,
         lengths: Tensor | None,
+        segment: int = 0,
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         h0, c0 = states
         out, h_n, c_n, gates, cs = engine.lstm_layer(
-            x, h0, c0, *self.layer_weights(layer, direction), lengths=lengths
+            x, h0, c0, *self.layer_weights(layer, direction), lengths=lengths, segment=segment
         )
         return out, (h_n, c_n), LayerTrace(gates, cs[1:])
 
@@ -70,7 +74,7 @@ class LSTM(RecurrentBase):
         lengths: Tensor | None = None,
         return_trace: bool = False,
     ):
-        output, (h_n, c_n), traces = self._forward(input, hx, lengths)
+        output, (h_n, c_n), traces = self._forward(input, hx, lengths, return_trace)
         if return_trace:
             return output, (h_n, c_n), traces
         return output, (h_n, c_n)

@@ -65,6 +65,7 @@ class RNN(RecurrentBase):
         layer: int,
         direction: int,
         lengths: Tensor | None,
+        segment: int = 0,
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         w_ih, w_hh, b_ih, b_hh, _ = self.layer_weights(layer, direction)
         out, h_n, hs = engine.rnn_layer(
@@ -79,7 +80,7 @@ class RNN(RecurrentBase):
         lengths: Tensor | None = None,
         return_trace: bool = False,
     ):
-        output, (h_n,), traces = self._forward(input, hx, lengths)
+        output, (h_n,), traces = self._forward(input, hx, lengths, return_trace)
         if return_trace:
             return output, h_n, traces
         return output, h_n
