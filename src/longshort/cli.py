@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     _training_args(train)
     train.add_argument("--cell", choices=["lstm", "rnn"], default="lstm")
     train.add_argument("--seq-len", type=int, required=True)
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run's saved state (OUT/TASK-CELL-TLEN/state)",
+    )
     compare = sub.add_parser("compare", help="RNN against LSTM at several lengths")
     _training_args(compare)
     compare.add_argument("--seq-len", type=_lengths, required=True, help="e.g. 50,100,200")
@@ -75,6 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.batch_size,
         out,
         not args.no_progress,
+        args.resume,
     )
     h = run.history
     print(
@@ -226,7 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command not in commands:
         build_parser().print_help()
         return 0
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt as e:
+        print(f"\nlongshort {args.command}: interrupted ({e or 'Ctrl-C'})", file=sys.stderr)
+        return 130
+    except ValueError as e:  # bad input files or values: the message says which and why
+        print(f"longshort {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -75,3 +75,31 @@ def test_demo_tiny_budget_page_references_existing_files(tmp_path):
         assert (tmp_path / ref).stat().st_size > 1000, ref
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert {r["model"] for r in rows} == {"RNN", "LSTM"}
+
+
+def test_train_resume_and_bad_checkpoint(tmp_path, capsys):
+    args = [
+        "train",
+        "--task",
+        "adding",
+        "--seq-len",
+        "6",
+        "--steps",
+        "20",
+        "--hidden",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    assert (tmp_path / "adding-lstm-T6" / "state" / "latest.json").exists()
+    assert main([*args[:6], "40", *args[7:], "--resume"]) == 0
+    lines = (tmp_path / "adding-lstm-T6" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 40
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("[]")
+    (bad / "model.safetensors").write_bytes(b"")
+    assert main(["inspect", str(bad)]) == 2
+    assert "expected a JSON object with a 'model' object" in capsys.readouterr().err

@@ -41,6 +41,7 @@ def train_one(
     batch_size: int,
     out: Path | None,
     progress: bool = True,
+    resume: bool = False,
 ) -> Run:
     task = make_task(task_name, seq_len)
     torch.manual_seed(seed)
@@ -49,7 +50,8 @@ def train_one(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         log = out / "metrics.jsonl"
-        log.unlink(missing_ok=True)
+        if not resume:
+            log.unlink(missing_ok=True)
     history = fit(
         model,
         task,
@@ -61,6 +63,8 @@ def train_one(
         progress=progress,
         desc=f"{cell.upper()} {task_name} T={seq_len}",
         log=log,
+        state_dir=None if out is None else out / "state",
+        resume=resume,
     )
     if out is not None:
         save(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -14,6 +16,7 @@ from tqdm.auto import tqdm
 
 from longshort.tasks import Task
 from longshort.train.model import SequenceModel
+from longshort.train.state import load_state, save_state
 
 
 @dataclass
@@ -46,6 +49,27 @@ def evaluate(
     return sum(values) / len(values)
 
 
+class _DeferredInterrupt:
+    """Within the block, Ctrl-C (SIGINT) sets ``requested`` instead of interrupting, so a
+    training step is never cut in half; outside the main thread it does nothing."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def fit(
     model: SequenceModel,
     task: Task,
@@ -60,51 +84,81 @@ def fit(
     desc: str | None = None,
     log: Path | None = None,
     on_eval: Callable[[int, float], None] | None = None,
+    state_dir: Path | None = None,
+    resume: bool = False,
 ) -> History:
     """Train with Adam and gradient clipping; stop at `steps`, when solved, or at the budget.
 
-    Each evaluation appends one JSON line to `log` if given.
+    Each evaluation appends one JSON line to `log` if given and, with `state_dir`, saves a
+    resumable state (weights, optimizer, random generators, history). With `resume`, training
+    continues from the latest state there and ends where an uninterrupted run would have.
+    Ctrl-C saves the state of the last finished step before it stops the run.
     """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = History()
-    start = time.perf_counter()
-    bar = tqdm(total=steps, desc=desc or f"{task.name}", disable=not progress, leave=False)
-    running = 0.0
-    for step in range(1, steps + 1):
-        b = task.batch(batch_size, gen)
-        loss = task.loss(model(b.x, b.lengths), b.y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        running = loss.item() if step == 1 else 0.9 * running + 0.1 * loss.item()
-        elapsed = time.perf_counter() - start
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}", steps_per_s=f"{step / elapsed:.1f}")
-        out_of_time = max_seconds is not None and elapsed > max_seconds
-        if step % eval_every == 0 or step == steps or out_of_time:
-            metric = evaluate(model, task)
-            history.steps.append(step)
-            history.train_loss.append(running)
-            history.eval_metric.append(metric)
-            if log is not None:
-                with log.open("a") as f:
-                    f.write(
-                        json.dumps(
-                            {
-                                "step": step,
-                                "train_loss": running,
-                                task.metric_name: metric,
-                                "seconds": elapsed,
-                            }
-                        )
-                        + "\n"
-                    )
-            if on_eval is not None:
-                on_eval(step, metric)
-            if task.solved(metric) or out_of_time:
-                break
+    first, running, elapsed_before = 1, 0.0, 0.0
+    if resume:
+        if state_dir is None:
+            raise ValueError("fit: resume=True needs a state_dir")
+        meta = load_state(state_dir, model, opt, gen)
+        if meta is not None:
+            first, running = meta["step"] + 1, meta["running"]
+            history = History(**meta["history"])
+            elapsed_before = history.seconds
+    start = time.perf_counter() - elapsed_before
+    bar = tqdm(
+        total=steps,
+        initial=first - 1,
+        desc=desc or f"{task.name}",
+        disable=not progress,
+        leave=False,
+    )
+
+    def checkpoint(step: int) -> None:
+        if state_dir is not None:
+            history.seconds = time.perf_counter() - start
+            save_state(
+                state_dir, model, opt, gen, step, {"running": running, "history": history.to_dict()}
+            )
+
+    stop = _DeferredInterrupt()
+    with stop:
+        for step in range(first, steps + 1):
+            b = task.batch(batch_size, gen)
+            loss = task.loss(model(b.x, b.lengths), b.y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            running = loss.item() if step == 1 else 0.9 * running + 0.1 * loss.item()
+            elapsed = time.perf_counter() - start
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.4f}", steps_per_s=f"{step / elapsed:.1f}")
+            out_of_time = max_seconds is not None and elapsed > max_seconds
+            if step % eval_every == 0 or step == steps or out_of_time:
+                metric = evaluate(model, task)
+                history.steps.append(step)
+                history.train_loss.append(running)
+                history.eval_metric.append(metric)
+                if log is not None:
+                    record = {
+                        "step": step,
+                        "train_loss": running,
+                        task.metric_name: metric,
+                        "seconds": elapsed,
+                    }
+                    with log.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
+                checkpoint(step)
+                if on_eval is not None:
+                    on_eval(step, metric)
+                if task.solved(metric) or out_of_time:
+                    break
+            if stop.requested:  # Ctrl-C: finish the step, save, then stop
+                checkpoint(step)
+                bar.close()
+                raise KeyboardInterrupt(f"training stopped at step {step}; state saved")
     bar.close()
     history.seconds = time.perf_counter() - start
     history.final_metric = history.eval_metric[-1]
