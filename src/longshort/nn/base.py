@@ -58,9 +58,11 @@ class RecurrentBase(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         recompute_segment: int | None = None,
+        check_finite: bool = False,
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        self.check_finite = check_finite
         if recompute_segment is not None and (
             not isinstance(recompute_segment, int) or recompute_segment < 1
         ):
@@ -300,6 +302,8 @@ class RecurrentBase(nn.Module):
                 out, last, trace = self._run_layer(
                     xin, tuple(s[k] for s in states), layer, direction, lengths, segment
                 )
+                if self.check_finite:
+                    _check_layer_finite(type(self).__name__, out, layer, direction)
                 if direction:
                     out = sequence.reverse(out, rev)
                 if direction and want_trace:
@@ -329,3 +333,17 @@ class RecurrentBase(nn.Module):
         if self.batch_first:
             out = out.transpose(0, 1)
         return out, finals, traces
+
+
+def _check_layer_finite(owner: str, out: Tensor, layer: int, direction: int) -> None:
+    """Name the first step of a layer whose output is NaN or inf (``check_finite=True``)."""
+    if torch.compiler.is_compiling():
+        return
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        step = int(bad.flatten(1).any(dim=1).nonzero()[0])
+        which = "reverse" if direction else "forward"
+        raise FloatingPointError(
+            f"{owner}: layer {layer} ({which} direction) produced a non-finite value first at "
+            f"step {step} (time-major index; check the inputs and weights feeding it)"
+        )

@@ -37,6 +37,7 @@ class RNN(RecurrentBase):
         bidirectional: bool = False,
         device=None,
         dtype=None,
+        check_finite: bool = False,
     ) -> None:
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
@@ -52,6 +53,7 @@ class RNN(RecurrentBase):
             0,
             device,
             dtype,
+            check_finite=check_finite,
         )
 
     def extra_repr(self) -> str:

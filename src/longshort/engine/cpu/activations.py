@@ -38,6 +38,13 @@ def gate_coefficients(hidden: int, dtype) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 @njit(inline="always", **JIT)
+def _clamp(v, limit):
+    """v limited to [-limit, limit]; NaN stays NaN (min/max would turn it into a bound)."""
+    v = limit if v > limit else v
+    return -limit if v < -limit else v
+
+
+@njit(inline="always", **JIT)
 def _exp32_poly(v, ki):
     """e^v / 2^ki for float32 v in [-87, 87] and ki = round(v / ln 2)."""
     k = np.float32(ki)
@@ -64,7 +71,7 @@ def _affine_logistic(x, out, scale, shift, gain, bits, two_k):
 
         def fast(x, out, scale, shift, gain, bits, two_k):
             for j in range(x.shape[0]):
-                v = min(max(scale[j] * x[j], -_LIMIT), _LIMIT)
+                v = _clamp(scale[j] * x[j], _LIMIT)
                 ki = np.int32(v * _LOG2E + np.float32(128.5)) - 128  # round(v / ln 2)
                 bits[j] = (ki + 127) << 23  # the float32 2^k
                 out[j] = shift[j] + gain[j] / (_ONE + _exp32_poly(v, ki) * two_k[j])
@@ -73,7 +80,7 @@ def _affine_logistic(x, out, scale, shift, gain, bits, two_k):
 
     def exact(x, out, scale, shift, gain, bits, two_k):
         for j in range(x.shape[0]):
-            v = min(max(scale[j] * x[j], -700.0), 700.0)
+            v = _clamp(scale[j] * x[j], 700.0)
             out[j] = shift[j] + gain[j] / (1.0 + np.exp(v))
 
     return exact
@@ -90,7 +97,7 @@ def _tanh_into(x, out, bits, two_k):
 
         def fast(x, out, bits, two_k):
             for j in range(x.shape[0]):
-                v = min(max(2 * x[j], -_LIMIT), _LIMIT)
+                v = _clamp(2 * x[j], _LIMIT)
                 ki = np.int32(v * _LOG2E + np.float32(128.5)) - 128
                 bits[j] = (ki + 127) << 23
                 out[j] = _ONE - 2 / (_ONE + _exp32_poly(v, ki) * two_k[j])
@@ -99,7 +106,7 @@ def _tanh_into(x, out, bits, two_k):
 
     def exact(x, out, bits, two_k):
         for j in range(x.shape[0]):
-            out[j] = 1.0 - 2.0 / (1.0 + np.exp(min(max(2 * x[j], -700.0), 700.0)))
+            out[j] = 1.0 - 2.0 / (1.0 + np.exp(_clamp(2 * x[j], 700.0)))
 
     return exact
 
