@@ -32,6 +32,12 @@ def _training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="budget per run")
     p.add_argument("--out", type=Path, default=Path("runs"))
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic algorithms only (bit-identical CPU runs for a seed)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from longshort.report.experiment import train_one
+    from longshort.train import distributed
 
     out = args.out / f"{args.task}-{args.cell}-T{args.seq_len}"
     run = train_one(
@@ -81,8 +88,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         out,
         not args.no_progress,
         args.resume,
+        args.device,
     )
     h = run.history
+    if not distributed.setup(args.device).main:
+        return 0
     print(
         f"{args.cell.upper()} {args.task} T={args.seq_len}: held-out {run.task.metric_name} "
         f"{h.final_metric:.4f} (baseline {run.task.baseline:.4f}), "
@@ -232,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command not in commands:
         build_parser().print_help()
         return 0
+    if getattr(args, "deterministic", False):
+        import torch
+
+        torch.use_deterministic_algorithms(True)
     try:
         return commands[args.command](args)
     except KeyboardInterrupt as e:

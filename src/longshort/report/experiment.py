@@ -10,7 +10,7 @@ import torch
 
 from longshort.inspect import gradient_flow
 from longshort.tasks import Task, make_task
-from longshort.train import History, fit, model_for_task
+from longshort.train import History, distributed, fit, model_for_task
 from longshort.train.checkpoint import save
 from longshort.train.model import SequenceModel
 
@@ -42,15 +42,17 @@ def train_one(
     out: Path | None,
     progress: bool = True,
     resume: bool = False,
+    device: str = "cpu",
 ) -> Run:
     task = make_task(task_name, seq_len)
     torch.manual_seed(seed)
     model = model_for_task(task, cell, hidden, forget_bias=default_forget_bias(task))
     log = None
+    main = distributed.setup(device).main
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         log = out / "metrics.jsonl"
-        if not resume:
+        if not resume and main:
             log.unlink(missing_ok=True)
     history = fit(
         model,
@@ -65,8 +67,9 @@ def train_one(
         log=log,
         state_dir=None if out is None else out / "state",
         resume=resume,
+        device=device,
     )
-    if out is not None:
+    if out is not None and main:
         save(
             model, out, {"task": task.describe(), "seed": seed, "lr": lr, "batch_size": batch_size}
         )

@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from longshort.tasks import Task
+from longshort.train import distributed
 from longshort.train.model import SequenceModel
 from longshort.train.state import load_state, save_state
 
@@ -35,7 +37,12 @@ class History:
 
 
 def evaluate(
-    model: SequenceModel, task: Task, batches: int = 4, batch_size: int = 256, seed: int = 12345
+    model: SequenceModel,
+    task: Task,
+    batches: int = 4,
+    batch_size: int = 256,
+    seed: int = 12345,
+    device: str = "cpu",
 ) -> float:
     """The task metric on held-out batches (a fixed seed far from the training stream)."""
     gen = torch.Generator().manual_seed(seed)
@@ -44,7 +51,9 @@ def evaluate(
     with torch.no_grad():
         for _ in range(batches):
             b = task.batch(batch_size, gen)
-            values.append(task.metric(model(b.x, b.lengths), b.y))
+            lengths = None if b.lengths is None else b.lengths.to(device)
+            pred = model(b.x.to(device), lengths)
+            values.append(task.metric(pred, b.y.to(device)))
     model.train()
     return sum(values) / len(values)
 
@@ -86,14 +95,20 @@ def fit(
     on_eval: Callable[[int, float], None] | None = None,
     state_dir: Path | None = None,
     resume: bool = False,
+    device: str = "cpu",
 ) -> History:
     """Train with Adam and gradient clipping; stop at `steps`, when solved, or at the budget.
 
     Each evaluation appends one JSON line to `log` if given and, with `state_dir`, saves a
     resumable state (weights, optimizer, random generators, history). With `resume`, training
     continues from the latest state there and ends where an uninterrupted run would have.
-    Ctrl-C saves the state of the last finished step before it stops the run.
+    Ctrl-C saves the state of the last finished step before it stops the run. Under torchrun
+    (WORLD_SIZE > 1) each process trains on its shard of the global batch through
+    DistributedDataParallel; rank 0 alone logs, shows progress and saves.
     """
+    group = distributed.setup(device)
+    model.to(device)
+    net = DistributedDataParallel(model) if group.world > 1 else model
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = History()
@@ -111,12 +126,12 @@ def fit(
         total=steps,
         initial=first - 1,
         desc=desc or f"{task.name}",
-        disable=not progress,
+        disable=not (progress and group.main),
         leave=False,
     )
 
     def checkpoint(step: int) -> None:
-        if state_dir is not None:
+        if state_dir is not None and group.main:
             history.seconds = time.perf_counter() - start
             save_state(
                 state_dir, model, opt, gen, step, {"running": running, "history": history.to_dict()}
@@ -125,8 +140,9 @@ def fit(
     stop = _DeferredInterrupt()
     with stop:
         for step in range(first, steps + 1):
-            b = task.batch(batch_size, gen)
-            loss = task.loss(model(b.x, b.lengths), b.y)
+            b = group.shard(task.batch(batch_size, gen))
+            x, y = b.x.to(device), b.y.to(device)
+            loss = task.loss(net(x, None if b.lengths is None else b.lengths.to(device)), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -135,13 +151,13 @@ def fit(
             elapsed = time.perf_counter() - start
             bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}", steps_per_s=f"{step / elapsed:.1f}")
-            out_of_time = max_seconds is not None and elapsed > max_seconds
+            out_of_time = group.any(max_seconds is not None and elapsed > max_seconds)
             if step % eval_every == 0 or step == steps or out_of_time:
-                metric = evaluate(model, task)
+                metric = evaluate(model, task, device=device)
                 history.steps.append(step)
                 history.train_loss.append(running)
                 history.eval_metric.append(metric)
-                if log is not None:
+                if log is not None and group.main:
                     record = {
                         "step": step,
                         "train_loss": running,
@@ -155,7 +171,7 @@ def fit(
                     on_eval(step, metric)
                 if task.solved(metric) or out_of_time:
                     break
-            if stop.requested:  # Ctrl-C: finish the step, save, then stop
+            if group.any(stop.requested):  # Ctrl-C: finish the step, save, then stop
                 checkpoint(step)
                 bar.close()
                 raise KeyboardInterrupt(f"training stopped at step {step}; state saved")
