@@ -63,6 +63,29 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="RNN against LSTM at several lengths")
     _training_args(compare)
     compare.add_argument("--seq-len", type=_lengths, required=True, help="e.g. 50,100,200")
+    lm = sub.add_parser("lm", help="character language model: train, sample")
+    lm_sub = lm.add_subparsers(dest="lm_command", required=True)
+    lm_train = lm_sub.add_parser("train", help="train on text files (default: Python's stdlib)")
+    lm_train.add_argument("files", nargs="*", type=Path)
+    lm_train.add_argument("--hidden", type=int, default=256)
+    lm_train.add_argument("--layers", type=int, default=1)
+    lm_train.add_argument("--seq-len", type=int, default=100, help="truncated BPTT chunk")
+    lm_train.add_argument("--batch-size", type=int, default=32)
+    lm_train.add_argument("--steps", type=int, default=2000)
+    lm_train.add_argument("--lr", type=float, default=2e-3)
+    lm_train.add_argument("--seed", type=int, default=0)
+    lm_train.add_argument("--eval-every", type=int, default=200)
+    lm_train.add_argument("--max-minutes", type=float, default=None)
+    lm_train.add_argument("--out", type=Path, default=Path("runs/lm"))
+    lm_train.add_argument("--resume", action="store_true")
+    lm_train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    lm_train.add_argument("--no-progress", action="store_true")
+    lm_sample = lm_sub.add_parser("sample", help="generate text from a checkpoint")
+    lm_sample.add_argument("checkpoint", type=Path)
+    lm_sample.add_argument("--prime", default="def ")
+    lm_sample.add_argument("--temperature", type=float, default=0.8)
+    lm_sample.add_argument("--length", type=int, default=300)
+    lm_sample.add_argument("--seed", type=int, default=0)
     inspect = sub.add_parser("inspect", help="figures and a JSON summary of a checkpoint")
     inspect.add_argument("checkpoint", type=Path)
     inspect.add_argument("--text", default=None, help="a sentence (sentiment checkpoints)")
@@ -226,6 +249,32 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lm(args: argparse.Namespace) -> int:
+    from longshort.report.lm import sample, train_lm
+
+    if args.lm_command == "sample":
+        print(sample(args.checkpoint, args.prime, args.length, args.temperature, args.seed))
+        return 0
+    summary = train_lm(
+        args.files,
+        args.out,
+        args.hidden,
+        args.layers,
+        args.seq_len,
+        args.batch_size,
+        args.steps,
+        args.lr,
+        args.seed,
+        None if args.max_minutes is None else args.max_minutes * 60,
+        args.eval_every,
+        not args.no_progress,
+        args.resume,
+        args.device,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.version:
@@ -238,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": cmd_train,
         "compare": cmd_compare,
         "inspect": cmd_inspect,
+        "lm": cmd_lm,
     }
     if args.command not in commands:
         build_parser().print_help()

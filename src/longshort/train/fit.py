@@ -44,7 +44,10 @@ def evaluate(
     seed: int = 12345,
     device: str = "cpu",
 ) -> float:
-    """The task metric on held-out batches (a fixed seed far from the training stream)."""
+    """The task metric on held-out batches (a fixed seed far from the training stream), or
+    the task's own evaluation when it has one (language models: the whole validation text)."""
+    if hasattr(task, "evaluate"):
+        return task.evaluate(model, device=device)
     gen = torch.Generator().manual_seed(seed)
     model.eval()
     values = []
@@ -112,6 +115,8 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = History()
+    stateful = getattr(task, "stateful", False)
+    carry = None  # the recurrent state carried between chunks of a stream (truncated BPTT)
     first, running, elapsed_before = 1, 0.0, 0.0
     if resume:
         if state_dir is None:
@@ -121,6 +126,10 @@ def fit(
             first, running = meta["step"] + 1, meta["running"]
             history = History(**meta["history"])
             elapsed_before = history.seconds
+            if meta.get("stream") is not None:
+                task.position = meta["stream"]["position"]
+                carry = tuple(torch.tensor(c, device=device) for c in meta["stream"]["carry"])
+                carry = carry or None
     start = time.perf_counter() - elapsed_before
     bar = tqdm(
         total=steps,
@@ -133,8 +142,16 @@ def fit(
     def checkpoint(step: int) -> None:
         if state_dir is not None and group.main:
             history.seconds = time.perf_counter() - start
+            stream = None
+            if stateful:
+                stream = {"position": task.position, "carry": [c.tolist() for c in carry or ()]}
             save_state(
-                state_dir, model, opt, gen, step, {"running": running, "history": history.to_dict()}
+                state_dir,
+                model,
+                opt,
+                gen,
+                step,
+                {"running": running, "history": history.to_dict(), "stream": stream},
             )
 
     stop = _DeferredInterrupt()
@@ -142,7 +159,16 @@ def fit(
         for step in range(first, steps + 1):
             b = group.shard(task.batch(batch_size, gen))
             x, y = b.x.to(device), b.y.to(device)
-            loss = task.loss(net(x, None if b.lengths is None else b.lengths.to(device)), y)
+            lengths = None if b.lengths is None else b.lengths.to(device)
+            if stateful:
+                state = None if carry is None else carry if len(carry) == 2 else carry[0]
+                pred, last = net(x, lengths, state=state, return_state=True)
+                carry = (
+                    tuple(t.detach() for t in last) if isinstance(last, tuple) else (last.detach(),)
+                )
+            else:
+                pred = net(x, lengths)
+            loss = task.loss(pred, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)

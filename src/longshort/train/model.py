@@ -61,8 +61,18 @@ class SequenceModel(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         return self.embed(x) if self.embed is not None else x
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        out, _ = self.rnn(self.features(x), lengths=lengths)
+    def forward(
+        self,
+        x: Tensor,
+        lengths: Tensor | None = None,
+        state: Any = None,
+        return_state: bool = False,
+    ) -> Tensor | tuple[Tensor, Any]:
+        """With return_state, also the final recurrent state, to carry into the next chunk
+        (truncated BPTT); `state` starts from it."""
+        out, last = self.rnn(self.features(x), state, lengths=lengths)
+        if return_state:
+            return self.head(out), last
         if self.readout == "all":
             return self.head(out)
         if lengths is None:

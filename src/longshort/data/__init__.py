@@ -1,0 +1,5 @@
+"""Real sequence data: text corpora for character language models."""
+
+from longshort.data.text import CharStream, CharVocab, read_texts, stdlib_corpus
+
+__all__ = ["CharStream", "CharVocab", "read_texts", "stdlib_corpus"]

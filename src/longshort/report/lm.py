@@ -1,0 +1,120 @@
+"""``longshort lm``: train a character language model on text, and sample from it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from longshort.data import CharStream, CharVocab, read_texts, stdlib_corpus
+from longshort.report import figures
+from longshort.train import fit
+from longshort.train.checkpoint import load, save
+from longshort.train.model import SequenceModel
+
+
+def train_lm(
+    files: list[Path],
+    out: Path,
+    hidden: int = 256,
+    layers: int = 1,
+    seq_len: int = 100,
+    batch_size: int = 32,
+    steps: int = 2000,
+    lr: float = 2e-3,
+    seed: int = 0,
+    max_seconds: float | None = None,
+    eval_every: int = 200,
+    progress: bool = True,
+    resume: bool = False,
+    device: str = "cpu",
+) -> dict[str, object]:
+    """Train on `files` (UTF-8) or, with none, the Python standard library's own sources."""
+    text, corpus = read_texts(files) if files else stdlib_corpus()
+    task = CharStream(text, seq_len)
+    torch.manual_seed(seed)
+    model = SequenceModel(
+        "lstm",
+        len(task.vocab),
+        hidden,
+        len(task.vocab),
+        tokens=True,
+        readout="all",
+        num_layers=layers,
+        forget_bias=1.0,
+        embedding_size=64,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "metrics.jsonl"
+    if not resume:
+        log.unlink(missing_ok=True)
+    history = fit(
+        model,
+        task,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        eval_every=eval_every,
+        seed=seed,
+        max_seconds=max_seconds,
+        progress=progress,
+        desc="lm",
+        log=log,
+        state_dir=out / "state",
+        resume=resume,
+        device=device,
+    )
+    summary = {
+        "corpus": corpus,
+        "vocab_size": len(task.vocab),
+        "valid_bits_per_char": history.final_metric,
+        "uniform_bits_per_char": task.baseline,
+        "steps": history.steps[-1],
+        "seconds": round(history.seconds, 1),
+    }
+    save(
+        model,
+        out,
+        {
+            "task": {"task": "charlm", "seq_len": seq_len},
+            "vocab": task.vocab.chars,
+            "summary": summary,
+        },
+    )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    figures.learning_curves(
+        {"LSTM": (history.steps, history.eval_metric)},
+        "bits/char",
+        task.baseline,
+        "Character LM: validation bits per character",
+        out / "learning-curve.png",
+    )
+    return summary
+
+
+def sample(
+    checkpoint: Path, prime: str, length: int = 300, temperature: float = 0.8, seed: int = 0
+) -> str:
+    """Continue `prime` by `length` characters drawn at `temperature` (> 0)."""
+    if not temperature > 0 or math.isinf(temperature):
+        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    model, config = load(checkpoint)
+    chars = config.get("vocab")
+    if not isinstance(chars, str) or len(chars) != model.config["input_size"]:
+        raise ValueError(f"{checkpoint}/config.json: 'vocab' does not match the model")
+    vocab = CharVocab("")
+    vocab.chars, vocab.index = chars, {c: i for i, c in enumerate(chars)}
+    gen = torch.Generator().manual_seed(seed)
+    ids = vocab.encode(prime or "\n")[None]
+    out: list[int] = []
+    model.eval()
+    with torch.no_grad():
+        logits, state = model(ids, state=None, return_state=True)
+        for _ in range(length):
+            probs = torch.softmax(logits[0, -1] / temperature, dim=-1)
+            nxt = int(torch.multinomial(probs, 1, generator=gen))
+            out.append(nxt)
+            logits, state = model(torch.tensor([[nxt]]), state=state, return_state=True)
+    return prime + vocab.decode(out)

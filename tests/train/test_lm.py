@@ -1,0 +1,52 @@
+"""Character LM: streams in order with carried state, learns, resumes exactly, samples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from longshort.data import CharStream, read_texts, stdlib_corpus
+from longshort.report.lm import sample, train_lm
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 200
+
+
+def test_stream_chunks_are_contiguous_and_held_out():
+    task = CharStream(TEXT, seq_len=10)
+    a = task.batch(4, torch.Generator())
+    b = task.batch(4, torch.Generator())
+    assert torch.equal(a.y[:, -1], b.x[:, 0])  # the next chunk continues each stream
+    assert torch.equal(a.x[:, 1:], a.y[:, :-1])
+    assert len(task.valid_ids) == len(TEXT) - int(len(TEXT) * 0.95)
+    assert task.baseline == pytest.approx(math.log2(len(task.vocab)))
+
+
+def test_stdlib_corpus_recorded():
+    text, info = stdlib_corpus()
+    assert info["files"] > 50 and info["characters"] == len(text) and len(info["sha256"]) == 64
+
+
+def test_bad_text_file(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ValueError, match=r"bad.txt: not UTF-8 text"):
+        read_texts([bad])
+    with pytest.raises(ValueError, match="too short"):
+        CharStream("abc", seq_len=10)
+
+
+def test_lm_learns_resumes_exactly_and_samples(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    kw = dict(hidden=32, seq_len=20, batch_size=8, lr=1e-2, eval_every=20, progress=False)
+    full = train_lm([corpus], tmp_path / "full", steps=80, **kw)
+    assert full["valid_bits_per_char"] < 0.5 * full["uniform_bits_per_char"]
+    train_lm([corpus], tmp_path / "split", steps=40, **kw)
+    resumed = train_lm([corpus], tmp_path / "split", steps=80, resume=True, **kw)
+    assert resumed["valid_bits_per_char"] == full["valid_bits_per_char"]
+    text = sample(tmp_path / "full", "the ", length=40, temperature=0.5)
+    assert text.startswith("the ") and len(text) == 44
+    with pytest.raises(ValueError, match="temperature must be a positive number"):
+        sample(tmp_path / "full", "the ", temperature=0)
