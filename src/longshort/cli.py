@@ -86,6 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     lm_sample.add_argument("--temperature", type=float, default=0.8)
     lm_sample.add_argument("--length", type=int, default=300)
     lm_sample.add_argument("--seed", type=int, default=0)
+    classify = sub.add_parser("classify", help="sequence classification")
+    classify_sub = classify.add_subparsers(dest="classify_command", required=True)
+    ct = classify_sub.add_parser("train", help="train an LSTM classifier")
+    ct.add_argument(
+        "--dataset",
+        choices=["JapaneseVowels", "GunPoint", "BasicMotions", "ArrowHead"],
+        default=None,
+    )
+    ct.add_argument("--train", type=Path, default=None, help=".ts, .npz or .csv file")
+    ct.add_argument("--test", type=Path, default=None, help=".ts, .npz or .csv file")
+    ct.add_argument("--hidden", type=int, default=64)
+    ct.add_argument("--steps", type=int, default=1500)
+    ct.add_argument("--batch-size", type=int, default=32)
+    ct.add_argument("--lr", type=float, default=3e-3)
+    ct.add_argument("--seed", type=int, default=0)
+    ct.add_argument("--eval-every", type=int, default=100)
+    ct.add_argument("--max-minutes", type=float, default=None)
+    ct.add_argument("--out", type=Path, default=Path("runs/classify"))
+    ct.add_argument("--resume", action="store_true")
+    ct.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ct.add_argument("--no-progress", action="store_true")
     inspect = sub.add_parser("inspect", help="figures and a JSON summary of a checkpoint")
     inspect.add_argument("checkpoint", type=Path)
     inspect.add_argument("--text", default=None, help="a sentence (sentiment checkpoints)")
@@ -275,6 +296,29 @@ def cmd_lm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    from longshort.report.classify import train_classifier
+
+    summary = train_classifier(
+        args.dataset,
+        args.train,
+        args.test,
+        args.out,
+        args.hidden,
+        args.steps,
+        args.batch_size,
+        args.lr,
+        args.seed,
+        args.eval_every,
+        None if args.max_minutes is None else args.max_minutes * 60,
+        not args.no_progress,
+        args.resume,
+        args.device,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.version:
@@ -288,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         "compare": cmd_compare,
         "inspect": cmd_inspect,
         "lm": cmd_lm,
+        "classify": cmd_classify,
     }
     if args.command not in commands:
         build_parser().print_help()

@@ -1,0 +1,94 @@
+"""``longshort classify train``: an LSTM classifier on UEA data or your own sequences."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from longshort.data.classification import PUBLISHED, Classification
+from longshort.data.sequences import read_file, uea
+from longshort.report import figures
+from longshort.train import fit
+from longshort.train.checkpoint import save
+from longshort.train.model import SequenceModel
+
+
+def train_classifier(
+    dataset: str | None,
+    train_file: Path | None,
+    test_file: Path | None,
+    out: Path,
+    hidden: int = 64,
+    steps: int = 1500,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    seed: int = 0,
+    eval_every: int = 100,
+    max_seconds: float | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    device: str = "cpu",
+) -> dict[str, object]:
+    if dataset is not None:
+        train, test = uea(dataset)
+        source = dataset
+    elif train_file is not None and test_file is not None:
+        train = read_file(train_file)
+        test = read_file(test_file, train.classes)
+        source = f"{train_file} / {test_file}"
+    else:
+        raise ValueError("give --dataset NAME, or both --train FILE and --test FILE")
+    task = Classification(train, test)
+    torch.manual_seed(seed)
+    model = SequenceModel("lstm", task.input_size, hidden, task.output_size, forget_bias=1.0)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "metrics.jsonl"
+    if not resume:
+        log.unlink(missing_ok=True)
+    history = fit(
+        model,
+        task,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        eval_every=eval_every,
+        max_seconds=max_seconds,
+        progress=progress,
+        desc=f"classify {source}",
+        log=log,
+        state_dir=out / "state",
+        resume=resume,
+        device=device,
+    )
+    summary = {
+        "dataset": source,
+        "train": len(train.y),
+        "test": len(test.y),
+        "classes": len(train.classes),
+        "test_accuracy": history.final_metric,
+        "majority_class_accuracy": task.baseline,
+        "published": PUBLISHED.get(dataset or "", {}),
+        "steps": history.steps[-1],
+        "seconds": round(history.seconds, 1),
+    }
+    save(
+        model,
+        out,
+        {
+            "task": {"task": "classify", "seq_len": task.seq_len},
+            "classes": train.classes,
+            "summary": summary,
+        },
+    )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    figures.learning_curves(
+        {"LSTM": (history.steps, history.eval_metric)},
+        "accuracy",
+        task.baseline,
+        f"{source}: test accuracy",
+        out / "learning-curve.png",
+    )
+    return summary
