@@ -130,3 +130,15 @@ def test_gate_statistics_ranges():
     assert set(stats) == {"i", "f", "g", "o"}
     assert all(v > 0.9 for v in stats["f"]["above"])  # forget bias 5: f ~ 0.99
     assert all(0 <= v <= 1 for g in stats.values() for v in g["above"] + g["below"])
+
+
+def test_trace_of_packed_input_is_masked_like_lengths():
+    m = longshort.LSTM(3, 4, bidirectional=True)
+    x = torch.randn(6, 3, 3)
+    lengths = torch.tensor([2, 6, 4])
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    a, b = trace(m, packed), trace(m, x, lengths)
+    for ta, tb in zip(a, b, strict=True):
+        torch.testing.assert_close(ta.f, tb.f)
+        torch.testing.assert_close(ta.c, tb.c)
+        assert torch.all(ta.f[2:, 0] == 0)

@@ -30,6 +30,7 @@ def test_train_and_inspect(tmp_path, capsys):
     )
     ckpt = tmp_path / "sentiment-lstm-T4"
     assert (ckpt / "model.safetensors").exists() and (ckpt / "metrics.jsonl").exists()
+    assert (ckpt / "learning-curve.png").stat().st_size > 1000
     assert (
         main(["inspect", str(ckpt), "--text", "the titanic movie was not as my friends said fun"])
         == 0

@@ -90,3 +90,28 @@ def test_short_classifier_run_beats_chance(tmp_path):
         progress=False,
     )
     assert summary["test_accuracy"] > 0.75  # chance is about 0.5
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(st.text(alphabet="id,label,f12\n0.5-:abcxyz@data", max_size=120))
+def test_fuzzed_files_load_or_fail_clearly(tmp_path, content):
+    """Random bytes in the loaders' formats: a Sequences or a ValueError, nothing else."""
+    for suffix in (".csv", ".ts"):
+        path = tmp_path / f"fuzz{suffix}"
+        path.write_text(content)
+        try:
+            data = read_file(path)
+        except ValueError as e:
+            assert str(path) in str(e)
+            continue
+        assert data.x.shape[0] == data.y.shape[0] == data.lengths.shape[0] > 0
+        assert torch.isfinite(data.x).all()

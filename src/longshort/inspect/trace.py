@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from longshort.nn import LSTM, RNN
 
@@ -30,15 +31,21 @@ class Trace:
 def trace(model: LSTM | RNN, x: Tensor, lengths: Tensor | None = None, hx=None) -> list[Trace]:
     """Run `model` once (no gradient) and return a :class:`Trace` per layer and direction.
 
-    x as the model takes it (batch_first respected, 2-D unbatched allowed); lengths as for the
-    model's forward. Traces are time-major: (T, B, H).
+    x as the model takes it (batch_first respected, 2-D unbatched allowed, or a
+    PackedSequence); lengths as for the model's forward. Traces are time-major: (T, B, H), in the
+    batch's original order, zero at padded steps.
     """
     if not isinstance(model, LSTM | RNN):
         raise TypeError(
             f"trace: model must be a longshort.LSTM or longshort.RNN, got {type(model).__name__}"
         )
-    with torch.no_grad():
-        _, _, layers = model(x, hx, lengths=lengths, return_trace=True)
+    if isinstance(x, PackedSequence):
+        lengths = pad_packed_sequence(x)[1]
+        with torch.no_grad():
+            _, _, layers = model(x, hx, return_trace=True)
+    else:
+        with torch.no_grad():
+            _, _, layers = model(x, hx, lengths=lengths, return_trace=True)
     steps = layers[0].gates.shape[0]
     mask = None
     if lengths is not None:

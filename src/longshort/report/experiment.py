@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from longshort.inspect import gradient_flow
+from longshort.report import figures
 from longshort.tasks import Task, make_task
 from longshort.train import History, distributed, fit, model_for_task
 from longshort.train.checkpoint import save
@@ -74,6 +75,13 @@ def train_one(
             model, out, {"task": task.describe(), "seed": seed, "lr": lr, "batch_size": batch_size}
         )
         (out / "history.json").write_text(json.dumps(history.to_dict(), indent=2))
+        figures.learning_curves(
+            {cell.upper(): (history.steps, history.eval_metric)},
+            task.metric_name,
+            task.baseline,
+            f"{cell.upper()} on {task_name}, T = {seq_len}",
+            out / "learning-curve.png",
+        )
     return Run(task, cell, model, history)
 
 
