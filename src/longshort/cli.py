@@ -107,6 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--resume", action="store_true")
     ct.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ct.add_argument("--no-progress", action="store_true")
+    forecast = sub.add_parser("forecast", help="multi-step forecasting")
+    forecast_sub = forecast.add_subparsers(dest="forecast_command", required=True)
+    ft = forecast_sub.add_parser("train", help="train an LSTM forecaster")
+    ft.add_argument("--dataset", choices=["taylor"], default=None)
+    ft.add_argument("--csv", type=Path, default=None)
+    ft.add_argument("--column", default=None)
+    ft.add_argument("--window", type=int, default=336, help="past steps seen (336 = a week)")
+    ft.add_argument("--horizon", type=int, default=48, help="steps forecast (48 = a day)")
+    ft.add_argument("--test-steps", type=int, default=672, help="held-out tail")
+    ft.add_argument("--season", type=int, default=336, help="period of the seasonal naive")
+    ft.add_argument("--hidden", type=int, default=64)
+    ft.add_argument("--steps", type=int, default=1500)
+    ft.add_argument("--batch-size", type=int, default=32)
+    ft.add_argument("--lr", type=float, default=3e-3)
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--eval-every", type=int, default=100)
+    ft.add_argument("--max-minutes", type=float, default=None)
+    ft.add_argument("--out", type=Path, default=Path("runs/forecast"))
+    ft.add_argument("--resume", action="store_true")
+    ft.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ft.add_argument("--no-progress", action="store_true")
     inspect = sub.add_parser("inspect", help="figures and a JSON summary of a checkpoint")
     inspect.add_argument("checkpoint", type=Path)
     inspect.add_argument("--text", default=None, help="a sentence (sentiment checkpoints)")
@@ -319,6 +340,33 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from longshort.report.forecast import train_forecaster
+
+    summary = train_forecaster(
+        args.dataset,
+        args.csv,
+        args.column,
+        args.out,
+        args.window,
+        args.horizon,
+        args.test_steps,
+        args.season,
+        args.hidden,
+        args.steps,
+        args.batch_size,
+        args.lr,
+        args.seed,
+        args.eval_every,
+        None if args.max_minutes is None else args.max_minutes * 60,
+        not args.no_progress,
+        args.resume,
+        args.device,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.version:
@@ -333,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         "inspect": cmd_inspect,
         "lm": cmd_lm,
         "classify": cmd_classify,
+        "forecast": cmd_forecast,
     }
     if args.command not in commands:
         build_parser().print_help()

@@ -1,0 +1,87 @@
+"""``longshort forecast train``: multi-step forecasting of a series against naive baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from longshort.data.forecasting import Forecast
+from longshort.data.series import read_column, taylor
+from longshort.report import figures
+from longshort.train import fit
+from longshort.train.checkpoint import save
+from longshort.train.model import SequenceModel
+
+
+def train_forecaster(
+    dataset: str | None,
+    csv: Path | None,
+    column: str | None,
+    out: Path,
+    window: int = 336,
+    horizon: int = 48,
+    test_steps: int = 672,
+    season: int = 336,
+    hidden: int = 64,
+    steps: int = 1500,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    seed: int = 0,
+    eval_every: int = 100,
+    max_seconds: float | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    device: str = "cpu",
+) -> dict[str, object]:
+    if dataset == "taylor":
+        series, source = taylor(), "taylor (pmdarima)"
+    elif csv is not None and column is not None:
+        series, source = read_column(csv, column), f"{csv}:{column}"
+    else:
+        raise ValueError("give --dataset taylor, or --csv FILE with --column NAME")
+    task = Forecast(series, window, horizon, test_steps, season)
+    torch.manual_seed(seed)
+    model = SequenceModel("lstm", 1, hidden, horizon, forget_bias=1.0)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "metrics.jsonl"
+    if not resume:
+        log.unlink(missing_ok=True)
+    history = fit(
+        model,
+        task,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        eval_every=eval_every,
+        max_seconds=max_seconds,
+        progress=progress,
+        desc=f"forecast {source}",
+        log=log,
+        state_dir=out / "state",
+        resume=resume,
+        device=device,
+    )
+    summary = {
+        "series": source,
+        "steps_in_series": len(series),
+        "window": window,
+        "horizon": horizon,
+        "held_out_steps": test_steps,
+        "season": season,
+        "errors": task.report(model),
+        "train_steps": history.steps[-1],
+        "seconds": round(history.seconds, 1),
+    }
+    save(model, out, {"task": {"task": "forecast", "seq_len": window}, "summary": summary})
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    figures.learning_curves(
+        {"LSTM": (history.steps, history.eval_metric)},
+        "MAE",
+        task.baseline,
+        f"{source}: held-out MAE (dashed: seasonal naive)",
+        out / "learning-curve.png",
+    )
+    return summary
