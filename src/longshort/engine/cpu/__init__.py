@@ -19,7 +19,7 @@ cache.refresh()
 
 from longshort.engine.cpu import lstm, rnn  # noqa: E402
 from longshort.engine.cpu.activations import gate_coefficients  # noqa: E402
-from longshort.engine.cpu.blas import matmul_at, matmul_w, matmul_wt, scratch  # noqa: E402
+from longshort.engine.cpu.blas import matmul_at, matmul_w, matmul_wt  # noqa: E402
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -41,7 +41,7 @@ def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) 
     z = x.new_empty(steps, batch, w_ih.shape[0])
     zn = z.numpy()
     zn[:] = 0.0 if b_ih is None else _np(b_ih) + _np(b_hh)
-    matmul_wt(_rows(_np(x)), _np(w_ih), _rows(zn), 1.0, *scratch(zn.dtype))
+    matmul_wt(_rows(_np(x)), _np(w_ih), _rows(zn), 1.0)
     return z
 
 
@@ -51,15 +51,14 @@ def _input_and_weight_grads(
     """dx = dz W, dW_ih = Σ_t dz_tᵀ x_t, dW_hh = Σ_t dz_tᵀ h_{t-1}, db = Σ_t dz_t: one product
     each over all T*B rows. hs (T, B, P) holds h_1 .. h_T."""
     dzn, xn, wn = _np(dz), _np(x), _np(w_ih)
-    ws = scratch(dzn.dtype)
     dx = torch.empty_like(x, memory_format=torch.contiguous_format)
     dw_ih = w_ih.new_empty(w_ih.shape)
     dw_hh = w_ih.new_empty(dz.shape[2], h0.shape[1])
-    matmul_w(_rows(dzn), wn, _rows(dx.numpy()), 0.0, *ws)
-    matmul_at(_rows(dzn), _rows(xn), dw_ih.numpy(), 0.0, *ws)
-    matmul_at(dzn[0], _np(h0), dw_hh.numpy(), 0.0, *ws)  # h_{t-1} is h_0 at t = 0 ...
+    matmul_w(_rows(dzn), wn, _rows(dx.numpy()), 0.0)
+    matmul_at(_rows(dzn), _rows(xn), dw_ih.numpy(), 0.0)
+    matmul_at(dzn[0], _np(h0), dw_hh.numpy(), 0.0)  # h_{t-1} is h_0 at t = 0 ...
     if dz.shape[0] > 1:
-        matmul_at(_rows(dzn[1:]), _rows(_np(hs)[:-1]), dw_hh.numpy(), 1.0, *ws)  # ... then h
+        matmul_at(_rows(dzn[1:]), _rows(_np(hs)[:-1]), dw_hh.numpy(), 1.0)  # ... then h
     db = torch.from_numpy(_rows(dzn).sum(0))
     return dx, dw_ih, dw_hh, db
 
@@ -96,7 +95,6 @@ def lstm_forward(
         np.empty((batch, out_size), dtype),
         np.stack(gate_coefficients(hidden, dtype)),
         np.empty(4 * hidden, np.int32),
-        *scratch(dtype),
     )
     return out, h, cs[steps].clone(), gates, cs
 
@@ -140,14 +138,13 @@ def lstm_backward(
         np.empty((batch, hidden), dtype),
         norms.numpy(),
         np.empty(hidden, np.int32),
-        *scratch(dtype),
     )
     dx, dw_ih, dw_hh, db = _input_and_weight_grads(dz, x, h0, out, w_ih)
     dw_hr = None
     if w_hr is not None:
         m = gates[..., 3 * hidden :] * torch.tanh(cs[1:])  # o_t ⊙ tanh(C_t), recomputed
         dw_hr = w_hr.new_empty(w_hr.shape)
-        matmul_at(_rows(dh_t.numpy()), _rows(_np(m)), dw_hr.numpy(), 0.0, *scratch(dtype))
+        matmul_at(_rows(dh_t.numpy()), _rows(_np(m)), dw_hr.numpy(), 0.0)
     return dx, dh, dc, dw_ih, dw_hh, db, dw_hr, norms
 
 
@@ -171,7 +168,6 @@ def rnn_forward(
         _np(w_hh),
         nonlinearity == "relu",
         np.empty(hs.shape[2], np.int32),
-        *scratch(hs.numpy().dtype),
     )
     return hs.clone(), h, hs
 
@@ -201,7 +197,6 @@ def rnn_backward(
         da.numpy(),
         np.empty_like(dh.numpy()),
         norms.numpy(),
-        *scratch(da.numpy().dtype),
     )
     dx, dw_ih, dw_hh, db = _input_and_weight_grads(da, x, h0, hs, w_ih)
     return dx, dh, dw_ih, dw_hh, db, norms

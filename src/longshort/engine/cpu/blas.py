@@ -71,11 +71,6 @@ _sgemm = types.ExternalFunction("longshort_cblas_sgemm", _sig(types.float32))
 _dgemm = types.ExternalFunction("longshort_cblas_dgemm", _sig(types.float64))
 
 
-def scratch(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Kept for the callers' signature: the CBLAS interface needs no scratch."""
-    return np.empty(0, np.int32), np.empty(0, dtype)
-
-
 def _gemm(y, ta, tb, m, n, k, a, lda, b, ldb, beta, ldc):  # pragma: no cover - typed below
     raise NotImplementedError
 
@@ -126,21 +121,21 @@ def _gemm_impl(y, ta, tb, m, n, k, a, lda, b, ldb, beta, ldc):
 
 
 @njit(cache=True)
-def matmul_wt(x, w, y, beta, ints, scal):
+def matmul_wt(x, w, y, beta):
     """y (B, N) = x (B, K) @ w.T + beta * y, with w (N, K); all C-contiguous."""
     n, k = w.shape
     _gemm(y, NO_TRANS, TRANS, x.shape[0], n, k, x, k, w, k, beta, n)
 
 
 @njit(cache=True)
-def matmul_w(x, w, y, beta, ints, scal):
+def matmul_w(x, w, y, beta):
     """y (B, N) = x (B, K) @ w + beta * y, with w (K, N)."""
     k, n = w.shape
     _gemm(y, NO_TRANS, NO_TRANS, x.shape[0], n, k, x, k, w, n, beta, n)
 
 
 @njit(cache=True)
-def matmul_at(a, b, y, beta, ints, scal):
+def matmul_at(a, b, y, beta):
     """y (N, K) = a.T @ b + beta * y, with a (M, N) and b (M, K): a sum over the M rows."""
     m, n = a.shape
     k = b.shape[1]

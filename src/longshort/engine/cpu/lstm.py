@@ -19,7 +19,7 @@ from longshort.engine.cpu.blas import matmul_w, matmul_wt
 
 
 @njit(**JIT)
-def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, ints, scal):
+def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits):
     """z (T, B, G): W·x_t + b on entry, the gates [i, f, g, o] on return (in place).
     h (B, P): h_0 on entry, h_n on return. cs (T+1, B, H): C_0 set by the caller, C_t filled.
     out (T, B, P). m_buf (B, H), h_buf (B, P): scratch for the projection. coef (3, G): the
@@ -31,7 +31,7 @@ def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, ints, 
     proj = w_hr.shape[0] > 0
     for t in range(steps):
         zt = z[t]
-        matmul_wt(h, w_hh, zt, 1.0, ints, scal)  # z_t = W·x_t + b + U·h_{t-1}
+        matmul_wt(h, w_hh, zt, 1.0)  # z_t = W·x_t + b + U·h_{t-1}
         for b in range(batch):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 zt[b, :] = 0.0
@@ -50,7 +50,7 @@ def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, ints, 
             for j in range(hidden):
                 m[j] *= o[j]  # h_t = o_t ⊙ tanh(C_t)
         if proj:
-            matmul_wt(m_buf, w_hr, h_buf, 0.0, ints, scal)  # h_t = W_hr (o_t ⊙ tanh(C_t))
+            matmul_wt(m_buf, w_hr, h_buf, 0.0)  # h_t = W_hr (o_t ⊙ tanh(C_t))
             out[t] = h_buf
         for b in range(batch):
             if lengths.shape[0] and t >= lengths[b]:
@@ -76,8 +76,6 @@ def backward(
     tanh_c,
     norms,
     bits,
-    ints,
-    scal,
 ):
     """BPTT of :func:`forward`. dh (B, P), dc (B, H): dL/dh_T, dL/dC_T on entry, dL/dh_0,
     dL/dC_0 on return. dz (T, B, G): dL/dz_t out. dh_t (T, B, P) with projection (it keeps
@@ -97,7 +95,7 @@ def backward(
                 sq += dht[b, j] * dht[b, j]
             norms[t, b, 0] = sq**0.5
         if proj:
-            matmul_w(dht, w_hr, dm_buf, 0.0, ints, scal)  # back through h_t = W_hr m_t
+            matmul_w(dht, w_hr, dm_buf, 0.0)  # back through h_t = W_hr m_t
         dm_all = dm_buf if proj else dht
         for b in range(batch):
             dzb = dz[t, b]
@@ -126,7 +124,7 @@ def backward(
                 dzg[j] = dcj * i[j] * (1 - g[j] * g[j])  # tanh' = 1 - tanh²
                 dcb[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
             norms[t, b, 1] = sq**0.5
-        matmul_w(dz[t], w_hh, dh_buf, 0.0, ints, scal)  # dL/dh_{t-1} = dz_t U
+        matmul_w(dz[t], w_hh, dh_buf, 0.0)  # dL/dh_{t-1} = dz_t U
         for b in range(batch):
             if not (lengths.shape[0] and t >= lengths[b]):
                 dh[b, :] = dh_buf[b]

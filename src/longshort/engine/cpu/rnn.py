@@ -14,14 +14,14 @@ from longshort.engine.cpu.blas import matmul_w, matmul_wt
 
 
 @njit(**JIT)
-def forward(z, h, lengths, w_hh, relu, bits, ints, scal):
+def forward(z, h, lengths, w_hh, relu, bits):
     """z (T, B, H): W x_t + b on entry, h_t on return (zero at padding). h (B, H): h_0 in,
     h_n out."""
     two_k = bits.view(np.float32)
     steps, batch, hidden = z.shape
     for t in range(steps):
         zt = z[t]
-        matmul_wt(h, w_hh, zt, 1.0, ints, scal)  # a_t = W x_t + b + U h_{t-1}
+        matmul_wt(h, w_hh, zt, 1.0)  # a_t = W x_t + b + U h_{t-1}
         for b in range(batch):
             a = zt[b]
             if lengths.shape[0] and t >= lengths[b]:
@@ -36,7 +36,7 @@ def forward(z, h, lengths, w_hh, relu, bits, ints, scal):
 
 
 @njit(**JIT)
-def backward(d_out, dh, hs, lengths, w_hh, relu, da, dh_buf, norms, ints, scal):
+def backward(d_out, dh, hs, lengths, w_hh, relu, da, dh_buf, norms):
     """BPTT of :func:`forward`. dh (B, H): dL/dh_T in, dL/dh_0 out; da (T, B, H) out;
     norms (T, B, 1) out: ||dL/dh_t|| of every step (0 at padding)."""
     steps, batch, hidden = hs.shape
@@ -54,7 +54,7 @@ def backward(d_out, dh, hs, lengths, w_hh, relu, da, dh_buf, norms, ints, scal):
                 dab[j] = (dhb[j] + gb[j]) * slope
                 sq += (dhb[j] + gb[j]) * (dhb[j] + gb[j])
             norms[t, b, 0] = sq**0.5
-        matmul_w(da[t], w_hh, dh_buf, 0.0, ints, scal)  # dL/dh_{t-1} = σ'(a_t) U
+        matmul_w(da[t], w_hh, dh_buf, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
         for b in range(batch):
             if not (lengths.shape[0] and t >= lengths[b]):
                 dh[b, :] = dh_buf[b]
