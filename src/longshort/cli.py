@@ -22,22 +22,55 @@ def _lengths(text: str) -> list[int]:
     return values
 
 
-def _training_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, choices=sorted(TASKS))
-    p.add_argument("--hidden", type=int, default=32, help="hidden size (default 32)")
-    p.add_argument("--steps", type=int, default=2000, help="maximum training steps")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-2)
+def _loop_args(
+    p: argparse.ArgumentParser,
+    hidden: int,
+    steps: int,
+    batch: int,
+    lr: float,
+    out: str,
+    resume: bool = True,
+) -> None:
+    """The options of the shared training loop, with each command's defaults."""
+    p.add_argument("--hidden", type=int, default=hidden, help=f"hidden size (default {hidden})")
+    p.add_argument("--steps", type=int, default=steps, help="maximum training steps")
+    p.add_argument("--batch-size", type=int, default=batch)
+    p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=None, help="budget per run")
-    p.add_argument("--out", type=Path, default=Path("runs"))
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--eval-every", type=int, default=100, help="steps between evaluations")
+    p.add_argument("--max-minutes", type=float, default=None, help="time budget per run")
+    p.add_argument("--out", type=Path, default=Path(out))
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument(
         "--deterministic",
         action="store_true",
         help="deterministic algorithms only (bit-identical CPU runs for a seed)",
     )
+    p.add_argument("--no-progress", action="store_true")
+    if resume:
+        p.add_argument(
+            "--resume", action="store_true", help="continue from the run folder's saved state"
+        )
+
+
+def _seconds(args: argparse.Namespace) -> float | None:
+    return None if args.max_minutes is None else args.max_minutes * 60
+
+
+def _loop_kwargs(args: argparse.Namespace) -> dict[str, object]:
+    """The shared training-loop options as keyword arguments of the train_* functions."""
+    return {
+        "hidden": args.hidden,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "eval_every": args.eval_every,
+        "max_seconds": _seconds(args),
+        "progress": not args.no_progress,
+        "resume": args.resume,
+        "device": args.device,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,34 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-progress", action="store_true")
     train = sub.add_parser("train", help="train one model on a task")
-    _training_args(train)
+    train.add_argument("--task", required=True, choices=sorted(TASKS))
+    _loop_args(train, hidden=32, steps=2000, batch=64, lr=1e-2, out="runs")
     train.add_argument("--cell", choices=["lstm", "rnn"], default="lstm")
     train.add_argument("--seq-len", type=int, required=True)
-    train.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the run's saved state (OUT/TASK-CELL-TLEN/state)",
-    )
     compare = sub.add_parser("compare", help="RNN against LSTM at several lengths")
-    _training_args(compare)
+    compare.add_argument("--task", required=True, choices=sorted(TASKS))
+    _loop_args(compare, hidden=32, steps=2000, batch=64, lr=1e-2, out="runs", resume=False)
     compare.add_argument("--seq-len", type=_lengths, required=True, help="e.g. 50,100,200")
     lm = sub.add_parser("lm", help="character language model: train, sample")
     lm_sub = lm.add_subparsers(dest="lm_command", required=True)
     lm_train = lm_sub.add_parser("train", help="train on text files (default: Python's stdlib)")
     lm_train.add_argument("files", nargs="*", type=Path)
-    lm_train.add_argument("--hidden", type=int, default=256)
+    _loop_args(lm_train, hidden=256, steps=2000, batch=32, lr=2e-3, out="runs/lm")
     lm_train.add_argument("--layers", type=int, default=1)
     lm_train.add_argument("--seq-len", type=int, default=100, help="truncated BPTT chunk")
-    lm_train.add_argument("--batch-size", type=int, default=32)
-    lm_train.add_argument("--steps", type=int, default=2000)
-    lm_train.add_argument("--lr", type=float, default=2e-3)
-    lm_train.add_argument("--seed", type=int, default=0)
-    lm_train.add_argument("--eval-every", type=int, default=200)
-    lm_train.add_argument("--max-minutes", type=float, default=None)
-    lm_train.add_argument("--out", type=Path, default=Path("runs/lm"))
-    lm_train.add_argument("--resume", action="store_true")
-    lm_train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    lm_train.add_argument("--no-progress", action="store_true")
     lm_sample = lm_sub.add_parser("sample", help="generate text from a checkpoint")
     lm_sample.add_argument("checkpoint", type=Path)
     lm_sample.add_argument("--prime", default="def ")
@@ -96,17 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ct.add_argument("--train", type=Path, default=None, help=".ts, .npz or .csv file")
     ct.add_argument("--test", type=Path, default=None, help=".ts, .npz or .csv file")
-    ct.add_argument("--hidden", type=int, default=64)
-    ct.add_argument("--steps", type=int, default=1500)
-    ct.add_argument("--batch-size", type=int, default=32)
-    ct.add_argument("--lr", type=float, default=3e-3)
-    ct.add_argument("--seed", type=int, default=0)
-    ct.add_argument("--eval-every", type=int, default=100)
-    ct.add_argument("--max-minutes", type=float, default=None)
-    ct.add_argument("--out", type=Path, default=Path("runs/classify"))
-    ct.add_argument("--resume", action="store_true")
-    ct.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ct.add_argument("--no-progress", action="store_true")
+    _loop_args(ct, hidden=64, steps=1500, batch=32, lr=3e-3, out="runs/classify")
     forecast = sub.add_parser("forecast", help="multi-step forecasting")
     forecast_sub = forecast.add_subparsers(dest="forecast_command", required=True)
     ft = forecast_sub.add_parser("train", help="train an LSTM forecaster")
@@ -117,17 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--horizon", type=int, default=48, help="steps forecast (48 = a day)")
     ft.add_argument("--test-steps", type=int, default=672, help="held-out tail")
     ft.add_argument("--season", type=int, default=336, help="period of the seasonal naive")
-    ft.add_argument("--hidden", type=int, default=64)
-    ft.add_argument("--steps", type=int, default=1500)
-    ft.add_argument("--batch-size", type=int, default=32)
-    ft.add_argument("--lr", type=float, default=3e-3)
-    ft.add_argument("--seed", type=int, default=0)
-    ft.add_argument("--eval-every", type=int, default=100)
-    ft.add_argument("--max-minutes", type=float, default=None)
-    ft.add_argument("--out", type=Path, default=Path("runs/forecast"))
-    ft.add_argument("--resume", action="store_true")
-    ft.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ft.add_argument("--no-progress", action="store_true")
+    _loop_args(ft, hidden=64, steps=1500, batch=32, lr=3e-3, out="runs/forecast")
     inspect = sub.add_parser("inspect", help="figures and a JSON summary of a checkpoint")
     inspect.add_argument("checkpoint", type=Path)
     inspect.add_argument("--text", default=None, help="a sentence (sentiment checkpoints)")
@@ -146,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.cell,
         args.hidden,
         args.steps,
-        None if args.max_minutes is None else args.max_minutes * 60,
+        _seconds(args),
         args.seed,
         args.lr,
         args.batch_size,
@@ -154,6 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         not args.no_progress,
         args.resume,
         args.device,
+        args.eval_every,
     )
     h = run.history
     if not distributed.setup(args.device).main:
@@ -182,12 +183,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 cell,
                 args.hidden,
                 args.steps,
-                None if args.max_minutes is None else args.max_minutes * 60,
+                _seconds(args),
                 args.seed,
                 args.lr,
                 args.batch_size,
                 args.out / f"{args.task}-{cell}-T{length}",
                 not args.no_progress,
+                eval_every=args.eval_every,
             )
             for cell in ("rnn", "lstm")
         ]
@@ -298,20 +300,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
         print(sample(args.checkpoint, args.prime, args.length, args.temperature, args.seed))
         return 0
     summary = train_lm(
-        args.files,
-        args.out,
-        args.hidden,
-        args.layers,
-        args.seq_len,
-        args.batch_size,
-        args.steps,
-        args.lr,
-        args.seed,
-        None if args.max_minutes is None else args.max_minutes * 60,
-        args.eval_every,
-        not args.no_progress,
-        args.resume,
-        args.device,
+        args.files, args.out, layers=args.layers, seq_len=args.seq_len, **_loop_kwargs(args)
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -320,22 +309,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     from longshort.report.classify import train_classifier
 
-    summary = train_classifier(
-        args.dataset,
-        args.train,
-        args.test,
-        args.out,
-        args.hidden,
-        args.steps,
-        args.batch_size,
-        args.lr,
-        args.seed,
-        args.eval_every,
-        None if args.max_minutes is None else args.max_minutes * 60,
-        not args.no_progress,
-        args.resume,
-        args.device,
-    )
+    summary = train_classifier(args.dataset, args.train, args.test, args.out, **_loop_kwargs(args))
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -352,16 +326,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         args.horizon,
         args.test_steps,
         args.season,
-        args.hidden,
-        args.steps,
-        args.batch_size,
-        args.lr,
-        args.seed,
-        args.eval_every,
-        None if args.max_minutes is None else args.max_minutes * 60,
-        not args.no_progress,
-        args.resume,
-        args.device,
+        **_loop_kwargs(args),
     )
     print(json.dumps(summary, indent=2))
     return 0

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from longshort.data.classification import PUBLISHED, Classification
 from longshort.data.sequences import read_file, uea
-from longshort.report import figures
-from longshort.train import fit
-from longshort.train.checkpoint import save
+from longshort.report.runs import fit_in, record
 from longshort.train.model import SequenceModel
 
 
@@ -43,13 +40,13 @@ def train_classifier(
     task = Classification(train, test)
     torch.manual_seed(seed)
     model = SequenceModel("lstm", task.input_size, hidden, task.output_size, forget_bias=1.0)
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "metrics.jsonl"
-    if not resume:
-        log.unlink(missing_ok=True)
-    history = fit(
+    history = fit_in(
+        out,
         model,
         task,
+        f"{source}: test accuracy",
+        resume,
+        device,
         steps=steps,
         batch_size=batch_size,
         lr=lr,
@@ -57,11 +54,6 @@ def train_classifier(
         eval_every=eval_every,
         max_seconds=max_seconds,
         progress=progress,
-        desc=f"classify {source}",
-        log=log,
-        state_dir=out / "state",
-        resume=resume,
-        device=device,
     )
     summary = {
         "dataset": source,
@@ -74,21 +66,11 @@ def train_classifier(
         "steps": history.steps[-1],
         "seconds": round(history.seconds, 1),
     }
-    save(
-        model,
+    record(
         out,
-        {
-            "task": {"task": "classify", "seq_len": task.seq_len},
-            "classes": train.classes,
-            "summary": summary,
-        },
-    )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    figures.learning_curves(
-        {"LSTM": (history.steps, history.eval_metric)},
-        "accuracy",
-        task.baseline,
-        f"{source}: test accuracy",
-        out / "learning-curve.png",
+        model,
+        {"task": {"task": "classify", "seq_len": task.seq_len}, "classes": train.classes},
+        summary,
+        device,
     )
     return summary

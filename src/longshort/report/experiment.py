@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from longshort.inspect import gradient_flow
-from longshort.report import figures
+from longshort.report.runs import fit_in, record
 from longshort.tasks import Task, make_task
-from longshort.train import History, distributed, fit, model_for_task
-from longshort.train.checkpoint import save
+from longshort.train import History, model_for_task
 from longshort.train.model import SequenceModel
 
 
@@ -44,44 +42,29 @@ def train_one(
     progress: bool = True,
     resume: bool = False,
     device: str = "cpu",
+    eval_every: int = 100,
 ) -> Run:
     task = make_task(task_name, seq_len)
     torch.manual_seed(seed)
     model = model_for_task(task, cell, hidden, forget_bias=default_forget_bias(task))
-    log = None
-    main = distributed.setup(device).main
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        log = out / "metrics.jsonl"
-        if not resume and main:
-            log.unlink(missing_ok=True)
-    history = fit(
+    history = fit_in(
+        out,
         model,
         task,
+        f"{cell.upper()} on {task_name}, T = {seq_len}",
+        resume,
+        device,
         steps=steps,
         batch_size=batch_size,
         lr=lr,
         seed=seed,
         max_seconds=max_seconds,
         progress=progress,
-        desc=f"{cell.upper()} {task_name} T={seq_len}",
-        log=log,
-        state_dir=None if out is None else out / "state",
-        resume=resume,
-        device=device,
+        eval_every=eval_every,
     )
-    if out is not None and main:
-        save(
-            model, out, {"task": task.describe(), "seed": seed, "lr": lr, "batch_size": batch_size}
-        )
-        (out / "history.json").write_text(json.dumps(history.to_dict(), indent=2))
-        figures.learning_curves(
-            {cell.upper(): (history.steps, history.eval_metric)},
-            task.metric_name,
-            task.baseline,
-            f"{cell.upper()} on {task_name}, T = {seq_len}",
-            out / "learning-curve.png",
-        )
+    if out is not None:
+        config = {"task": task.describe(), "seed": seed, "lr": lr, "batch_size": batch_size}
+        record(out, model, config, history.to_dict(), device)
     return Run(task, cell, model, history)
 
 

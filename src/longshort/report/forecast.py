@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from longshort.data.forecasting import Forecast
 from longshort.data.series import read_column, taylor
-from longshort.report import figures
-from longshort.train import fit
-from longshort.train.checkpoint import save
+from longshort.report.runs import fit_in, record
 from longshort.train.model import SequenceModel
 
 
@@ -44,13 +41,13 @@ def train_forecaster(
     task = Forecast(series, window, horizon, test_steps, season)
     torch.manual_seed(seed)
     model = SequenceModel("lstm", 1, hidden, horizon, forget_bias=1.0)
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "metrics.jsonl"
-    if not resume:
-        log.unlink(missing_ok=True)
-    history = fit(
+    history = fit_in(
+        out,
         model,
         task,
+        f"{source}: held-out MAE (dashed: seasonal naive)",
+        resume,
+        device,
         steps=steps,
         batch_size=batch_size,
         lr=lr,
@@ -58,11 +55,6 @@ def train_forecaster(
         eval_every=eval_every,
         max_seconds=max_seconds,
         progress=progress,
-        desc=f"forecast {source}",
-        log=log,
-        state_dir=out / "state",
-        resume=resume,
-        device=device,
     )
     summary = {
         "series": source,
@@ -75,13 +67,5 @@ def train_forecaster(
         "train_steps": history.steps[-1],
         "seconds": round(history.seconds, 1),
     }
-    save(model, out, {"task": {"task": "forecast", "seq_len": window}, "summary": summary})
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    figures.learning_curves(
-        {"LSTM": (history.steps, history.eval_metric)},
-        "MAE",
-        task.baseline,
-        f"{source}: held-out MAE (dashed: seasonal naive)",
-        out / "learning-curve.png",
-    )
+    record(out, model, {"task": {"task": "forecast", "seq_len": window}}, summary, device)
     return summary

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import torch
 
 from longshort.data import CharStream, CharVocab, read_texts, stdlib_corpus
-from longshort.report import figures
-from longshort.train import fit
-from longshort.train.checkpoint import load, save
+from longshort.report.runs import fit_in, record
+from longshort.train.checkpoint import load
 from longshort.train.model import SequenceModel
 
 
@@ -46,13 +44,13 @@ def train_lm(
         forget_bias=1.0,
         embedding_size=64,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "metrics.jsonl"
-    if not resume:
-        log.unlink(missing_ok=True)
-    history = fit(
+    history = fit_in(
+        out,
         model,
         task,
+        "Character LM: validation bits per character",
+        resume,
+        device,
         steps=steps,
         batch_size=batch_size,
         lr=lr,
@@ -60,11 +58,6 @@ def train_lm(
         seed=seed,
         max_seconds=max_seconds,
         progress=progress,
-        desc="lm",
-        log=log,
-        state_dir=out / "state",
-        resume=resume,
-        device=device,
     )
     summary = {
         "corpus": corpus,
@@ -74,22 +67,12 @@ def train_lm(
         "steps": history.steps[-1],
         "seconds": round(history.seconds, 1),
     }
-    save(
-        model,
+    record(
         out,
-        {
-            "task": {"task": "charlm", "seq_len": seq_len},
-            "vocab": task.vocab.chars,
-            "summary": summary,
-        },
-    )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    figures.learning_curves(
-        {"LSTM": (history.steps, history.eval_metric)},
-        "bits/char",
-        task.baseline,
-        "Character LM: validation bits per character",
-        out / "learning-curve.png",
+        model,
+        {"task": {"task": "charlm", "seq_len": seq_len}, "vocab": task.vocab.chars},
+        summary,
+        device,
     )
     return summary
 
