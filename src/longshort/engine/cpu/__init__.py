@@ -19,7 +19,7 @@ cache.refresh()
 
 from longshort.engine.cpu import lstm, rnn  # noqa: E402
 from longshort.engine.cpu.activations import gate_coefficients  # noqa: E402
-from longshort.engine.cpu.blas import matmul_at, matmul_w, matmul_wt  # noqa: E402
+from longshort.engine.cpu.blas import matmul_at, matmul_w, matmul_wt, step_threads  # noqa: E402
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -83,19 +83,20 @@ def lstm_forward(
     cs[0] = c0
     h = h0.clone(memory_format=torch.contiguous_format)
     dtype = out.numpy().dtype
-    lstm.forward(
-        gates.numpy(),
-        h.numpy(),
-        cs.numpy(),
-        _np(w_hh),
-        np.empty((0, 0), dtype) if w_hr is None else _np(w_hr),
-        _lengths(lengths),
-        out.numpy(),
-        np.empty((batch, hidden), dtype),
-        np.empty((batch, out_size), dtype),
-        np.stack(gate_coefficients(hidden, dtype)),
-        np.empty(4 * hidden, np.int32),
-    )
+    with step_threads(2 * batch * 4 * hidden * out_size):
+        lstm.forward(
+            gates.numpy(),
+            h.numpy(),
+            cs.numpy(),
+            _np(w_hh),
+            np.empty((0, 0), dtype) if w_hr is None else _np(w_hr),
+            _lengths(lengths),
+            out.numpy(),
+            np.empty((batch, hidden), dtype),
+            np.empty((batch, out_size), dtype),
+            np.stack(gate_coefficients(hidden, dtype)),
+            np.empty(4 * hidden, np.int32),
+        )
     return out, h, cs[steps].clone(), gates, cs
 
 
@@ -122,23 +123,24 @@ def lstm_backward(
     norms = x.new_empty(steps, batch, 2)
     dh_t = x.new_empty(steps if w_hr is not None else 1, batch, out_size)
     dtype = dz.numpy().dtype
-    lstm.backward(
-        _np(d_out),
-        dh.numpy(),
-        dc.numpy(),
-        _np(gates),
-        _np(cs),
-        _np(w_hh),
-        np.empty((0, 0), dtype) if w_hr is None else _np(w_hr),
-        _lengths(lengths),
-        dz.numpy(),
-        dh_t.numpy(),
-        np.empty((batch, hidden), dtype),
-        np.empty((batch, out_size), dtype),
-        np.empty((batch, hidden), dtype),
-        norms.numpy(),
-        np.empty(hidden, np.int32),
-    )
+    with step_threads(2 * batch * 4 * hidden * out_size):
+        lstm.backward(
+            _np(d_out),
+            dh.numpy(),
+            dc.numpy(),
+            _np(gates),
+            _np(cs),
+            _np(w_hh),
+            np.empty((0, 0), dtype) if w_hr is None else _np(w_hr),
+            _lengths(lengths),
+            dz.numpy(),
+            dh_t.numpy(),
+            np.empty((batch, hidden), dtype),
+            np.empty((batch, out_size), dtype),
+            np.empty((batch, hidden), dtype),
+            norms.numpy(),
+            np.empty(hidden, np.int32),
+        )
     dx, dw_ih, dw_hh, db = _input_and_weight_grads(dz, x, h0, out, w_ih)
     dw_hr = None
     if w_hr is not None:
@@ -161,14 +163,15 @@ def rnn_forward(
     """See :func:`longshort.engine.reference.rnn_forward`."""
     hs = _project(x, w_ih, b_ih, b_hh)  # becomes h_1 .. h_T in place
     h = h0.clone(memory_format=torch.contiguous_format)
-    rnn.forward(
-        hs.numpy(),
-        h.numpy(),
-        _lengths(lengths),
-        _np(w_hh),
-        nonlinearity == "relu",
-        np.empty(hs.shape[2], np.int32),
-    )
+    with step_threads(2 * hs.shape[1] * hs.shape[2] ** 2):
+        rnn.forward(
+            hs.numpy(),
+            h.numpy(),
+            _lengths(lengths),
+            _np(w_hh),
+            nonlinearity == "relu",
+            np.empty(hs.shape[2], np.int32),
+        )
     return hs.clone(), h, hs
 
 
@@ -187,16 +190,17 @@ def rnn_backward(
     dh = d_hn.clone(memory_format=torch.contiguous_format)
     da = torch.empty_like(hs)
     norms = x.new_empty(hs.shape[0], hs.shape[1], 1)
-    rnn.backward(
-        _np(d_out),
-        dh.numpy(),
-        _np(hs),
-        _lengths(lengths),
-        _np(w_hh),
-        nonlinearity == "relu",
-        da.numpy(),
-        np.empty_like(dh.numpy()),
-        norms.numpy(),
-    )
+    with step_threads(2 * hs.shape[1] * hs.shape[2] ** 2):
+        rnn.backward(
+            _np(d_out),
+            dh.numpy(),
+            _np(hs),
+            _lengths(lengths),
+            _np(w_hh),
+            nonlinearity == "relu",
+            da.numpy(),
+            np.empty_like(dh.numpy()),
+            norms.numpy(),
+        )
     dx, dw_ih, dw_hh, db = _input_and_weight_grads(da, x, h0, hs, w_ih)
     return dx, dh, dw_ih, dw_hh, db, norms

@@ -10,10 +10,12 @@ Called with preallocated outputs, a step of the recurrent loop allocates nothing
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
 import sys
+from collections.abc import Iterator
 
 # OpenBLAS worker threads spin for about 2^28 cycles after each call before they sleep; on a
 # 2-core machine that slowed the torch ops after a layer 2-3x. MKL's layer must be chosen before
@@ -55,6 +57,28 @@ def _load() -> tuple[str, ctypes.CDLL, str]:
 
 
 PROVIDER, _lib, _prefix = _load()
+_set_threads_local = getattr(_lib, "MKL_Set_Num_Threads_Local", None)
+if _set_threads_local is not None:
+    _set_threads_local.restype, _set_threads_local.argtypes = ctypes.c_int, [ctypes.c_int]
+
+# Below this many flops a per-step product runs faster on one thread than it can be split and
+# joined across two (MKL, 2 cores: 16x64x256 took 6.6 us on two threads, less on one).
+SMALL_GEMM_FLOPS = 1 << 20
+
+
+@contextlib.contextmanager
+def step_threads(flops: int) -> Iterator[None]:
+    """Run the loops' per-step products on one thread when each has under SMALL_GEMM_FLOPS."""
+    if _set_threads_local is None or flops >= SMALL_GEMM_FLOPS:
+        yield
+        return
+    previous = _set_threads_local(1)
+    try:
+        yield
+    finally:
+        _set_threads_local(previous)
+
+
 for _t in ("s", "d"):
     _fn = getattr(_lib, f"{_prefix}cblas_{_t}gemm")
     llvmlite.binding.add_symbol(
