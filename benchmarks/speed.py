@@ -3,8 +3,9 @@
 Prints, per shape (T, B, I, H), medians of --reps timed runs after warm-up, all in the same run:
 training step (forward + backward of all gradients) and inference (no_grad forward), the ratios
 longshort / nn.LSTM and LSTMCell loop / longshort, GFLOP/s with the fraction of an fp32 GEMM
-peak measured in this run, peak memory of a training step, and the trace overhead
-(return_trace=True against a plain forward).
+peak measured in this run, peak memory of a training step, the trace overhead
+(return_trace=True against a plain forward), and longshort in bfloat16: its training step, the
+speed-up over longshort fp32, and its output's error relative to fp32 nn.LSTM.
 
     python benchmarks/speed.py [--reps 7] [--shapes 100,32,32,128 ...]
 """
@@ -124,26 +125,30 @@ def main() -> None:
     header = (
         "| T, B, I, H | train: longshort | nn.LSTM | ratio | cell loop | loop/longshort "
         "| infer: longshort | nn.LSTM | ratio | train GFLOP/s (of peak) | trace overhead "
-        "| peak MiB longshort / nn.LSTM |"
+        "| peak MiB longshort / nn.LSTM | bf16 train | fp32/bf16 | bf16 rel. error |"
     )
     print(header)
-    print(
-        "|" + "---|" * header.count("|")[:-1] if False else "|" + "---|" * (header.count("|") - 1)
-    )
+    print("|" + "---|" * (header.count("|") - 1))
     for steps, batch, inp, hid in shapes:
         x = torch.randn(steps, batch, inp)
         theirs = nn.LSTM(inp, hid)
         ours = longshort.LSTM.from_torch(theirs)
+        ours_bf16 = longshort.LSTM.from_torch(theirs).to(torch.bfloat16)
+        x_bf16 = x.bfloat16()
         loop = CellLoop(inp, hid)
-        t_ours, t_theirs = [], []
+        t_ours, t_theirs, t_bf16 = [], [], []
         i_ours, i_theirs, i_trace = [], [], []
         for _ in range(3):  # interleave to share the machine's drift
             t_ours.append(median_time(train_step(ours, x), args.reps))
             t_theirs.append(median_time(train_step(theirs, x), args.reps))
+            t_bf16.append(median_time(train_step(ours_bf16, x_bf16), args.reps))
             i_ours.append(median_time(infer(ours, x), args.reps))
             i_theirs.append(median_time(infer(theirs, x), args.reps))
             i_trace.append(median_time(infer(ours, x, return_trace=True), args.reps))
-        tr_o, tr_t = min(t_ours), min(t_theirs)
+        tr_o, tr_t, tr_b = min(t_ours), min(t_theirs), min(t_bf16)
+        with torch.no_grad():
+            exact = theirs(x)[0]
+            bf16_err = float((ours_bf16(x_bf16)[0].float() - exact).abs().max() / exact.abs().max())
         in_o, in_t, in_tr = min(i_ours), min(i_theirs), min(i_trace)
         t_loop = median_time(train_step(loop, x), max(3, args.reps // 2), warmup=1)
         flops = 24 * steps * batch * hid * (inp + hid)
@@ -154,7 +159,8 @@ def main() -> None:
             f"| {tr_o / tr_t:.2f}x | {t_loop * 1e3:.1f} ms | {t_loop / tr_o:.1f}x "
             f"| {in_o * 1e3:.2f} ms | {in_t * 1e3:.2f} ms | {in_o / in_t:.2f}x "
             f"| {flops / tr_o / 1e9:.0f} ({flops / tr_o / 1e9 / peak:.0%}) "
-            f"| {in_tr / in_o:.2f}x | {mem_o:.0f} / {mem_t:.0f} |",
+            f"| {in_tr / in_o:.2f}x | {mem_o:.0f} / {mem_t:.0f} | {tr_b * 1e3:.1f} ms "
+            f"| {tr_o / tr_b:.2f}x | {bf16_err:.1e} |",
             flush=True,
         )
     print(

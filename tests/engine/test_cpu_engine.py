@@ -11,10 +11,12 @@ from longshort.engine import cpu, dispatch, reference
 from tests.helpers import abs_err, record, rel_err
 
 
-def test_chosen_for_cpu_float32_and_float64_only():
+def test_chosen_for_cpu_float32_float64_and_bf16_with_mkl():
     assert dispatch.kernels(torch.zeros(1)) is cpu
     assert dispatch.kernels(torch.zeros(1, dtype=torch.float64)) is cpu
-    assert dispatch.kernels(torch.zeros(1, dtype=torch.bfloat16)) is reference
+    bf16 = dispatch.kernels(torch.zeros(1, dtype=torch.bfloat16))
+    assert bf16 is (cpu if cpu.BF16 else reference)
+    assert dispatch.kernels(torch.zeros(1, dtype=torch.float16)) is reference
     with longshort.engine.use_cpu_engine("reference"):
         assert dispatch.kernels(torch.zeros(1)) is reference
     with pytest.raises(ValueError, match="name must be 'compiled' or 'reference', got 'gpu'"):

@@ -16,11 +16,25 @@ _state = {"cpu": "compiled"}
 
 def kernels(x: torch.Tensor) -> ModuleType:
     """The module whose functions compute this call: ``cpu`` or ``reference``."""
-    if x.device.type == "cpu" and x.dtype in _CPU_DTYPES and _state["cpu"] == "compiled":
+    if x.device.type != "cpu" or _state["cpu"] != "compiled":
+        return reference
+    if x.dtype in _CPU_DTYPES:
         from longshort.engine import cpu
 
         return cpu
+    if x.dtype == torch.bfloat16:
+        from longshort.engine import cpu
+
+        return cpu if cpu.BF16 else reference
     return reference
+
+
+def saved_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of the gates and cell states an engine saves for x: float32 when the compiled
+    engine runs bfloat16 (it keeps its state in float32), else x's."""
+    if x.dtype == torch.bfloat16 and kernels(x) is not reference:
+        return torch.float32
+    return x.dtype
 
 
 def cpu_engine() -> str:

@@ -47,6 +47,7 @@ def lstm_fwd(
 def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment=0):
     steps, batch = x.shape[0], x.shape[1]
     hidden = c0.shape[1]
+    saved = dispatch.saved_dtype(x) if w_hr is None else x.dtype
     if segment > 0:
         starts = (steps + segment - 1) // segment
         return (
@@ -60,8 +61,8 @@ def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment=0):
         x.new_empty(steps, batch, h0.shape[1]),
         h0.new_empty(h0.shape),
         c0.new_empty(c0.shape),
-        x.new_empty(steps, batch, 4 * hidden),
-        x.new_empty(steps + 1, batch, hidden),
+        x.new_empty(steps, batch, 4 * hidden, dtype=saved),
+        x.new_empty(steps + 1, batch, hidden, dtype=saved),
     )
 
 
@@ -242,6 +243,12 @@ def _rnn_backward(ctx, d_out, d_hn, _d_hs):
 
 
 rnn_fwd.register_autograd(_rnn_backward, setup_context=_rnn_setup)
+
+
+# torch.autocast("cpu", dtype=torch.bfloat16) runs the layers in bfloat16: on the compiled
+# engine, bf16 products with float32 state (longshort.engine.cpu).
+torch.library.register_autocast(lstm_fwd, "cpu", torch.bfloat16)
+torch.library.register_autocast(rnn_fwd, "cpu", torch.bfloat16)
 
 
 def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:

@@ -94,6 +94,16 @@ def _sig(real):
 _sgemm = types.ExternalFunction("longshort_cblas_sgemm", _sig(types.float32))
 _dgemm = types.ExternalFunction("longshort_cblas_dgemm", _sig(types.float64))
 
+# bfloat16 inputs, float32 accumulation and output (AMX on CPUs that have it): MKL only. The
+# bf16 operands are passed as uint16 arrays of their bits.
+BF16 = hasattr(_lib, "cblas_gemm_bf16bf16f32")
+if BF16:
+    llvmlite.binding.add_symbol(
+        "longshort_cblas_gemm_bf16",
+        ctypes.cast(_lib.cblas_gemm_bf16bf16f32, ctypes.c_void_p).value,
+    )
+_bf16gemm = types.ExternalFunction("longshort_cblas_gemm_bf16", _sig(types.float32))
+
 
 def _gemm(y, ta, tb, m, n, k, a, lda, b, ldb, beta, ldc):  # pragma: no cover - typed below
     raise NotImplementedError
@@ -101,6 +111,27 @@ def _gemm(y, ta, tb, m, n, k, a, lda, b, ldb, beta, ldc):  # pragma: no cover - 
 
 @overload(_gemm)
 def _gemm_impl(y, ta, tb, m, n, k, a, lda, b, ldb, beta, ldc):
+    if a.dtype == types.uint16:
+
+        def bf16gemm(y, ta, tb, m, n, k, a, lda, b, ldb, beta, ldc):
+            _bf16gemm(
+                ROW_MAJOR,
+                ta,
+                tb,
+                m,
+                n,
+                k,
+                np.float32(1.0),
+                a.ctypes.data,
+                lda,
+                b.ctypes.data,
+                ldb,
+                np.float32(beta),
+                y.ctypes.data,
+                ldc,
+            )
+
+        return bf16gemm
     if y.dtype == types.float32:
 
         def sgemm(y, ta, tb, m, n, k, a, lda, b, ldb, beta, ldc):
@@ -164,3 +195,49 @@ def matmul_at(a, b, y, beta):
     m, n = a.shape
     k = b.shape[1]
     _gemm(y, TRANS, NO_TRANS, n, k, m, a, n, b, k, beta, k)
+
+
+@njit(cache=True)
+def to_bf16(x, out):
+    """out (uint16 bits) = x (float32) rounded to bfloat16, nearest-even; NaN stays NaN."""
+    bits = x.view(np.uint32)
+    for j in range(x.shape[0]):
+        u = bits[j]
+        if (u & 0x7F800000) == 0x7F800000 and (u & 0x007FFFFF):  # NaN: keep it quiet NaN
+            out[j] = np.uint16((u >> 16) | 0x40)
+        else:
+            out[j] = np.uint16((u + 0x7FFF + ((u >> 16) & 1)) >> 16)
+
+
+def matmul_wt_cast(x, w, y, beta, xb):  # pragma: no cover - typed below
+    """As matmul_wt; with bf16 weights (uint16 bits) x is first rounded into the scratch xb."""
+    raise NotImplementedError
+
+
+def matmul_w_cast(x, w, y, beta, xb):  # pragma: no cover - typed below
+    """As matmul_w; with bf16 weights (uint16 bits) x is first rounded into the scratch xb."""
+    raise NotImplementedError
+
+
+@overload(matmul_wt_cast, inline="always")
+def _matmul_wt_cast(x, w, y, beta, xb):
+    if w.dtype == types.uint16:
+
+        def cast(x, w, y, beta, xb):
+            to_bf16(x.reshape(-1), xb.reshape(-1))
+            matmul_wt(xb, w, y, beta)
+
+        return cast
+    return lambda x, w, y, beta, xb: matmul_wt(x, w, y, beta)
+
+
+@overload(matmul_w_cast, inline="always")
+def _matmul_w_cast(x, w, y, beta, xb):
+    if w.dtype == types.uint16:
+
+        def cast(x, w, y, beta, xb):
+            to_bf16(x.reshape(-1), xb.reshape(-1))
+            matmul_w(xb, w, y, beta)
+
+        return cast
+    return lambda x, w, y, beta, xb: matmul_w(x, w, y, beta)

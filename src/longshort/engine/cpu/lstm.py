@@ -15,15 +15,16 @@ import numpy as np
 from numba import njit
 
 from longshort.engine.cpu.activations import JIT, gates_inplace, tanh_into
-from longshort.engine.cpu.blas import matmul_w, matmul_wt
+from longshort.engine.cpu.blas import matmul_w, matmul_w_cast, matmul_wt, matmul_wt_cast
 
 
 @njit(**JIT)
-def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits):
+def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, hb):
     """z (T, B, G): W·x_t + b on entry, the gates [i, f, g, o] on return (in place).
     h (B, P): h_0 on entry, h_n on return. cs (T+1, B, H): C_0 set by the caller, C_t filled.
     out (T, B, P). m_buf (B, H), h_buf (B, P): scratch for the projection. coef (3, G): the
-    activations.gate_coefficients; bits (G,) int32 scratch."""
+    activations.gate_coefficients; bits (G,) int32 scratch. hb (B, P) uint16: h rounded to
+    bfloat16 when w_hh holds bfloat16 bits (uint16), unused otherwise."""
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
     steps, batch, gates = z.shape
@@ -31,7 +32,7 @@ def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits):
     proj = w_hr.shape[0] > 0
     for t in range(steps):
         zt = z[t]
-        matmul_wt(h, w_hh, zt, 1.0)  # z_t = W·x_t + b + U·h_{t-1}
+        matmul_wt_cast(h, w_hh, zt, 1.0, hb)  # z_t = W·x_t + b + U·h_{t-1}
         for b in range(batch):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 zt[b, :] = 0.0
@@ -76,11 +77,13 @@ def backward(
     tanh_c,
     norms,
     bits,
+    dz_bf16,
 ):
     """BPTT of :func:`forward`. dh (B, P), dc (B, H): dL/dh_T, dL/dC_T on entry, dL/dh_0,
     dL/dC_0 on return. dz (T, B, G): dL/dz_t out. dh_t (T, B, P) with projection (it keeps
     dL/dh_t for dW_hr), else (1, B, P) scratch. dm_buf (B, H), dh_buf (B, P), tanh_c (B, H).
-    norms (T, B, 2) out: ||dL/dh_t|| and ||dL/dC_t|| of every step (0 at padding)."""
+    norms (T, B, 2) out: ||dL/dh_t|| and ||dL/dC_t|| of every step (0 at padding). dz_bf16 (B, G)
+    uint16: dz_t rounded to bfloat16 when w_hh holds bfloat16 bits, unused otherwise."""
     two_k = bits.view(np.float32)
     steps, batch, n_gates = gates.shape
     hidden = n_gates // 4
@@ -124,7 +127,7 @@ def backward(
                 dzg[j] = dcj * i[j] * (1 - g[j] * g[j])  # tanh' = 1 - tanh²
                 dcb[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
             norms[t, b, 1] = sq**0.5
-        matmul_w(dz[t], w_hh, dh_buf, 0.0)  # dL/dh_{t-1} = dz_t U
+        matmul_w_cast(dz[t], w_hh, dh_buf, 0.0, dz_bf16)  # dL/dh_{t-1} = dz_t U
         for b in range(batch):
             if not (lengths.shape[0] and t >= lengths[b]):
                 dh[b, :] = dh_buf[b]

@@ -1,0 +1,59 @@
+"""bfloat16 on CPU: bf16 products with float32 state, within 2e-2 of float32 torch.nn."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import longshort
+from longshort.engine.cpu import BF16
+
+pytestmark = pytest.mark.skipif(not BF16, reason="bf16 products need MKL")
+
+
+def _rel(a, b):
+    a, b = a.detach().float(), b.detach().float()
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("kw", [{}, {"num_layers": 2, "bidirectional": True}])
+def test_bf16_module_close_to_float32_torch(kw):
+    torch.manual_seed(0)
+    theirs = nn.LSTM(8, 32, batch_first=True, **kw)
+    ours = longshort.LSTM.from_torch(theirs).to(torch.bfloat16)
+    x = torch.randn(6, 40, 8)
+    lengths = torch.tensor([40, 3, 17, 40, 1, 25])
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    want = nn.utils.rnn.pad_packed_sequence(theirs(packed)[0], batch_first=True)[0]
+    got, (h, c) = ours(x.bfloat16(), lengths=lengths)
+    assert got.dtype == h.dtype == c.dtype == torch.bfloat16
+    assert _rel(got, want) < 2e-2
+    (want.sum()).backward()
+    (got.float().sum()).backward()
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert p.grad.dtype == torch.bfloat16
+        assert _rel(p.grad, q.grad) < 2e-2
+
+
+def test_autocast_runs_bf16_and_gives_float32_grads():
+    torch.manual_seed(1)
+    theirs = nn.LSTM(8, 32)
+    ours = longshort.LSTM.from_torch(theirs)
+    x = torch.randn(30, 4, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = ours(x)
+    assert out.dtype == torch.bfloat16
+    assert _rel(out, theirs(x)[0]) < 2e-2
+    out.float().sum().backward()
+    assert all(p.grad.dtype == torch.float32 for p in ours.parameters())
+
+
+def test_compiled_bf16_close_to_reference_bf16():
+    torch.manual_seed(2)
+    m = longshort.LSTM(8, 32).to(torch.bfloat16)
+    x = torch.randn(20, 3, 8).bfloat16()
+    fast = m(x)[0]
+    with longshort.engine.use_cpu_engine("reference"):
+        slow = m(x)[0]
+    assert _rel(fast, slow) < 2e-2
