@@ -208,12 +208,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"{args.task}, T = {length}",
             args.out / f"curves-{args.task}-T{length}.png",
         )
-        if task.readout == "last" and not task.tokens:
-            figures.gradient_vs_distance(
-                {r.cell.upper(): flow_by_distance(r, args.seed) for r in pair},
-                f"Gradient norm against distance, {args.task}, T = {length}",
-                args.out / f"gradient-{args.task}-T{length}.png",
-            )
+        figures.gradient_vs_distance(
+            {r.cell.upper(): flow_by_distance(r, args.seed) for r in pair},
+            f"Gradient norm against distance, {args.task}, T = {length}",
+            args.out / f"gradient-{args.task}-T{length}.png",
+        )
     task = runs[0].task
     figures.metric_vs_length(
         {
