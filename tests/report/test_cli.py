@@ -104,3 +104,15 @@ def test_train_resume_and_bad_checkpoint(tmp_path, capsys):
     (bad / "model.safetensors").write_bytes(b"")
     assert main(["inspect", str(bad)]) == 2
     assert "expected a JSON object with a 'model' object" in capsys.readouterr().err
+
+
+def test_bad_training_options_are_clear_errors(tmp_path, capsys):
+    base = ["train", "--task", "adding", "--seq-len", "5", "--out", str(tmp_path), "--no-progress"]
+    for extra, message in (
+        (["--steps", "0"], "steps must be a positive int, got 0"),
+        (["--lr", "-1"], "lr must be a positive number, got -1.0"),
+        (["--hidden", "0"], "hidden_size must be greater than zero"),
+        (["--max-minutes", "0"], "max_seconds must be positive"),
+    ):
+        assert main([*base, *extra]) == 2
+        assert message in capsys.readouterr().err

@@ -109,6 +109,13 @@ def fit(
     (WORLD_SIZE > 1) each process trains on its shard of the global batch through
     DistributedDataParallel; rank 0 alone logs, shows progress and saves.
     """
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"fit: {name} must be a positive int, got {value!r}")
+    if not lr > 0 or not math.isfinite(lr):
+        raise ValueError(f"fit: lr must be a positive number, got {lr!r}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"fit: max_seconds must be positive, got {max_seconds!r}")
     group = distributed.setup(device)
     model.to(device)
     net = DistributedDataParallel(model) if group.world > 1 else model
