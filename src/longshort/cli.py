@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--horizon", type=int, default=48, help="steps forecast (48 = a day)")
     ft.add_argument("--test-steps", type=int, default=672, help="held-out tail")
     ft.add_argument("--season", type=int, default=336, help="period of the seasonal naive")
+    ft.add_argument(
+        "--residual",
+        action="store_true",
+        help="learn the correction to the seasonal-naive forecast",
+    )
     _loop_args(ft, hidden=64, steps=1500, batch=32, lr=3e-3, out="runs/forecast")
     inspect = sub.add_parser("inspect", help="figures and a JSON summary of a checkpoint")
     inspect.add_argument("checkpoint", type=Path)
@@ -336,6 +341,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         args.horizon,
         args.test_steps,
         args.season,
+        residual=args.residual,
         **_loop_kwargs(args),
     )
     print(json.dumps(summary, indent=2))

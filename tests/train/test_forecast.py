@@ -64,3 +64,18 @@ def test_short_run_beats_last_value(tmp_path):
     )
     errors = summary["errors"]
     assert errors["lstm"]["MAE"] < 0.5 * errors["last_value"]["MAE"]
+
+
+def test_residual_mode_adds_the_seasonal_naive_forecast():
+    series = torch.arange(100, dtype=torch.float32) % 7
+    task = Forecast(series, window=14, horizon=5, test_steps=20, season=7, residual=True)
+    b = task.batch(4, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(b.y, torch.zeros_like(b.y))  # periodic: nothing left to learn
+
+    class Zero(torch.nn.Module):
+        def forward(self, x, lengths=None):
+            return torch.zeros(x.shape[0], 5)
+
+    forecast = task.forecast(Zero())
+    truth = torch.stack([series[o : o + 5] for o in task.origins])
+    torch.testing.assert_close(forecast, truth)

@@ -4,7 +4,9 @@ The last `test_steps` of the series are held out. Training windows: `window` pas
 the next `horizon` values, from the training part, standardised with its mean and deviation.
 Evaluation: rolling origins every `horizon` steps over the held-out tail, each forecast from the
 `window` values before it (true values: no forecast feeds the next), errors in the series' own
-units, against the last-value and seasonal-naive forecasts at the same origins.
+units, against the last-value and seasonal-naive forecasts at the same origins. With
+``residual=True`` the LSTM learns the correction to the seasonal-naive forecast (its output is
+added to the value one season earlier) instead of the values themselves.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ class Forecast(Task):
     solved_at = -1.0  # never stops early: train for the budget
 
     def __init__(
-        self, series: Tensor, window: int, horizon: int, test_steps: int, season: int
+        self,
+        series: Tensor,
+        window: int,
+        horizon: int,
+        test_steps: int,
+        season: int,
+        residual: bool = False,
     ) -> None:
         for arg, value in (
             ("window", window),
@@ -45,6 +53,7 @@ class Forecast(Task):
             raise ValueError(f"Forecast: season {season} must not exceed the window {window}")
         super().__init__(window)
         self.series, self.window, self.horizon, self.season = series, window, horizon, season
+        self.residual = residual
         self.split = len(series) - test_steps
         train = series[: self.split]
         self.mean, self.std = train.mean(), train.std().clamp_min(1e-8)
@@ -57,12 +66,18 @@ class Forecast(Task):
     def loss(self, pred: Tensor, y: Tensor) -> Tensor:
         return nn.functional.mse_loss(pred, y)
 
+    def seasonal(self, x: Tensor) -> Tensor:
+        """The seasonal-naive forecast (B, horizon) from windows x (B, window, 1)."""
+        h = torch.arange(self.horizon)
+        return x[:, self.window - self.season * (1 + h // self.season) + h, 0]
+
     def batch(self, size: int, generator: torch.Generator) -> Batch:
         last_start = self.split - self.window - self.horizon
         starts = torch.randint(0, last_start + 1, (size,), generator=generator)
         idx = starts[:, None] + torch.arange(self.window + self.horizon)[None, :]
         w = self.scaled[idx]
-        return Batch(w[:, : self.window, None], w[:, self.window :])
+        x, y = w[:, : self.window, None], w[:, self.window :]
+        return Batch(x, y - self.seasonal(x) if self.residual else y)
 
     def _errors(self, forecasts: Tensor) -> dict[str, float]:
         truth = torch.stack([self.series[o : o + self.horizon] for o in self.origins])
@@ -91,6 +106,8 @@ class Forecast(Task):
         with torch.no_grad():
             pred = model(x.to(device)).cpu()
         model.train()
+        if self.residual:
+            pred = pred + self.seasonal(x)
         return pred * self.std + self.mean
 
     def evaluate(self, model: nn.Module, device: str = "cpu") -> float:

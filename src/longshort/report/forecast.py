@@ -31,6 +31,7 @@ def train_forecaster(
     progress: bool = True,
     resume: bool = False,
     device: str = "cpu",
+    residual: bool = False,
 ) -> dict[str, object]:
     if dataset == "taylor":
         series, source = taylor(), "taylor (pmdarima)"
@@ -38,7 +39,7 @@ def train_forecaster(
         series, source = read_column(csv, column), f"{csv}:{column}"
     else:
         raise ValueError("give --dataset taylor, or --csv FILE with --column NAME")
-    task = Forecast(series, window, horizon, test_steps, season)
+    task = Forecast(series, window, horizon, test_steps, season, residual)
     torch.manual_seed(seed)
     model = SequenceModel("lstm", 1, hidden, horizon, forget_bias=1.0)
     history = fit_in(
@@ -61,6 +62,7 @@ def train_forecaster(
         "steps_in_series": len(series),
         "window": window,
         "horizon": horizon,
+        "residual": residual,
         "held_out_steps": test_steps,
         "season": season,
         "errors": task.report(model),
