@@ -35,13 +35,14 @@ class Group:
         sl = slice(self.rank * part, (self.rank + 1) * part)
         return Batch(batch.x[sl], batch.y[sl], None if batch.lengths is None else batch.lengths[sl])
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank when it is true on any (so all ranks stop together)."""
+    def any(self, *flags: bool) -> tuple[bool, ...]:
+        """Each flag, true on every rank when it is true on any (so all ranks stop together);
+        one all-reduce for all of them."""
         if self.world == 1:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0])
+            return flags
+        t = torch.tensor([1.0 if f else 0.0 for f in flags])
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+        return tuple(bool(v) for v in t.tolist())
 
 
 def setup(device: str = "cpu") -> Group:

@@ -184,7 +184,9 @@ def fit(
             elapsed = time.perf_counter() - start
             bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}", steps_per_s=f"{step / elapsed:.1f}")
-            out_of_time = group.any(max_seconds is not None and elapsed > max_seconds)
+            out_of_time, interrupted = group.any(
+                max_seconds is not None and elapsed > max_seconds, stop.requested
+            )
             if step % eval_every == 0 or step == steps or out_of_time:
                 metric = evaluate(model, task, device=device)
                 history.steps.append(step)
@@ -204,7 +206,7 @@ def fit(
                     on_eval(step, metric)
                 if task.solved(metric) or out_of_time:
                     break
-            if group.any(stop.requested):  # Ctrl-C: finish the step, save, then stop
+            if interrupted:  # Ctrl-C: finish the step, save, then stop
                 checkpoint(step)
                 bar.close()
                 raise KeyboardInterrupt(f"training stopped at step {step}; state saved")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from longshort.nn import LSTM, RNN
@@ -89,12 +88,3 @@ def model_for_task(task, cell: str, hidden_size: int, **kwargs) -> SequenceModel
     return SequenceModel(
         cell, task.input_size, hidden_size, task.output_size, task.tokens, task.readout, **kwargs
     )
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def set_threads(n: int | None) -> None:
-    if n:
-        torch.set_num_threads(n)

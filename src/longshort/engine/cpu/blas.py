@@ -209,35 +209,19 @@ def to_bf16(x, out):
             out[j] = np.uint16((u + 0x7FFF + ((u >> 16) & 1)) >> 16)
 
 
-def matmul_wt_cast(x, w, y, beta, xb):  # pragma: no cover - typed below
-    """As matmul_wt; with bf16 weights (uint16 bits) x is first rounded into the scratch xb."""
+def as_operand(x, w, xb):  # pragma: no cover - typed below
+    """x as an operand of a product with w: x itself for float weights; for bf16 weights
+    (uint16 bits), x rounded to bf16 into the scratch xb, which is returned."""
     raise NotImplementedError
 
 
-def matmul_w_cast(x, w, y, beta, xb):  # pragma: no cover - typed below
-    """As matmul_w; with bf16 weights (uint16 bits) x is first rounded into the scratch xb."""
-    raise NotImplementedError
-
-
-@overload(matmul_wt_cast, inline="always")
-def _matmul_wt_cast(x, w, y, beta, xb):
+@overload(as_operand, inline="always")
+def _as_operand(x, w, xb):
     if w.dtype == types.uint16:
 
-        def cast(x, w, y, beta, xb):
+        def cast(x, w, xb):
             to_bf16(x.reshape(-1), xb.reshape(-1))
-            matmul_wt(xb, w, y, beta)
+            return xb
 
         return cast
-    return lambda x, w, y, beta, xb: matmul_wt(x, w, y, beta)
-
-
-@overload(matmul_w_cast, inline="always")
-def _matmul_w_cast(x, w, y, beta, xb):
-    if w.dtype == types.uint16:
-
-        def cast(x, w, y, beta, xb):
-            to_bf16(x.reshape(-1), xb.reshape(-1))
-            matmul_w(xb, w, y, beta)
-
-        return cast
-    return lambda x, w, y, beta, xb: matmul_w(x, w, y, beta)
+    return lambda x, w, xb: x

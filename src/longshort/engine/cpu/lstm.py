@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from longshort.engine.cpu.activations import JIT, gates_inplace, tanh_into
-from longshort.engine.cpu.blas import matmul_w, matmul_w_cast, matmul_wt, matmul_wt_cast
+from longshort.engine.cpu.blas import as_operand, matmul_w, matmul_wt
 
 
 @njit(**JIT)
@@ -32,7 +32,7 @@ def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, hb):
     proj = w_hr.shape[0] > 0
     for t in range(steps):
         zt = z[t]
-        matmul_wt_cast(h, w_hh, zt, 1.0, hb)  # z_t = W·x_t + b + U·h_{t-1}
+        matmul_wt(as_operand(h, w_hh, hb), w_hh, zt, 1.0)  # z_t = W·x_t + b + U·h_{t-1}
         for b in range(batch):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 zt[b, :] = 0.0
@@ -127,7 +127,7 @@ def backward(
                 dzg[j] = dcj * i[j] * (1 - g[j] * g[j])  # tanh' = 1 - tanh²
                 dcb[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
             norms[t, b, 1] = sq**0.5
-        matmul_w_cast(dz[t], w_hh, dh_buf, 0.0, dz_bf16)  # dL/dh_{t-1} = dz_t U
+        matmul_w(as_operand(dz[t], w_hh, dz_bf16), w_hh, dh_buf, 0.0)  # dL/dh_{t-1} = dz_t U
         for b in range(batch):
             if not (lengths.shape[0] and t >= lengths[b]):
                 dh[b, :] = dh_buf[b]
