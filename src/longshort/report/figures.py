@@ -22,6 +22,14 @@ def _save(fig: Figure, path: Path | str | None) -> Figure:
     return fig
 
 
+def _time_axis(ax, tokens: Sequence[str] | None, ylabel: str, title: str) -> None:
+    """Steps on x, labelled with the input tokens when there are some."""
+    if tokens is not None:
+        ax.set_xticks(range(len(tokens)))
+        ax.set_xticklabels(tokens, rotation=90, fontsize=7)
+    ax.set(xlabel="input token" if tokens is not None else "step", ylabel=ylabel, title=title)
+
+
 def learning_curves(
     runs: dict[str, tuple[Sequence[int], Sequence[float]]],
     metric: str,
@@ -72,10 +80,7 @@ def gate_heatmap(
     im = ax.imshow(
         v[:, order].T, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest"
     )
-    if tokens is not None:
-        ax.set_xticks(range(len(tokens)))
-        ax.set_xticklabels(tokens, rotation=90, fontsize=7)
-    ax.set(xlabel="input token" if tokens is not None else "step", ylabel="unit", title=title)
+    _time_axis(ax, tokens, "unit", title)
     ax.set_yticks(range(len(order)))
     ax.set_yticklabels([str(u) for u in order], fontsize=6)
     fig.colorbar(im, ax=ax, label="gate value (0 = closed, 1 = open)")
@@ -110,12 +115,7 @@ def cell_trajectories(
     fig, ax = plt.subplots(figsize=(max(6, 0.18 * v.shape[0]), 3.6))
     for u in order:
         ax.plot(v[:, u], label=f"unit {u}")
-    if tokens is not None:
-        ax.set_xticks(range(len(tokens)))
-        ax.set_xticklabels(tokens, rotation=90, fontsize=7)
-    ax.set(
-        xlabel="input token" if tokens is not None else "step", ylabel="cell state C_t", title=title
-    )
+    _time_axis(ax, tokens, "cell state C_t", title)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _save(fig, path)
