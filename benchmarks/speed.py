@@ -1,36 +1,66 @@
-"""Speed and memory of longshort against torch.nn.LSTM (oneDNN) and an nn.LSTMCell loop.
+"""Speed of longshort against the peers a user would pick, in one interleaved run.
 
-Prints, per shape (T, B, I, H), medians of --reps timed runs after warm-up, all in the same run:
-training step (forward + backward of all gradients) and inference (no_grad forward), the ratios
-longshort / nn.LSTM and LSTMCell loop / longshort, GFLOP/s with the fraction of an fp32 GEMM
-peak measured in this run, peak memory of a training step, the trace overhead
-(return_trace=True against a plain forward), and longshort in bfloat16: its training step, the
-speed-up over longshort fp32, and its output's error relative to fp32 nn.LSTM.
+Layers, per shape: a training step (forward + backward of all gradients) and inference
+(no_grad forward) of longshort.LSTM against torch.nn.LSTM (oneDNN), inference against ONNX
+Runtime's LSTM operator (nn.LSTM exported with the same weights, as many intra-op threads as
+torch), a training step of the nn.LSTMCell loop people write for custom cells, longshort in
+bfloat16, and GFLOP/s against an fp32 GEMM peak measured in the same run.
 
-    python benchmarks/speed.py [--reps 7] [--shapes 100,32,32,128 ...]
+Cells (--cells): one call of longshort.LSTMCell / RNNCell against torch.nn's, forward and forward
+plus backward, float32 and float64.
+
+    python benchmarks/speed.py [--reps 7] [--shapes 100,32,32,128 ...] [--threads N] [--load]
+                               [--cells] [--no-layers]
+
+--threads sets torch's (and so longshort's) thread count; --load runs a busy process beside
+the benchmark for its whole duration. Each time is the best of 3 interleaved medians of --reps
+runs after warm-up; ratios come from the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import multiprocessing
 import platform
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 import longshort
 
+
+class Shape(NamedTuple):
+    steps: int
+    batch: int
+    inp: int
+    hidden: int
+    layers: int = 1
+    dropout: float = 0.0
+    hx: bool = False  # pass (h_0, c_0), as a language model carrying its state does
+
+    def label(self) -> str:
+        s = f"{self.steps}, {self.batch}, {self.inp}, {self.hidden}"
+        return s + (f", L{self.layers} p{self.dropout} hx" if self.layers > 1 else "")
+
+
 SHAPES = [
-    (100, 32, 32, 128),
-    (100, 64, 256, 256),
-    (500, 16, 16, 64),
-    (50, 128, 512, 512),
-    (1000, 1, 8, 32),
+    Shape(100, 32, 32, 128),
+    Shape(100, 64, 256, 256),
+    Shape(500, 16, 16, 64),
+    Shape(50, 128, 512, 512),
+    Shape(1000, 1, 8, 32),
+    Shape(35, 20, 200, 200, layers=2, dropout=0.2, hx=True),  # the word-level LM
+    Shape(200, 4, 64, 256),  # small-batch inference
 ]
+CELL_SHAPES = [(1, 32, 64), (16, 64, 128), (97, 51, 51), (64, 128, 256)]
 
 
 def median_time(fn: Callable[[], object], reps: int, warmup: int = 2) -> float:
@@ -42,6 +72,16 @@ def median_time(fn: Callable[[], object], reps: int, warmup: int = 2) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved(fns: dict[str, Callable[[], object]], reps: int, rounds: int = 3) -> dict:
+    """Best of `rounds` medians for each function, the functions taking turns."""
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            t = median_time(fn, reps)
+            best[key] = min(best.get(key, t), t)
+    return best
 
 
 def gemm_peak(reps: int) -> float:
@@ -65,109 +105,222 @@ class CellLoop(nn.Module):
         return torch.stack(outs), (h, c)
 
 
-def train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def train_step(model: nn.Module, x: torch.Tensor, hx=None) -> Callable[[], None]:
     params = list(model.parameters())
+    args = (x,) if hx is None else (x, hx)
 
     def step():
         for p in params:
             p.grad = None
-        out, _ = model(x)
+        out, _ = model(*args)
         out.sum().backward()
 
     return step
 
 
-def infer(model: nn.Module, x: torch.Tensor, **kw) -> Callable[[], None]:
+def infer(model: nn.Module, x: torch.Tensor, hx=None, **kw) -> Callable[[], None]:
+    args = (x,) if hx is None else (x, hx)
+
     def run():
         with torch.no_grad():
-            model(x, **kw)
+            model(*args, **kw)
 
     return run
 
 
-def peak_memory_mib(fn: Callable[[], None]) -> float:
-    """Peak resident memory during fn, above the resident memory before it (Linux)."""
-    status = Path("/proc/self/status")
-    if not status.exists():
-        return float("nan")
+def onnx_runner(model: nn.LSTM, x: torch.Tensor, hx) -> Callable[[], None] | None:
+    """ONNX Runtime on nn.LSTM exported with its weights; None if onnxruntime is missing."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    model = model.eval()
+    args = (x,) if hx is None else (x, hx)
+    buf = io.BytesIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        torch.onnx.export(
+            model,
+            args,
+            buf,
+            dynamo=False,
+            input_names=["x", "h0", "c0"][: 1 + 2 * (hx is not None)],
+        )
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    feeds = {"x": x.numpy()}
+    if hx is not None:
+        feeds |= {"h0": hx[0].numpy(), "c0": hx[1].numpy()}
+    return lambda: session.run(None, feeds)
 
-    def read(key: str) -> int:
-        for line in status.read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1])
-        return 0
 
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM)
-    before = read("VmRSS:")
-    fn()
-    return (read("VmHWM:") - before) / 1024
+def first_call_seconds() -> float:
+    """A first training step of a small LSTM in a new process, imports excluded."""
+    code = (
+        "import time, torch, longshort\n"
+        "t = time.perf_counter()\n"
+        "m = longshort.LSTM(8, 8)\n"
+        "m(torch.randn(2, 1, 8))[0].sum().backward()\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _spin(stop) -> None:  # pragma: no cover - runs in the load process
+    x = 0
+    while not stop.is_set():
+        x += 1
+
+
+@contextlib.contextmanager
+def busy_process(on: bool) -> Iterator[None]:
+    """A second process keeping one core busy for the duration (--load)."""
+    if not on:
+        yield
+        return
+    stop = multiprocessing.Event()
+    proc = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
+    proc.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        proc.join()
+
+
+def layer_row(shape: Shape, reps: int, peak: float) -> str:
+    torch.manual_seed(0)
+    steps, batch, inp, hid, layers = shape[:5]
+    x = torch.randn(steps, batch, inp)
+    theirs = nn.LSTM(inp, hid, layers, dropout=shape.dropout)
+    ours = longshort.LSTM.from_torch(theirs)
+    ours_bf16 = longshort.LSTM.from_torch(theirs).to(torch.bfloat16)
+    hx = (torch.randn(layers, batch, hid), torch.randn(layers, batch, hid)) if shape.hx else None
+    hx16 = None if hx is None else tuple(h.bfloat16() for h in hx)
+    fns = {
+        "train": train_step(ours, x, hx),
+        "train_torch": train_step(theirs, x, hx),
+        "train_bf16": train_step(ours_bf16, x.bfloat16(), hx16),
+        "infer": infer(ours, x, hx),
+        "infer_torch": infer(theirs, x, hx),
+    }
+    ort = onnx_runner(theirs, x, hx)
+    if ort is not None:
+        fns["infer_ort"] = ort
+    t = interleaved(fns, reps)
+    loop = CellLoop(inp, hid) if layers == 1 else None
+    t_loop = median_time(train_step(loop, x), max(3, reps // 2), warmup=1) if loop else None
+    flops = 24 * steps * batch * hid * (inp + hid) * layers
+    ort_cols = (
+        f"{t['infer_ort'] * 1e3:.2f} ms | {t['infer'] / t['infer_ort']:.2f}x"
+        if "infer_ort" in t
+        else "- | -"
+    )
+    loop_cols = f"{t_loop * 1e3:.1f} ms | {t_loop / t['train']:.1f}x" if t_loop else "- | -"
+    return (
+        f"| {shape.label()} | {t['train'] * 1e3:.1f} ms | {t['train_torch'] * 1e3:.1f} ms "
+        f"| {t['train'] / t['train_torch']:.2f}x "
+        f"| {t['infer'] * 1e3:.2f} ms | {t['infer_torch'] * 1e3:.2f} ms "
+        f"| {t['infer'] / t['infer_torch']:.2f}x | {ort_cols} | {loop_cols} "
+        f"| {flops / t['train'] / 1e9:.0f} ({flops / t['train'] / 1e9 / peak:.0%}) "
+        f"| {t['train_bf16'] * 1e3:.1f} ms | {t['train'] / t['train_bf16']:.2f}x |"
+    )
+
+
+def layer_table(shapes: list[Shape], reps: int, peak: float) -> None:
+    header = (
+        "| T, B, I, H | train: longshort | nn.LSTM | ratio | infer: longshort | nn.LSTM "
+        "| ratio | ONNX Runtime | ratio to ORT | cell loop train | loop/longshort "
+        "| train GFLOP/s (of peak) | bf16 train | fp32/bf16 |"
+    )
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for shape in shapes:
+        print(layer_row(shape, reps, peak), flush=True)
+
+
+def cell_fns(cls, theirs_cls, batch, inp, hid, dtype) -> dict[str, Callable[[], None]]:
+    theirs = theirs_cls(inp, hid, dtype=dtype)
+    ours = cls(inp, hid, dtype=dtype)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(batch, inp, dtype=dtype)
+    h = torch.randn(batch, hid, dtype=dtype)
+    hx = (h, torch.randn(batch, hid, dtype=dtype)) if theirs_cls is nn.LSTMCell else h
+
+    def fwd(m):
+        def run():
+            with torch.no_grad():
+                m(x, hx)
+
+        return run
+
+    def fwd_bwd(m):
+        def run():
+            out = m(x, hx)
+            (out[0] if isinstance(out, tuple) else out).sum().backward()
+
+        return run
+
+    return {
+        "fwd": fwd(ours),
+        "fwd_torch": fwd(theirs),
+        "bwd": fwd_bwd(ours),
+        "bwd_torch": fwd_bwd(theirs),
+    }
+
+
+def cell_table(reps: int) -> None:
+    print(
+        "\n| cell, dtype | B, I, H | forward: longshort | torch | ratio "
+        "| fwd+bwd: longshort | torch | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for cls, theirs_cls in ((longshort.LSTMCell, nn.LSTMCell), (longshort.RNNCell, nn.RNNCell)):
+        for dtype in (torch.float32, torch.float64):
+            for batch, inp, hid in CELL_SHAPES:
+                t = interleaved(cell_fns(cls, theirs_cls, batch, inp, hid, dtype), reps * 20)
+                print(
+                    f"| {cls.__name__}, {str(dtype)[6:]} | {batch}, {inp}, {hid} "
+                    f"| {t['fwd'] * 1e6:.0f} us | {t['fwd_torch'] * 1e6:.0f} us "
+                    f"| {t['fwd'] / t['fwd_torch']:.2f}x | {t['bwd'] * 1e6:.0f} us "
+                    f"| {t['bwd_torch'] * 1e6:.0f} us | {t['bwd'] / t['bwd_torch']:.2f}x |",
+                    flush=True,
+                )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--shapes", nargs="*", default=None, help="T,B,I,H entries")
+    parser.add_argument("--shapes", nargs="*", default=None, help="T,B,I,H[,layers] entries")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--load", action="store_true", help="a busy process beside the run")
+    parser.add_argument("--cells", action="store_true", help="also the cells table")
+    parser.add_argument("--no-layers", action="store_true", help="skip the layers table")
     args = parser.parse_args()
-    shapes = [tuple(map(int, s.split(","))) for s in args.shapes] if args.shapes else SHAPES
-    torch.manual_seed(0)
-    peak = gemm_peak(args.reps)
-    print(
-        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, fp32 GEMM peak {peak:.0f} GFLOP/s (1024^3)"
-    )
-    start = time.perf_counter()
-    ours = longshort.LSTM(8, 8)
-    ours(torch.randn(2, 1, 8))[0].sum().backward()
-    print(
-        f"first call of longshort (compile or load cached kernels): "
-        f"{time.perf_counter() - start:.2f} s"
-    )
-    header = (
-        "| T, B, I, H | train: longshort | nn.LSTM | ratio | cell loop | loop/longshort "
-        "| infer: longshort | nn.LSTM | ratio | train GFLOP/s (of peak) | trace overhead "
-        "| peak MiB longshort / nn.LSTM | bf16 train | fp32/bf16 | bf16 rel. error |"
-    )
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for steps, batch, inp, hid in shapes:
-        x = torch.randn(steps, batch, inp)
-        theirs = nn.LSTM(inp, hid)
-        ours = longshort.LSTM.from_torch(theirs)
-        ours_bf16 = longshort.LSTM.from_torch(theirs).to(torch.bfloat16)
-        x_bf16 = x.bfloat16()
-        loop = CellLoop(inp, hid)
-        t_ours, t_theirs, t_bf16 = [], [], []
-        i_ours, i_theirs, i_trace = [], [], []
-        for _ in range(3):  # interleave to share the machine's drift
-            t_ours.append(median_time(train_step(ours, x), args.reps))
-            t_theirs.append(median_time(train_step(theirs, x), args.reps))
-            t_bf16.append(median_time(train_step(ours_bf16, x_bf16), args.reps))
-            i_ours.append(median_time(infer(ours, x), args.reps))
-            i_theirs.append(median_time(infer(theirs, x), args.reps))
-            i_trace.append(median_time(infer(ours, x, return_trace=True), args.reps))
-        tr_o, tr_t, tr_b = min(t_ours), min(t_theirs), min(t_bf16)
-        with torch.no_grad():
-            exact = theirs(x)[0]
-            bf16_err = float((ours_bf16(x_bf16)[0].float() - exact).abs().max() / exact.abs().max())
-        in_o, in_t, in_tr = min(i_ours), min(i_theirs), min(i_trace)
-        t_loop = median_time(train_step(loop, x), max(3, args.reps // 2), warmup=1)
-        flops = 24 * steps * batch * hid * (inp + hid)
-        mem_o = peak_memory_mib(train_step(ours, x))
-        mem_t = peak_memory_mib(train_step(theirs, x))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shapes = SHAPES
+    if args.shapes:
+        shapes = [Shape(*map(int, s.split(","))) for s in args.shapes]
+    first = first_call_seconds()
+    with busy_process(args.load):
+        peak = gemm_peak(args.reps)
         print(
-            f"| {steps}, {batch}, {inp}, {hid} | {tr_o * 1e3:.1f} ms | {tr_t * 1e3:.1f} ms "
-            f"| {tr_o / tr_t:.2f}x | {t_loop * 1e3:.1f} ms | {t_loop / tr_o:.1f}x "
-            f"| {in_o * 1e3:.2f} ms | {in_t * 1e3:.2f} ms | {in_o / in_t:.2f}x "
-            f"| {flops / tr_o / 1e9:.0f} ({flops / tr_o / 1e9 / peak:.0%}) "
-            f"| {in_tr / in_o:.2f}x | {mem_o:.0f} / {mem_t:.0f} | {tr_b * 1e3:.1f} ms "
-            f"| {tr_o / tr_b:.2f}x | {bf16_err:.1e} |",
-            flush=True,
+            f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads{', a busy process beside' if args.load else ''}, "
+            f"fp32 GEMM peak {peak:.0f} GFLOP/s (1024^3)"
         )
-    print(
-        "ratio = longshort time / nn.LSTM time (below 1 is faster); loop/longshort = how many "
-        "times faster longshort is than the LSTMCell loop; each time is the best of 3 "
-        f"interleaved medians of {args.reps} runs."
-    )
+        print(f"first call in a new process (kernels cached on disk): {first:.2f} s")
+        if not args.no_layers:
+            layer_table(shapes, args.reps, peak)
+            print(
+                "ratio = longshort time / peer time (below 1 is faster); loop/longshort = how "
+                "many times faster longshort trains than the LSTMCell loop."
+            )
+        if args.cells:
+            cell_table(args.reps)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import longshort
-from longshort.engine.cpu import BF16
+from longshort.engine.cpu.blas import BF16
 
 pytestmark = pytest.mark.skipif(not BF16, reason="bf16 products need MKL")
 

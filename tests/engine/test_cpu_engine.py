@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
 
 import longshort
-from longshort.engine import cpu, dispatch, reference
+from longshort.engine import dispatch, reference
+from longshort.engine.cpu import compiled, lstm, rnn, rows
+from longshort.engine.types import LSTMWeights
 from tests.helpers import abs_err, record, rel_err
 
 
+def _w(dtype, proj=False):
+    w = torch.zeros(8, 2, dtype=dtype)
+    return LSTMWeights(w, w, None, None, torch.zeros(1, 2, dtype=dtype) if proj else None)
+
+
 def test_chosen_for_cpu_float32_float64_and_bf16_with_mkl():
-    assert dispatch.kernels(torch.zeros(1)) is cpu
-    assert dispatch.kernels(torch.zeros(1, dtype=torch.float64)) is cpu
-    bf16 = dispatch.kernels(torch.zeros(1, dtype=torch.bfloat16))
-    assert bf16 is (cpu if cpu.BF16 else reference)
-    assert dispatch.kernels(torch.zeros(1, dtype=torch.float16)) is reference
+    assert dispatch.lstm_engine(torch.zeros(1), _w(torch.float32)) is compiled
+    assert dispatch.lstm_engine(torch.zeros(1, dtype=torch.float64), _w(torch.float64)) is compiled
+    bf16 = dispatch.lstm_engine(torch.zeros(1, dtype=torch.bfloat16), _w(torch.bfloat16))
+    assert bf16 is (compiled if compiled.BF16 else reference)
+    x16 = torch.zeros(1, dtype=torch.bfloat16)
+    assert dispatch.lstm_engine(x16, _w(torch.bfloat16, proj=True)) is reference
+    assert dispatch.rnn_engine(x16) is reference
+    assert dispatch.rnn_engine(torch.zeros(1, dtype=torch.float16)) is reference
     with longshort.engine.use_cpu_engine("reference"):
-        assert dispatch.kernels(torch.zeros(1)) is reference
+        assert dispatch.lstm_engine(torch.zeros(1), _w(torch.float32)) is reference
+        assert dispatch.rnn_engine(torch.zeros(1)) is reference
     with pytest.raises(ValueError, match="name must be 'compiled' or 'reference', got 'gpu'"):
         longshort.engine.use_cpu_engine("gpu").__enter__()
 
@@ -62,3 +75,42 @@ def test_compiled_equals_reference_with_lengths():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     for a, b in zip(g1, g2, strict=True):
         assert rel_err(a, b) < 1e-5
+
+
+def test_loops_release_the_gil():
+    """Row ranges run on threads at once only if the loops are compiled nogil."""
+    for kernel in (lstm.forward, lstm.backward, rnn.forward, rnn.backward):
+        assert kernel.targetoptions.get("nogil") is True
+
+
+@pytest.mark.parametrize(("batch", "threads"), [(1, 2), (3, 2), (4, 2), (97, 2), (97, 3), (8, 1)])
+def test_row_ranges_cover_the_batch_once(batch, threads):
+    parts = rows.ranges(batch, threads)
+    assert parts[0][0] == 0 and parts[-1][1] == batch
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
+    assert len(parts) <= threads and all(b1 - b0 >= min(batch, rows.MIN_ROWS) for b0, b1 in parts)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_split_rows_match_torch(threads):
+    """The batch split across threads gives torch.nn's results, with lengths and projection."""
+    torch.manual_seed(3)
+    theirs = nn.LSTM(5, 12, proj_size=4, bidirectional=True)
+    ours = longshort.LSTM.from_torch(theirs)
+    x = torch.randn(15, 7, 5)
+    lengths = torch.tensor([15, 1, 9, 15, 4, 2, 11])
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out, (h, c) = ours(x, lengths=lengths)
+        grads = torch.autograd.grad(out.sum() + h.sum() + c.sum(), [*ours.parameters()])
+    finally:
+        torch.set_num_threads(old)
+    want, (hw, cw) = theirs(packed)
+    want = nn.utils.rnn.pad_packed_sequence(want, total_length=15)[0]
+    gw = torch.autograd.grad(want.sum() + hw.sum() + cw.sum(), [*theirs.parameters()])
+    for a, b in ((out, want), (h, hw), (c, cw)):
+        assert abs_err(a, b) < 1e-5
+    for a, b in zip(grads, gw, strict=True):
+        assert rel_err(a, b) < 1e-4

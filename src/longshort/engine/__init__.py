@@ -11,6 +11,7 @@ from torch import Tensor
 
 from longshort.engine import ops
 from longshort.engine.dispatch import cpu_engine, use_cpu_engine
+from longshort.engine.types import LSTMForward, RNNForward
 
 __all__ = ["cpu_engine", "lstm_layer", "rnn_layer", "use_cpu_engine"]
 
@@ -26,7 +27,7 @@ def lstm_layer(
     w_hr: Tensor | None = None,
     lengths: Tensor | None = None,
     segment: int = 0,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> LSTMForward:
     """One LSTM layer, one direction, time-major.
 
     x (T, B, I); h0 (B, P); c0 (B, H); w_ih (4H, I); w_hh (4H, P); biases (4H,); w_hr (P, H);
@@ -35,7 +36,7 @@ def lstm_layer(
     gradient. With segment S > 0, BPTT recomputes the gates segment by segment
     (:mod:`longshort.engine.segmented`): gates is then empty and cs holds the segment starts.
     """
-    return ops.lstm_fwd(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment)
+    return LSTMForward(*ops.lstm_fwd(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment))
 
 
 def rnn_layer(
@@ -47,10 +48,10 @@ def rnn_layer(
     b_hh: Tensor | None = None,
     lengths: Tensor | None = None,
     nonlinearity: str = "tanh",
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> RNNForward:
     """One vanilla RNN layer, one direction, time-major.
 
     x (T, B, I); h0 (B, H); w_ih (H, I); w_hh (H, H). Returns out (T, B, H), h_n (B, H) and
     hs (T, B, H), the states of every step before padding is zeroed (no gradient).
     """
-    return ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity)
+    return RNNForward(*ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity))

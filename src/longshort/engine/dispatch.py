@@ -1,40 +1,43 @@
-"""Which kernels run a call: the compiled CPU engine where it applies, else the reference."""
+"""The one place that decides which engine runs a call.
+
+CPU tensors run on the compiled engine (:mod:`longshort.engine.cpu.compiled`) where it supports
+the dtype and options, everything else on the reference engine (:mod:`longshort.engine.reference`,
+any device). The custom ops' real and fake kernels both ask here, so they agree on what is saved.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from types import ModuleType
 
 import torch
 
 from longshort.engine import reference
+from longshort.engine.types import Engine, LSTMWeights
 
-_CPU_DTYPES = (torch.float32, torch.float64)
 _state = {"cpu": "compiled"}
 
 
-def kernels(x: torch.Tensor) -> ModuleType:
-    """The module whose functions compute this call: ``cpu`` or ``reference``."""
+def _compiled() -> Engine:
+    from longshort.engine.cpu import compiled
+
+    return compiled
+
+
+def lstm_engine(x: torch.Tensor, w: LSTMWeights) -> Engine:
+    """The engine that computes an LSTM layer on x with weights w."""
     if x.device.type != "cpu" or _state["cpu"] != "compiled":
         return reference
-    if x.dtype in _CPU_DTYPES:
-        from longshort.engine import cpu
-
-        return cpu
-    if x.dtype == torch.bfloat16:
-        from longshort.engine import cpu
-
-        return cpu if cpu.BF16 else reference
-    return reference
+    compiled = _compiled()
+    return compiled if compiled.supports_lstm(x, w) else reference
 
 
-def saved_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype of the gates and cell states an engine saves for x: float32 when the compiled
-    engine runs bfloat16 (it keeps its state in float32), else x's."""
-    if x.dtype == torch.bfloat16 and kernels(x) is not reference:
-        return torch.float32
-    return x.dtype
+def rnn_engine(x: torch.Tensor) -> Engine:
+    """The engine that computes a vanilla RNN layer on x."""
+    if x.device.type != "cpu" or _state["cpu"] != "compiled":
+        return reference
+    compiled = _compiled()
+    return compiled if compiled.supports_rnn(x) else reference
 
 
 def cpu_engine() -> str:

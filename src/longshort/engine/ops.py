@@ -4,7 +4,9 @@ their registered backward.
 Registering the sequence loops as opaque operators lets ``torch.compile`` trace a model through
 the LSTM without a graph break, and lets autograd, optimizers, gradient clipping and DDP treat
 the layer like any other op. The default kernel is the reference engine (any device); CPU
-tensors go to the compiled kernels of :mod:`longshort.engine.cpu` when they support the dtype.
+tensors go to the compiled kernels of :mod:`longshort.engine.cpu` when they support the dtype:
+:mod:`longshort.engine.dispatch` decides. The ops take and return plain tensors, the fields of
+the named tuples of :mod:`longshort.engine.types`, in the same order.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor
 
 from longshort.engine import dispatch, gradient_norms, segmented
+from longshort.engine.types import LSTMForward, LSTMWeights, RNNForward, RNNWeights
 
 _EMPTY = (0,)
 
@@ -32,35 +35,35 @@ def lstm_fwd(
     lengths: Tensor | None,
     segment: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns out (T, B, P), h_n (B, P), c_n (B, H), gates (T, B, 4H), cs (T+1, B, H).
-    With segment S > 0 (recompute in segments), gates is (0, B, 4H) and cs holds the segment
-    starts (ceil(T/S), B, P + H)."""
-    kernels = dispatch.kernels(x)
+    """The fields of :class:`~longshort.engine.types.LSTMForward`. With segment S > 0
+    (recompute in segments), gates is (0, B, 4H) and cs holds the segment starts
+    (ceil(T/S), B, P + H)."""
+    w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
+    engine = dispatch.lstm_engine(x, w)
     if segment > 0:
-        return segmented.lstm_forward(
-            kernels, segment, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths
-        )
-    return kernels.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths)
+        return tuple(segmented.lstm_forward(engine, segment, x, h0, c0, w, lengths))
+    return tuple(engine.lstm_forward(x, h0, c0, w, lengths))
 
 
 @lstm_fwd.register_fake
 def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment=0):
     steps, batch = x.shape[0], x.shape[1]
     hidden = c0.shape[1]
-    saved = dispatch.saved_dtype(x) if w_hr is None else x.dtype
-    if segment > 0:
-        starts = (steps + segment - 1) // segment
-        return (
-            x.new_empty(steps, batch, h0.shape[1]),
-            h0.new_empty(h0.shape),
-            c0.new_empty(c0.shape),
-            x.new_empty(0, batch, 4 * hidden),
-            x.new_empty(starts, batch, h0.shape[1] + hidden),
-        )
-    return (
+    common = (
         x.new_empty(steps, batch, h0.shape[1]),
         h0.new_empty(h0.shape),
         c0.new_empty(c0.shape),
+    )
+    if segment > 0:
+        starts = (steps + segment - 1) // segment
+        return (
+            *common,
+            x.new_empty(0, batch, 4 * hidden),
+            x.new_empty(starts, batch, h0.shape[1] + hidden),
+        )
+    saved = dispatch.lstm_engine(x, LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)).saved_dtype(x)
+    return (
+        *common,
         x.new_empty(steps, batch, 4 * hidden, dtype=saved),
         x.new_empty(steps + 1, batch, hidden, dtype=saved),
     )
@@ -75,48 +78,30 @@ def lstm_bwd(
     h0: Tensor,
     w_ih: Tensor,
     w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
     w_hr: Tensor | None,
     lengths: Tensor | None,
     out: Tensor,
     gates: Tensor,
     cs: Tensor,
-    b_ih: Tensor | None = None,
-    b_hh: Tensor | None = None,
     segment: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr (empty when there is no projection) and
-    the per-step gradient norms (T, B, 2). With segment S > 0, cs holds the segment starts
-    and each segment is recomputed (the biases are needed for that)."""
-    kernels = dispatch.kernels(x)
+    """The fields of :class:`~longshort.engine.types.LSTMGrads`, dw_hr empty (0,) when there
+    is no projection. With segment S > 0, cs holds the segment starts and each segment is
+    recomputed (the biases are needed for that)."""
+    w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
+    engine = dispatch.lstm_engine(x, w)
     if segment > 0:
-        grads = segmented.lstm_backward(
-            kernels, segment, d_out, d_hn, d_cn, x, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, cs
-        )
+        g = segmented.lstm_backward(engine, segment, d_out, d_hn, d_cn, x, w, lengths, cs)
     else:
-        grads = kernels.lstm_backward(
-            d_out, d_hn, d_cn, x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs
-        )
-    return (*grads[:6], grads[6] if grads[6] is not None else x.new_empty(_EMPTY), grads[7])
+        saved = LSTMForward(out, d_hn, d_cn, gates, cs)  # h_n, c_n are not read by BPTT
+        g = engine.lstm_backward(d_out, d_hn, d_cn, x, h0, w, lengths, saved)
+    return tuple(g._replace(dw_hr=x.new_empty(_EMPTY) if g.dw_hr is None else g.dw_hr))
 
 
 @lstm_bwd.register_fake
-def _(
-    d_out,
-    d_hn,
-    d_cn,
-    x,
-    h0,
-    w_ih,
-    w_hh,
-    w_hr,
-    lengths,
-    out,
-    gates,
-    cs,
-    b_ih=None,
-    b_hh=None,
-    segment=0,
-):
+def _(d_out, d_hn, d_cn, x, h0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, out, gates, cs, segment=0):
     return (
         x.new_empty(x.shape),
         h0.new_empty(h0.shape),
@@ -134,28 +119,29 @@ def _lstm_setup(ctx, inputs: Sequence, output: Sequence) -> None:
     out, _h_n, _c_n, gates, cs = output
     ctx.mark_non_differentiable(gates, cs)
     ctx.has_bias, ctx.has_proj, ctx.segment = b_ih is not None, w_hr is not None, segment
-    ctx.save_for_backward(x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs, b_ih, b_hh)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, out, gates, cs)
 
 
 def _lstm_backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cs):
-    x, h0, w_ih, w_hh, w_hr, lengths, out, gates, cs, b_ih, b_hh = ctx.saved_tensors
-    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, norms = lstm_bwd(
+    x, h0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, out, gates, cs = ctx.saved_tensors
+    g = lstm_bwd(
         _or_zeros(d_out, out),
         _or_zeros(d_hn, h0),
-        _or_zeros(d_cn, cs[0]),
+        _or_zeros(d_cn, x.new_empty(x.shape[1], w_ih.shape[0] // 4)),
         x,
         h0,
         w_ih,
         w_hh,
+        b_ih,
+        b_hh,
         w_hr,
         lengths,
         out,
         gates,
         cs,
-        b_ih,
-        b_hh,
         ctx.segment,
     )
+    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, norms = g
     gradient_norms.record("lstm", norms)
     db_ih, db_hh = (db, db) if ctx.has_bias else (None, None)
     dw_hr = dw_hr if ctx.has_proj else None
@@ -176,8 +162,9 @@ def rnn_fwd(
     lengths: Tensor | None,
     nonlinearity: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns out (T, B, H), h_n (B, H), hs (T, B, H) saved for BPTT."""
-    return dispatch.kernels(x).rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity)
+    """The fields of :class:`~longshort.engine.types.RNNForward`."""
+    w = RNNWeights(w_ih, w_hh, b_ih, b_hh)
+    return tuple(dispatch.rnn_engine(x).rnn_forward(x, h0, w, lengths, nonlinearity))
 
 
 @rnn_fwd.register_fake
@@ -198,9 +185,11 @@ def rnn_bwd(
     hs: Tensor,
     nonlinearity: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dW_ih, dW_hh, db and the per-step gradient norms (T, B, 1)."""
-    return dispatch.kernels(x).rnn_backward(
-        d_out, d_hn, x, h0, w_ih, w_hh, lengths, hs, nonlinearity
+    """The fields of :class:`~longshort.engine.types.RNNGrads`."""
+    w = RNNWeights(w_ih, w_hh)
+    saved = RNNForward(hs, d_hn, hs)  # only hs is read by BPTT
+    return tuple(
+        dispatch.rnn_engine(x).rnn_backward(d_out, d_hn, x, h0, w, lengths, saved, nonlinearity)
     )
 
 

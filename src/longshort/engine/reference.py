@@ -16,6 +16,21 @@ from torch import Tensor
 
 from longshort.cells import lstm as lstm_cell
 from longshort.cells import rnn as rnn_cell
+from longshort.engine.types import (
+    LSTMForward,
+    LSTMGrads,
+    LSTMWeights,
+    RNNForward,
+    RNNGrads,
+    RNNWeights,
+)
+
+name = "reference"
+
+
+def saved_dtype(x: Tensor) -> torch.dtype:
+    """The reference engine saves gates and states in x's own dtype."""
+    return x.dtype
 
 
 def step_mask(lengths: Tensor | None, steps: int) -> Tensor | None:
@@ -40,21 +55,13 @@ def _weight_grads(dz: Tensor, x: Tensor, h_prev: Tensor) -> tuple[Tensor, Tensor
 
 
 def lstm_forward(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    w_hr: Tensor | None,
-    lengths: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """x (T, B, I), h0 (B, P), c0 (B, H). Returns out (T, B, P), h_n (B, P), c_n (B, H) and,
-    saved for BPTT, gates (T, B, 4H) = [i, f, g, o] and cs (T+1, B, H) = [C_0 .. C_T]."""
+    x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None
+) -> LSTMForward:
+    """x (T, B, I), h0 (B, P), c0 (B, H): see :class:`longshort.engine.types.LSTMForward`."""
     steps, batch, _ = x.shape
     hidden = c0.shape[1]
-    xw = _input_projection(x, w_ih, b_ih, b_hh)
+    w_hh, w_hr = w.w_hh, w.w_hr
+    xw = _input_projection(x, w.w_ih, w.b_ih, w.b_hh)
     mask = step_mask(lengths, steps)
     out = x.new_empty(steps, batch, h0.shape[1])
     gates = x.new_empty(steps, batch, 4 * hidden)
@@ -70,7 +77,7 @@ def lstm_forward(
         else:
             out[t] = h = h_new
         cs[t + 1] = c
-    return out, h.clone(), cs[steps].clone(), gates, cs
+    return LSTMForward(out, h.clone(), cs[steps].clone(), gates, cs)
 
 
 def lstm_backward(
@@ -79,17 +86,14 @@ def lstm_backward(
     d_cn: Tensor,
     x: Tensor,
     h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    w_hr: Tensor | None,
+    w: LSTMWeights,
     lengths: Tensor | None,
-    out: Tensor,
-    gates: Tensor,
-    cs: Tensor,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """BPTT for :func:`lstm_forward`. Returns dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr and
-    norms (T, B, 2): ||dL/dh_t|| and ||dL/dC_t|| of every step (0 at padding)."""
+    saved: LSTMForward,
+) -> LSTMGrads:
+    """BPTT for :func:`lstm_forward`: see :class:`longshort.engine.types.LSTMGrads`."""
     steps = x.shape[0]
+    w_hh, w_hr = w.w_hh, w.w_hr
+    out, gates, cs = saved.out, saved.gates, saved.cs
     mask = step_mask(lengths, steps)
     dz = torch.empty_like(gates)
     norms = x.new_empty(steps, x.shape[1], 2)
@@ -121,23 +125,16 @@ def lstm_backward(
         dw_hr = dh_all.flatten(0, 1).T @ m.flatten(0, 1)
     if mask is not None:
         norms[:, :, 1:] = torch.where(mask, norms[:, :, 1:], 0)
-    return dz @ w_ih, dh, dc, dw_ih, dw_hh, db, dw_hr, norms
+    return LSTMGrads(dz @ w.w_ih, dh, dc, dw_ih, dw_hh, db, dw_hr, norms)
 
 
 def rnn_forward(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    nonlinearity: str,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """x (T, B, I), h0 (B, H). Returns out (T, B, H), h_n (B, H) and, saved for BPTT,
-    hs (T, B, H) = [h_1 .. h_T] unmasked."""
+    x: Tensor, h0: Tensor, w: RNNWeights, lengths: Tensor | None, nonlinearity: str
+) -> RNNForward:
+    """x (T, B, I), h0 (B, H): see :class:`longshort.engine.types.RNNForward`."""
     steps = x.shape[0]
-    xw = _input_projection(x, w_ih, b_ih, b_hh)
+    w_hh = w.w_hh
+    xw = _input_projection(x, w.w_ih, w.b_ih, w.b_hh)
     mask = step_mask(lengths, steps)
     hs = torch.empty_like(xw)
     h = h0
@@ -145,7 +142,7 @@ def rnn_forward(
         hs[t] = h_new = rnn_cell.forward_step(xw[t], h, w_hh, nonlinearity)
         h = torch.where(mask[t], h_new, h) if mask is not None else h_new
     out = hs if mask is None else torch.where(mask, hs, 0)
-    return out.clone() if mask is None else out, h.clone(), hs
+    return RNNForward(out.clone() if mask is None else out, h.clone(), hs)
 
 
 def rnn_backward(
@@ -153,15 +150,14 @@ def rnn_backward(
     d_hn: Tensor,
     x: Tensor,
     h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
+    w: RNNWeights,
     lengths: Tensor | None,
-    hs: Tensor,
+    saved: RNNForward,
     nonlinearity: str,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """BPTT for :func:`rnn_forward`. Returns dx, dh0, dW_ih, dW_hh, db and norms (T, B, 1):
-    ||dL/dh_t|| of every step (0 at padding)."""
+) -> RNNGrads:
+    """BPTT for :func:`rnn_forward`: see :class:`longshort.engine.types.RNNGrads`."""
     steps = x.shape[0]
+    w_hh, hs = w.w_hh, saved.hs
     mask = step_mask(lengths, steps)
     da = torch.empty_like(hs)
     norms = x.new_empty(steps, x.shape[1], 1)
@@ -179,4 +175,4 @@ def rnn_backward(
         dh = dh_prev
     h_prev = torch.cat((h0[None], hs[:-1]))
     dw_ih, dw_hh, db = _weight_grads(da, x, h_prev)
-    return da @ w_ih, dh, dw_ih, dw_hh, db, norms
+    return RNNGrads(da @ w.w_ih, dh, dw_ih, dw_hh, db, norms)

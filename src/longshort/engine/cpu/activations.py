@@ -16,7 +16,7 @@ from numba import njit, types
 from numba.extending import overload
 
 FASTMATH = {"contract", "arcp", "nsz", "afn", "reassoc"}  # no nnan/ninf: NaN must propagate
-JIT = {"cache": True, "error_model": "numpy", "fastmath": FASTMATH}
+JIT = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": FASTMATH}
 
 _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)  # ln 2 split in two so k * _LN2_HI is exact

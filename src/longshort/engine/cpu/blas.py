@@ -60,6 +60,8 @@ PROVIDER, _lib, _prefix = _load()
 _set_threads_local = getattr(_lib, "MKL_Set_Num_Threads_Local", None)
 if _set_threads_local is not None:
     _set_threads_local.restype, _set_threads_local.argtypes = ctypes.c_int, [ctypes.c_int]
+_set_threads_global = getattr(_lib, f"{_prefix}openblas_set_num_threads", None)
+_get_threads_global = getattr(_lib, f"{_prefix}openblas_get_num_threads", None)
 
 # Below this many flops a per-step product runs faster on one thread than it can be split and
 # joined across two (MKL, 2 cores: 16x64x256 took 6.6 us on two threads, less on one).
@@ -67,16 +69,40 @@ SMALL_GEMM_FLOPS = 1 << 20
 
 
 @contextlib.contextmanager
+def threads(count: int) -> Iterator[None]:
+    """Run this thread's BLAS products on ``count`` threads inside the block. MKL's setting
+    is per calling thread; OpenBLAS has only a process-wide one, restored on exit."""
+    if _set_threads_local is not None:
+        previous = _set_threads_local(count)
+        try:
+            yield
+        finally:
+            _set_threads_local(previous)
+    elif _set_threads_global is not None and _get_threads_global is not None:
+        previous = _get_threads_global()
+        _set_threads_global(count)
+        try:
+            yield
+        finally:
+            _set_threads_global(previous)
+    else:  # pragma: no cover - every supported BLAS has one of the two
+        yield
+
+
+def set_thread_local_single() -> None:
+    """For a worker thread that only ever runs per-row loops: MKL on one thread, for good."""
+    if _set_threads_local is not None:
+        _set_threads_local(1)
+
+
+@contextlib.contextmanager
 def step_threads(flops: int) -> Iterator[None]:
     """Run the loops' per-step products on one thread when each has under SMALL_GEMM_FLOPS."""
-    if _set_threads_local is None or flops >= SMALL_GEMM_FLOPS:
+    if flops >= SMALL_GEMM_FLOPS:
         yield
         return
-    previous = _set_threads_local(1)
-    try:
+    with threads(1):
         yield
-    finally:
-        _set_threads_local(previous)
 
 
 for _t in ("s", "d"):
@@ -175,21 +201,21 @@ def _gemm_impl(y, ta, tb, m, n, k, a, lda, b, ldb, beta, ldc):
     return dgemm
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def matmul_wt(x, w, y, beta):
     """y (B, N) = x (B, K) @ w.T + beta * y, with w (N, K); all C-contiguous."""
     n, k = w.shape
     _gemm(y, NO_TRANS, TRANS, x.shape[0], n, k, x, k, w, k, beta, n)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def matmul_w(x, w, y, beta):
     """y (B, N) = x (B, K) @ w + beta * y, with w (K, N)."""
     k, n = w.shape
     _gemm(y, NO_TRANS, NO_TRANS, x.shape[0], n, k, x, k, w, n, beta, n)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def matmul_at(a, b, y, beta):
     """y (N, K) = a.T @ b + beta * y, with a (M, N) and b (M, K): a sum over the M rows."""
     m, n = a.shape
@@ -197,7 +223,7 @@ def matmul_at(a, b, y, beta):
     _gemm(y, TRANS, NO_TRANS, n, k, m, a, n, b, k, beta, k)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def to_bf16(x, out):
     """out (uint16 bits) = x (float32) rounded to bfloat16, nearest-even; NaN stays NaN."""
     bits = x.view(np.uint32)

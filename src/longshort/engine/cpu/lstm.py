@@ -7,6 +7,11 @@ LLVM vectorises each loop. Every buffer is allocated by the caller; a step alloc
 Shapes: T steps, B batch, H hidden, P size of h (= H without projection), G = 4H.
 ``lengths`` is (B,) int64, or empty when every sequence runs all T steps; ``w_hr`` is (P, H), or
 (0, 0) without projection.
+
+Rows: a call computes the batch rows [b0, b1) only, for all T steps; the recurrence of one row
+never reads another, so the caller can run disjoint row ranges on several threads at once
+(compiled ``nogil``) with no barrier between steps. Scratch buffers (N = b1 - b0 rows) belong
+to one call.
 """
 
 from __future__ import annotations
@@ -19,21 +24,22 @@ from longshort.engine.cpu.blas import as_operand, matmul_w, matmul_wt
 
 
 @njit(**JIT)
-def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, hb):
+def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, hb, b0, b1):
     """z (T, B, G): W·x_t + b on entry, the gates [i, f, g, o] on return (in place).
     h (B, P): h_0 on entry, h_n on return. cs (T+1, B, H): C_0 set by the caller, C_t filled.
-    out (T, B, P). m_buf (B, H), h_buf (B, P): scratch for the projection. coef (3, G): the
-    activations.gate_coefficients; bits (G,) int32 scratch. hb (B, P) uint16: h rounded to
-    bfloat16 when w_hh holds bfloat16 bits (uint16), unused otherwise."""
+    out (T, B, P). m_buf (N, H), h_buf (N, P): scratch for the projection. coef (3, G): the
+    activations.gate_coefficients; bits (G,) int32 scratch. hb (N, P) uint16: h rounded to
+    bfloat16 when w_hh holds bfloat16 bits (uint16), unused otherwise. Rows [b0, b1) only."""
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
-    steps, batch, gates = z.shape
+    steps, _, gates = z.shape
     hidden = gates // 4
     proj = w_hr.shape[0] > 0
     for t in range(steps):
         zt = z[t]
-        matmul_wt(as_operand(h, w_hh, hb), w_hh, zt, 1.0)  # z_t = W·x_t + b + U·h_{t-1}
-        for b in range(batch):
+        hr = h[b0:b1]
+        matmul_wt(as_operand(hr, w_hh, hb), w_hh, zt[b0:b1], 1.0)  # z_t = W·x_t + b + U·h_{t-1}
+        for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 zt[b, :] = 0.0
                 cs[t + 1, b, :] = cs[t, b, :]
@@ -46,14 +52,14 @@ def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, hb):
             c_prev, c = cs[t, b], cs[t + 1, b]
             for j in range(hidden):
                 c[j] = f[j] * c_prev[j] + i[j] * g[j]  # C_t = f_t ⊙ C_{t-1} + i_t ⊙ C~_t
-            m = m_buf[b] if proj else out[t, b]
+            m = m_buf[b - b0] if proj else out[t, b]
             tanh_into(c, m, bits, two_k)
             for j in range(hidden):
                 m[j] *= o[j]  # h_t = o_t ⊙ tanh(C_t)
         if proj:
             matmul_wt(m_buf, w_hr, h_buf, 0.0)  # h_t = W_hr (o_t ⊙ tanh(C_t))
-            out[t] = h_buf
-        for b in range(batch):
+            out[t, b0:b1] = h_buf
+        for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:
                 out[t, b, :] = 0.0
             else:
@@ -78,19 +84,22 @@ def backward(
     norms,
     bits,
     dz_bf16,
+    b0,
+    b1,
 ):
     """BPTT of :func:`forward`. dh (B, P), dc (B, H): dL/dh_T, dL/dC_T on entry, dL/dh_0,
     dL/dC_0 on return. dz (T, B, G): dL/dz_t out. dh_t (T, B, P) with projection (it keeps
-    dL/dh_t for dW_hr), else (1, B, P) scratch. dm_buf (B, H), dh_buf (B, P), tanh_c (B, H).
-    norms (T, B, 2) out: ||dL/dh_t|| and ||dL/dC_t|| of every step (0 at padding). dz_bf16 (B, G)
-    uint16: dz_t rounded to bfloat16 when w_hh holds bfloat16 bits, unused otherwise."""
+    dL/dh_t for dW_hr), else (1, B, P) scratch. dm_buf (N, H), dh_buf (N, P), tanh_c (N, H).
+    norms (T, B, 2) out: ||dL/dh_t|| and ||dL/dC_t|| of every step (0 at padding). dz_bf16 (N, G)
+    uint16: dz_t rounded to bfloat16 when w_hh holds bfloat16 bits, unused otherwise.
+    Rows [b0, b1) only."""
     two_k = bits.view(np.float32)
-    steps, batch, n_gates = gates.shape
+    steps, _, n_gates = gates.shape
     hidden = n_gates // 4
     proj = w_hr.shape[0] > 0
     for t in range(steps - 1, -1, -1):
         dht = dh_t[t if proj else 0]
-        for b in range(batch):
+        for b in range(b0, b1):
             padded = lengths.shape[0] and t >= lengths[b]
             sq = 0.0
             for j in range(dht.shape[1]):
@@ -98,9 +107,8 @@ def backward(
                 sq += dht[b, j] * dht[b, j]
             norms[t, b, 0] = sq**0.5
         if proj:
-            matmul_w(dht, w_hr, dm_buf, 0.0)  # back through h_t = W_hr m_t
-        dm_all = dm_buf if proj else dht
-        for b in range(batch):
+            matmul_w(dht[b0:b1], w_hr, dm_buf, 0.0)  # back through h_t = W_hr m_t
+        for b in range(b0, b1):
             dzb = dz[t, b]
             if lengths.shape[0] and t >= lengths[b]:  # padding: the gradient passes untouched
                 dzb[:] = 0.0
@@ -115,7 +123,8 @@ def backward(
             )
             dzi, dzf = dzb[0:hidden], dzb[hidden : 2 * hidden]
             dzg, dzo = dzb[2 * hidden : 3 * hidden], dzb[3 * hidden :]
-            c_prev, tc, dcb, dm = cs[t, b], tanh_c[b], dc[b], dm_all[b]
+            c_prev, tc, dcb = cs[t, b], tanh_c[b - b0], dc[b]
+            dm = dm_buf[b - b0] if proj else dht[b]
             tanh_into(cs[t + 1, b], tc, bits, two_k)
             sq = 0.0
             for j in range(hidden):
@@ -127,7 +136,8 @@ def backward(
                 dzg[j] = dcj * i[j] * (1 - g[j] * g[j])  # tanh' = 1 - tanh²
                 dcb[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
             norms[t, b, 1] = sq**0.5
-        matmul_w(as_operand(dz[t], w_hh, dz_bf16), w_hh, dh_buf, 0.0)  # dL/dh_{t-1} = dz_t U
-        for b in range(batch):
+        dzt = dz[t, b0:b1]
+        matmul_w(as_operand(dzt, w_hh, dz_bf16), w_hh, dh_buf, 0.0)  # dL/dh_{t-1} = dz_t U
+        for b in range(b0, b1):
             if not (lengths.shape[0] and t >= lengths[b]):
-                dh[b, :] = dh_buf[b]
+                dh[b, :] = dh_buf[b - b0]

@@ -2,6 +2,7 @@
 
 h_t = tanh(W x_t + U h_{t-1} + b) (or relu), as ``longshort.cells.rnn``. Shapes: T steps,
 B batch, H hidden. ``lengths`` is (B,) int64, or empty when all sequences run T steps.
+A call computes the batch rows [b0, b1) for all steps (see ``lstm.py``); scratch has N rows.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from longshort.engine.cpu.blas import matmul_w, matmul_wt
 
 
 @njit(**JIT)
-def forward(z, h, lengths, w_hh, relu, bits):
+def forward(z, h, lengths, w_hh, relu, bits, b0, b1):
     """z (T, B, H): W x_t + b on entry, h_t on return (zero at padding). h (B, H): h_0 in,
     h_n out."""
     two_k = bits.view(np.float32)
-    steps, batch, hidden = z.shape
+    steps, _, hidden = z.shape
     for t in range(steps):
         zt = z[t]
-        matmul_wt(h, w_hh, zt, 1.0)  # a_t = W x_t + b + U h_{t-1}
-        for b in range(batch):
+        matmul_wt(h[b0:b1], w_hh, zt[b0:b1], 1.0)  # a_t = W x_t + b + U h_{t-1}
+        for b in range(b0, b1):
             a = zt[b]
             if lengths.shape[0] and t >= lengths[b]:
                 a[:] = 0.0  # padding: output zero, state carried
@@ -36,12 +37,12 @@ def forward(z, h, lengths, w_hh, relu, bits):
 
 
 @njit(**JIT)
-def backward(d_out, dh, hs, lengths, w_hh, relu, da, dh_buf, norms):
+def backward(d_out, dh, hs, lengths, w_hh, relu, da, dh_buf, norms, b0, b1):
     """BPTT of :func:`forward`. dh (B, H): dL/dh_T in, dL/dh_0 out; da (T, B, H) out;
-    norms (T, B, 1) out: ||dL/dh_t|| of every step (0 at padding)."""
-    steps, batch, hidden = hs.shape
+    dh_buf (N, H) scratch; norms (T, B, 1) out: ||dL/dh_t|| of every step (0 at padding)."""
+    steps, _, hidden = hs.shape
     for t in range(steps - 1, -1, -1):
-        for b in range(batch):
+        for b in range(b0, b1):
             dab = da[t, b]
             if lengths.shape[0] and t >= lengths[b]:
                 dab[:] = 0.0
@@ -54,7 +55,7 @@ def backward(d_out, dh, hs, lengths, w_hh, relu, da, dh_buf, norms):
                 dab[j] = (dhb[j] + gb[j]) * slope
                 sq += (dhb[j] + gb[j]) * (dhb[j] + gb[j])
             norms[t, b, 0] = sq**0.5
-        matmul_w(da[t], w_hh, dh_buf, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
-        for b in range(batch):
+        matmul_w(da[t, b0:b1], w_hh, dh_buf, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
+        for b in range(b0, b1):
             if not (lengths.shape[0] and t >= lengths[b]):
-                dh[b, :] = dh_buf[b]
+                dh[b, :] = dh_buf[b - b0]

@@ -1,0 +1,250 @@
+"""The compiled CPU engine: the :class:`longshort.engine.types.Engine` functions of
+:mod:`longshort.engine.reference`, with the recurrent loops in numba (:mod:`.lstm`, :mod:`.rnn`).
+
+Every matrix product goes to one BLAS (:mod:`.blas`). The large ones (input projections of all
+steps, weight and input gradients over all T*B rows) run on all threads; the loops split the
+batch rows across threads once per call (:mod:`.rows`), each thread with single-threaded
+per-step products. Compiled code is cached on disk by numba: only a first process compiles.
+
+bfloat16 (with MKL): the products take bf16 operands and accumulate in float32 (AMX where the
+CPU has it); the gates, the cell state and the recurrent state stay float32, and only the
+layer's outputs and gradients are rounded back to bf16. :mod:`longshort.engine.dispatch` sends
+what this engine does not run (projections and the RNN in bf16) to the reference engine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from longshort.engine.cpu import cache
+
+cache.refresh()
+
+from longshort.engine.cpu import lstm, rnn, rows  # noqa: E402
+from longshort.engine.cpu.activations import gate_coefficients  # noqa: E402
+from longshort.engine.cpu.blas import BF16, matmul_at, matmul_w, matmul_wt  # noqa: E402
+from longshort.engine.types import (  # noqa: E402
+    LSTMForward,
+    LSTMGrads,
+    LSTMWeights,
+    RNNForward,
+    RNNGrads,
+    RNNWeights,
+)
+
+__all__ = ["BF16", "lstm_backward", "lstm_forward", "rnn_backward", "rnn_forward"]
+
+name = "compiled"
+DTYPES = (torch.float32, torch.float64)
+
+
+def supports_lstm(x: Tensor, w: LSTMWeights) -> bool:
+    """float32 and float64; bfloat16 with MKL's bf16 products and no projection."""
+    if x.dtype == torch.bfloat16:
+        return BF16 and w.w_hr is None
+    return x.dtype in DTYPES
+
+
+def supports_rnn(x: Tensor) -> bool:
+    return x.dtype in DTYPES
+
+
+def saved_dtype(x: Tensor) -> torch.dtype:
+    """float32 for bfloat16 input (the state is kept in float32), else x's dtype."""
+    return torch.float32 if x.dtype == torch.bfloat16 else x.dtype
+
+
+_NO_BF16 = np.empty((1, 1), np.uint16)  # the bf16 scratch, unused by float32/float64 weights
+
+
+def _np(t: Tensor) -> np.ndarray:
+    """A C-contiguous NumPy view (or copy, when t is strided) of a CPU tensor; bfloat16 as the
+    uint16 bits the bf16 products take."""
+    t = t.detach().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16)
+    return t.numpy()
+
+
+def _acc(t: Tensor) -> torch.dtype:
+    """The dtype the engine computes and keeps state in: float32 for bfloat16 tensors."""
+    return torch.float32 if t.dtype == torch.bfloat16 else t.dtype
+
+
+def _bf16_scratch(t: Tensor, rows: int, cols: int) -> np.ndarray:
+    return np.empty((rows, cols), np.uint16) if t.dtype == torch.bfloat16 else _NO_BF16
+
+
+def _lengths(lengths: Tensor | None) -> np.ndarray:
+    return np.empty(0, np.int64) if lengths is None else _np(lengths)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1, a.shape[-1])
+
+
+def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
+    """z = W·x_t + b for all T steps as one (T*B, I) @ (I, G) product: (T, B, G)."""
+    steps, batch, _ = x.shape
+    z = x.new_empty(steps, batch, w_ih.shape[0], dtype=_acc(x))
+    zn = z.numpy()
+    zn[:] = 0.0 if b_ih is None else (b_ih.to(z.dtype) + b_hh.to(z.dtype)).numpy()
+    matmul_wt(_rows(_np(x)), _np(w_ih), _rows(zn), 1.0)
+    return z
+
+
+def _input_and_weight_grads(
+    dz: Tensor, x: Tensor, h0: Tensor, hs: Tensor, w_ih: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """dx = dz W, dW_ih = Σ_t dz_tᵀ x_t, dW_hh = Σ_t dz_tᵀ h_{t-1}, db = Σ_t dz_t: one product
+    each over all T*B rows, in x's dtype. hs (T, B, P) holds h_1 .. h_T."""
+    acc, dtype = dz.dtype, x.dtype
+    dzn, xn, wn = _np(dz.to(dtype)), _np(x), _np(w_ih)
+    dx = x.new_empty(x.shape, dtype=acc)
+    dw_ih = w_ih.new_empty(w_ih.shape, dtype=acc)
+    dw_hh = w_ih.new_empty(dz.shape[2], h0.shape[1], dtype=acc)
+    matmul_w(_rows(dzn), wn, _rows(dx.numpy()), 0.0)
+    matmul_at(_rows(dzn), _rows(xn), dw_ih.numpy(), 0.0)
+    matmul_at(dzn[0], _np(h0), dw_hh.numpy(), 0.0)  # h_{t-1} is h_0 at t = 0 ...
+    if dz.shape[0] > 1:
+        matmul_at(_rows(dzn[1:]), _rows(_np(hs)[:-1]), dw_hh.numpy(), 1.0)  # ... then h
+    db = dz.sum(dim=(0, 1))
+    return dx.to(dtype), dw_ih.to(dtype), dw_hh.to(dtype), db.to(dtype)
+
+
+def lstm_forward(
+    x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None
+) -> LSTMForward:
+    """See :func:`longshort.engine.reference.lstm_forward`."""
+    steps, batch, _ = x.shape
+    hidden, out_size = c0.shape[1], h0.shape[1]
+    gates = _project(x, w.w_ih, w.b_ih, w.b_hh)  # becomes the gates in place
+    out = x.new_empty(steps, batch, out_size, dtype=gates.dtype)
+    cs = x.new_empty(steps + 1, batch, hidden, dtype=gates.dtype)
+    cs[0] = c0
+    h = h0.to(gates.dtype, memory_format=torch.contiguous_format, copy=True)
+    dtype = out.numpy().dtype
+    zn, hn, csn, outn, lens = gates.numpy(), h.numpy(), cs.numpy(), out.numpy(), _lengths(lengths)
+    w_hh, w_hr = _np(w.w_hh), np.empty((0, 0), dtype) if w.w_hr is None else _np(w.w_hr)
+    coef = np.stack(gate_coefficients(hidden, dtype))
+
+    def args(b0: int, b1: int) -> tuple:
+        n = b1 - b0
+        scratch = (np.empty((n, hidden), dtype), np.empty((n, out_size), dtype))
+        bits, hb = np.empty(4 * hidden, np.int32), _bf16_scratch(x, n, out_size)
+        return (zn, hn, csn, w_hh, w_hr, lens, outn, *scratch, coef, bits, hb, b0, b1)
+
+    flops = 2 * batch * 4 * hidden * out_size
+    rows.run(lstm.forward, rows.ranges(batch), args, flops)
+    if x.dtype == out.dtype:
+        return LSTMForward(out, h, cs[steps].clone(), gates, cs)
+    return LSTMForward(out.to(x.dtype), h.to(x.dtype), cs[steps].to(x.dtype), gates, cs)
+
+
+def lstm_backward(
+    d_out: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w: LSTMWeights,
+    lengths: Tensor | None,
+    saved: LSTMForward,
+) -> LSTMGrads:
+    """See :func:`longshort.engine.reference.lstm_backward`."""
+    out, gates, cs = saved.out, saved.gates, saved.cs
+    steps, batch, _ = x.shape
+    hidden, out_size = cs.shape[2], out.shape[2]
+    proj = w.w_hr is not None
+    acc = gates.dtype
+    dh = d_hn.to(acc, memory_format=torch.contiguous_format, copy=True)
+    dc = d_cn.to(acc, memory_format=torch.contiguous_format, copy=True)
+    dz = torch.empty_like(gates)
+    norms = x.new_empty(steps, batch, 2, dtype=acc)
+    dh_t = x.new_empty(steps if proj else 1, batch, out_size, dtype=acc)
+    dtype = dz.numpy().dtype
+    fixed = (
+        _np(d_out.to(acc)),
+        dh.numpy(),
+        dc.numpy(),
+        _np(gates),
+        _np(cs),
+        _np(w.w_hh),
+        _np(w.w_hr) if proj else np.empty((0, 0), dtype),
+        _lengths(lengths),
+        dz.numpy(),
+        dh_t.numpy(),
+    )
+
+    def args(b0: int, b1: int) -> tuple:
+        n = b1 - b0
+        dm, dhb, tc = (np.empty((n, k), dtype) for k in (hidden, out_size, hidden))
+        bits, dzb = np.empty(hidden, np.int32), _bf16_scratch(x, n, 4 * hidden)
+        return (*fixed, dm, dhb, tc, norms.numpy(), bits, dzb, b0, b1)
+
+    rows.run(lstm.backward, rows.ranges(batch), args, 2 * batch * 4 * hidden * out_size)
+    dx, dw_ih, dw_hh, db = _input_and_weight_grads(dz, x, h0, out, w.w_ih)
+    dw_hr = None
+    if proj:
+        m = gates[..., 3 * hidden :] * torch.tanh(cs[1:])  # o_t ⊙ tanh(C_t), recomputed
+        dw_hr = w.w_hr.new_empty(w.w_hr.shape)
+        matmul_at(_rows(dh_t.numpy()), _rows(_np(m)), dw_hr.numpy(), 0.0)
+    return LSTMGrads(dx, dh.to(x.dtype), dc.to(x.dtype), dw_ih, dw_hh, db, dw_hr, norms)
+
+
+def rnn_forward(
+    x: Tensor, h0: Tensor, w: RNNWeights, lengths: Tensor | None, nonlinearity: str
+) -> RNNForward:
+    """See :func:`longshort.engine.reference.rnn_forward`."""
+    hs = _project(x, w.w_ih, w.b_ih, w.b_hh)  # becomes h_1 .. h_T in place
+    h = h0.clone(memory_format=torch.contiguous_format)
+    batch, hidden = hs.shape[1], hs.shape[2]
+    fixed = (hs.numpy(), h.numpy(), _lengths(lengths), _np(w.w_hh), nonlinearity == "relu")
+
+    def args(b0: int, b1: int) -> tuple:
+        return (*fixed, np.empty(hidden, np.int32), b0, b1)
+
+    rows.run(rnn.forward, rows.ranges(batch), args, 2 * batch * hidden**2)
+    return RNNForward(hs.clone(), h, hs)
+
+
+def rnn_backward(
+    d_out: Tensor,
+    d_hn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w: RNNWeights,
+    lengths: Tensor | None,
+    saved: RNNForward,
+    nonlinearity: str,
+) -> RNNGrads:
+    """See :func:`longshort.engine.reference.rnn_backward`."""
+    hs = saved.hs
+    batch, hidden = hs.shape[1], hs.shape[2]
+    dh = d_hn.clone(memory_format=torch.contiguous_format)
+    da = torch.empty_like(hs)
+    norms = x.new_empty(hs.shape[0], batch, 1)
+    fixed = (
+        _np(d_out),
+        dh.numpy(),
+        _np(hs),
+        _lengths(lengths),
+        _np(w.w_hh),
+        nonlinearity == "relu",
+    )
+
+    def args(b0: int, b1: int) -> tuple:
+        return (
+            *fixed,
+            da.numpy(),
+            np.empty((b1 - b0, hidden), hs.numpy().dtype),
+            norms.numpy(),
+            b0,
+            b1,
+        )
+
+    rows.run(rnn.backward, rows.ranges(batch), args, 2 * batch * hidden**2)
+    dx, dw_ih, dw_hh, db = _input_and_weight_grads(da, x, h0, hs, w.w_ih)
+    return RNNGrads(dx, dh, dw_ih, dw_hh, db, norms)
