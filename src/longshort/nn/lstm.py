@@ -25,8 +25,11 @@ class LSTM(RecurrentBase):
       recompute_segment: if set to S, training runs each layer in segments of S steps and
         recomputes a segment's gates during BPTT instead of keeping them, so memory grows
         with T/S + S instead of T (S near sqrt(T) is the usual choice). Same results.
-      check_finite: if True, a NaN or inf in a layer's output raises FloatingPointError naming
-        the layer, the direction and the first step where it appeared.
+      check_finite: if True, a NaN or inf in the input or the initial states raises ValueError
+        naming where it is, and one in a layer's output raises FloatingPointError naming the
+        layer, the direction and the first step where it appeared. Off by default, as in
+        torch.nn: a NaN then propagates to the output (never clamped away) and no scan costs
+        time.
 
     forward(input, hx=None, lengths=None, return_trace=False):
       input (T, B, I), (B, T, I) with batch_first, (T, I) unbatched, or a PackedSequence;

@@ -1,11 +1,13 @@
 """Row-major matrix products for the compiled loops, through the CBLAS ``?gemm`` interface.
 
-Which BLAS: Intel MKL from the PyPI ``mkl`` package where it is installed (x86-64 Linux pulls
-it in), run on the GNU OpenMP threading layer, the same thread pool torch uses, so the two never
-spin against each other; elsewhere SciPy's bundled OpenBLAS. Measured per-step products on 2
-cores: MKL 31 us vs OpenBLAS 49 us at (32 x 128) @ (128 x 512), 155 vs 181 us at
-(64 x 256) @ (256 x 1024). Both are bound by symbol name, so numba can cache the loops on disk.
-Called with preallocated outputs, a step of the recurrent loop allocates nothing.
+Which BLAS: SciPy's bundled OpenBLAS by default; Intel MKL (the optional ``longshort[mkl]``
+extra) on Intel CPUs where it is installed, or wherever ``LONGSHORT_BLAS=mkl`` asks for it, run
+on the GNU OpenMP threading layer, the same thread pool torch uses. MKL buys the bfloat16
+products (``cblas_gemm_bf16bf16f32``, AMX on Intel); OpenBLAS's AVX-512 kernels are twice as
+fast as MKL on AMD (single thread, AMD EPYC Zen 5: 134 against 80 GFLOP/s at 32x256x1024,
+212 against 116 at 128x512x2048; benchmarks/README.md). ``LONGSHORT_BLAS=openblas`` forces
+OpenBLAS. Both are bound by symbol name, so numba can cache the loops on disk. Called with
+preallocated outputs, a step of the recurrent loop allocates nothing.
 """
 
 from __future__ import annotations
@@ -29,17 +31,29 @@ import torch  # noqa: F401  - loads the GNU OpenMP runtime MKL's layer links aga
 from numba import njit, types
 from numba.extending import overload
 
+from longshort.engine.cpu import small
+
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 
+def _intel() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any("GenuineIntel" in line for line in f if line.startswith("vendor_id"))
+    except OSError:
+        return False
+
+
+def _want_mkl() -> bool:
+    choice = os.environ.get("LONGSHORT_BLAS", "")
+    if choice in ("mkl", "openblas"):
+        return choice == "mkl"
+    return _intel()
+
+
 def _load() -> tuple[str, ctypes.CDLL, str]:
-    """(name, library, symbol prefix) of the BLAS to use; LONGSHORT_BLAS=openblas forces
-    SciPy's OpenBLAS."""
-    mkl = (
-        []
-        if os.environ.get("LONGSHORT_BLAS") == "openblas"
-        else sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
-    )
+    """(name, library, symbol prefix) of the BLAS to use: see the module's docstring."""
+    mkl = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*"))) if _want_mkl() else []
     for path in mkl:
         try:
             return "mkl", ctypes.CDLL(path), ""
@@ -203,15 +217,22 @@ def _gemm_impl(y, ta, tb, m, n, k, a, lda, b, ldb, beta, ldc):
 
 @njit(cache=True, nogil=True)
 def matmul_wt(x, w, y, beta):
-    """y (B, N) = x (B, K) @ w.T + beta * y, with w (N, K); all C-contiguous."""
+    """y (B, N) = x (B, K) @ w.T + beta * y, with w (N, K); all C-contiguous. Up to
+    small.SMALL_ROWS float rows run on :mod:`.small`'s loops, the rest on BLAS."""
     n, k = w.shape
+    if small.handles(x) and x.shape[0] <= small.SMALL_ROWS:
+        small.matmul_wt(x, w, y, beta)
+        return
     _gemm(y, NO_TRANS, TRANS, x.shape[0], n, k, x, k, w, k, beta, n)
 
 
 @njit(cache=True, nogil=True)
 def matmul_w(x, w, y, beta):
-    """y (B, N) = x (B, K) @ w + beta * y, with w (K, N)."""
+    """y (B, N) = x (B, K) @ w + beta * y, with w (K, N); few rows as in :func:`matmul_wt`."""
     k, n = w.shape
+    if small.handles(x) and x.shape[0] <= small.SMALL_ROWS:
+        small.matmul_w(x, w, y, beta)
+        return
     _gemm(y, NO_TRANS, NO_TRANS, x.shape[0], n, k, x, k, w, n, beta, n)
 
 

@@ -137,7 +137,7 @@ def lstm_forward(
         return (zn, hn, csn, w_hh, w_hr, lens, outn, *scratch, coef, bits, hb, b0, b1)
 
     flops = 2 * batch * 4 * hidden * out_size
-    rows.run(lstm.forward, rows.ranges(batch), args, flops)
+    rows.run(lstm.forward, rows.ranges(batch, flops=flops * steps), args, flops)
     if x.dtype == out.dtype:
         return LSTMForward(out, h, cs[steps].clone(), gates, cs)
     return LSTMForward(out.to(x.dtype), h.to(x.dtype), cs[steps].to(x.dtype), gates, cs)
@@ -184,7 +184,8 @@ def lstm_backward(
         bits, dzb = np.empty(hidden, np.int32), _bf16_scratch(x, n, 4 * hidden)
         return (*fixed, dm, dhb, tc, norms.numpy(), bits, dzb, b0, b1)
 
-    rows.run(lstm.backward, rows.ranges(batch), args, 2 * batch * 4 * hidden * out_size)
+    flops = 2 * batch * 4 * hidden * out_size
+    rows.run(lstm.backward, rows.ranges(batch, flops=flops * steps), args, flops)
     dx, dw_ih, dw_hh, db = _input_and_weight_grads(dz, x, h0, out, w.w_ih)
     dw_hr = None
     if proj:
@@ -206,7 +207,8 @@ def rnn_forward(
     def args(b0: int, b1: int) -> tuple:
         return (*fixed, np.empty(hidden, np.int32), b0, b1)
 
-    rows.run(rnn.forward, rows.ranges(batch), args, 2 * batch * hidden**2)
+    flops = 2 * batch * hidden**2
+    rows.run(rnn.forward, rows.ranges(batch, flops=flops * hs.shape[0]), args, flops)
     return RNNForward(hs.clone(), h, hs)
 
 
@@ -245,6 +247,7 @@ def rnn_backward(
             b1,
         )
 
-    rows.run(rnn.backward, rows.ranges(batch), args, 2 * batch * hidden**2)
+    flops = 2 * batch * hidden**2
+    rows.run(rnn.backward, rows.ranges(batch, flops=flops * hs.shape[0]), args, flops)
     dx, dw_ih, dw_hh, db = _input_and_weight_grads(da, x, h0, hs, w.w_ih)
     return RNNGrads(dx, dh, dw_ih, dw_hh, db, norms)

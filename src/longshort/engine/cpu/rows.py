@@ -24,11 +24,19 @@ _lock = threading.Lock()
 # Fewer rows than this per thread and the split stops paying: the per-step product becomes a
 # matrix-vector product bound by reading the recurrent weights, which every thread must do.
 MIN_ROWS = 2
+# Below this many flops in the whole loop, handing rows to a worker (tens of microseconds)
+# costs more than it saves: one step of a small cell, say.
+MIN_SPLIT_FLOPS = 4 << 20
 
 
-def ranges(batch: int, threads: int | None = None) -> list[tuple[int, int]]:
-    """Near-equal row ranges [b0, b1) covering the batch, one per thread that gets rows."""
+def ranges(
+    batch: int, threads: int | None = None, flops: int | None = None
+) -> list[tuple[int, int]]:
+    """Near-equal row ranges [b0, b1) covering the batch, one per thread that gets rows.
+    flops: the loop's total work; below MIN_SPLIT_FLOPS the batch stays on one thread."""
     threads = torch.get_num_threads() if threads is None else threads
+    if flops is not None and flops < MIN_SPLIT_FLOPS:
+        threads = 1
     count = max(1, min(threads, batch // MIN_ROWS))
     bounds = [batch * k // count for k in range(count + 1)]
     return list(itertools.pairwise(bounds))
