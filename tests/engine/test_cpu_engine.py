@@ -92,9 +92,15 @@ def test_row_ranges_cover_the_batch_once(batch, threads):
     assert len(parts) <= threads and all(b1 - b0 >= min(batch, rows.MIN_ROWS) for b0, b1 in parts)
 
 
+@pytest.mark.parametrize("team", ["torch-openmp", "own-pool"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_split_rows_match_torch(threads):
-    """The batch split across threads gives torch.nn's results, with lengths and projection."""
+def test_split_rows_match_torch(threads, team, monkeypatch):
+    """The batch split across threads gives torch.nn's results, with lengths and projection, on
+    torch's OpenMP threads and on the fallback pool."""
+    if team == "own-pool":
+        monkeypatch.setattr(rows, "_gomp", None)
+    elif rows._gomp is None:
+        pytest.skip("torch does not run on GNU OpenMP here")
     torch.manual_seed(3)
     theirs = nn.LSTM(5, 12, proj_size=4, bidirectional=True)
     ours = longshort.LSTM.from_torch(theirs)
@@ -132,3 +138,12 @@ def test_small_row_products_equal_numpy(dtype, m, k, n):
         got = np.full_like(y, np.nan) if beta == 0 else y.copy()
         blas.matmul_w(x, w, got, beta)
         np.testing.assert_allclose(got, x @ w + beta * y, rtol=tol, atol=tol)
+
+
+def test_errors_in_a_row_range_reach_the_caller():
+    def kernel(b0, b1):
+        if b0 > 0:
+            raise RuntimeError(f"rows {b0}-{b1} failed")
+
+    with pytest.raises(RuntimeError, match="rows 2-4 failed"):
+        rows.run(kernel, [(0, 2), (2, 4)], lambda b0, b1: (b0, b1), 0)

@@ -158,13 +158,15 @@ def test_cells(cpu_engine, bias):
         ours = ours_cls(I, H, bias=bias)
         ours.load_state_dict(theirs.state_dict())
         x = torch.randn(B, I, requires_grad=True)
-        h = (torch.randn(B, H), torch.randn(B, H)) if lstm else torch.randn(B, H)
-        a, b = ours(x, h), theirs(x, h)
+        h = (torch.randn(B, H), torch.randn(B, H)) if lstm else (torch.randn(B, H),)
+        h = tuple(t.requires_grad_() for t in h)
+        hx = h if lstm else h[0]
+        a, b = ours(x, hx), theirs(x, hx)
         a, b = (a, b) if lstm else ((a,), (b,))
         for p, q in zip(a, b, strict=True):
             torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
-        ga = torch.autograd.grad(sum(t.sum() for t in a), [x, *ours.parameters()])
-        gb = torch.autograd.grad(sum(t.sum() for t in b), [x, *theirs.parameters()])
+        ga = torch.autograd.grad(sum(t.sum() for t in a), [x, *h, *ours.parameters()])
+        gb = torch.autograd.grad(sum(t.sum() for t in b), [x, *h, *theirs.parameters()])
         for p, q in zip(ga, gb, strict=True):
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
         one = ours(x[0])

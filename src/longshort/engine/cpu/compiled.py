@@ -14,6 +14,8 @@ what this engine does not run (projections and the RNN in bf16) to the reference
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -57,6 +59,14 @@ def saved_dtype(x: Tensor) -> torch.dtype:
 
 
 _NO_BF16 = np.empty((1, 1), np.uint16)  # the bf16 scratch, unused by float32/float64 weights
+
+
+@functools.lru_cache(maxsize=64)
+def _coefficients(hidden: int, dtype: np.dtype) -> np.ndarray:
+    """(3, 4H) gate coefficients, made once per size and dtype (read-only)."""
+    coef = np.stack(gate_coefficients(hidden, dtype))
+    coef.flags.writeable = False
+    return coef
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -128,7 +138,7 @@ def lstm_forward(
     dtype = out.numpy().dtype
     zn, hn, csn, outn, lens = gates.numpy(), h.numpy(), cs.numpy(), out.numpy(), _lengths(lengths)
     w_hh, w_hr = _np(w.w_hh), np.empty((0, 0), dtype) if w.w_hr is None else _np(w.w_hr)
-    coef = np.stack(gate_coefficients(hidden, dtype))
+    coef = _coefficients(hidden, dtype)
 
     def args(b0: int, b1: int) -> tuple:
         n = b1 - b0
@@ -171,8 +181,8 @@ def lstm_backward(
         dc.numpy(),
         _np(gates),
         _np(cs),
-        _np(w.w_hh),
-        _np(w.w_hr) if proj else np.empty((0, 0), dtype),
+        _np(w.w_hh.t()),  # transposed once: each step's product then reads rows
+        _np(w.w_hr.t()) if proj else np.empty((0, 0), dtype),
         _lengths(lengths),
         dz.numpy(),
         dh_t.numpy(),
@@ -233,7 +243,7 @@ def rnn_backward(
         dh.numpy(),
         _np(hs),
         _lengths(lengths),
-        _np(w.w_hh),
+        _np(w.w_hh.t()),  # transposed once: each step's product then reads rows
         nonlinearity == "relu",
     )
 

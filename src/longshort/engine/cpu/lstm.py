@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from longshort.engine.cpu.activations import JIT, gates_inplace, tanh_into
-from longshort.engine.cpu.blas import as_operand, matmul_w, matmul_wt
+from longshort.engine.cpu.blas import as_operand, matmul_wt
 
 
 @njit(**JIT)
@@ -73,8 +73,8 @@ def backward(
     dc,
     gates,
     cs,
-    w_hh,
-    w_hr,
+    w_hh_t,
+    w_hr_t,
     lengths,
     dz,
     dh_t,
@@ -87,16 +87,18 @@ def backward(
     b0,
     b1,
 ):
-    """BPTT of :func:`forward`. dh (B, P), dc (B, H): dL/dh_T, dL/dC_T on entry, dL/dh_0,
-    dL/dC_0 on return. dz (T, B, G): dL/dz_t out. dh_t (T, B, P) with projection (it keeps
-    dL/dh_t for dW_hr), else (1, B, P) scratch. dm_buf (N, H), dh_buf (N, P), tanh_c (N, H).
-    norms (T, B, 2) out: ||dL/dh_t|| and ||dL/dC_t|| of every step (0 at padding). dz_bf16 (N, G)
-    uint16: dz_t rounded to bfloat16 when w_hh holds bfloat16 bits, unused otherwise.
+    """BPTT of :func:`forward`, with the weights transposed so that each product reads rows:
+    w_hh_t (P, G) = U^T, w_hr_t (H, P) = W_hr^T or (0, 0). dh (B, P), dc (B, H): dL/dh_T, dL/dC_T
+    on entry, dL/dh_0, dL/dC_0 on return. dz (T, B, G): dL/dz_t out. dh_t (T, B, P) with
+    projection (it keeps dL/dh_t for dW_hr), else (1, B, P) scratch. dm_buf (N, H),
+    dh_buf (N, P), tanh_c (N, H). norms (T, B, 2) out: ||dL/dh_t|| and ||dL/dC_t|| of every
+    step (0 at padding). dz_bf16 (N, G) uint16: dz_t rounded to bfloat16 when w_hh_t holds
+    bfloat16 bits, unused otherwise.
     Rows [b0, b1) only."""
     two_k = bits.view(np.float32)
     steps, _, n_gates = gates.shape
     hidden = n_gates // 4
-    proj = w_hr.shape[0] > 0
+    proj = w_hr_t.shape[0] > 0
     for t in range(steps - 1, -1, -1):
         dht = dh_t[t if proj else 0]
         for b in range(b0, b1):
@@ -107,7 +109,7 @@ def backward(
                 sq += dht[b, j] * dht[b, j]
             norms[t, b, 0] = sq**0.5
         if proj:
-            matmul_w(dht[b0:b1], w_hr, dm_buf, 0.0)  # back through h_t = W_hr m_t
+            matmul_wt(dht[b0:b1], w_hr_t, dm_buf, 0.0)  # back through h_t = W_hr m_t
         for b in range(b0, b1):
             dzb = dz[t, b]
             if lengths.shape[0] and t >= lengths[b]:  # padding: the gradient passes untouched
@@ -137,7 +139,7 @@ def backward(
                 dcb[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
             norms[t, b, 1] = sq**0.5
         dzt = dz[t, b0:b1]
-        matmul_w(as_operand(dzt, w_hh, dz_bf16), w_hh, dh_buf, 0.0)  # dL/dh_{t-1} = dz_t U
+        matmul_wt(as_operand(dzt, w_hh_t, dz_bf16), w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = dz_t U
         for b in range(b0, b1):
             if not (lengths.shape[0] and t >= lengths[b]):
                 dh[b, :] = dh_buf[b - b0]

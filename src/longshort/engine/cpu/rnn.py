@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from longshort.engine.cpu.activations import JIT, tanh_into
-from longshort.engine.cpu.blas import matmul_w, matmul_wt
+from longshort.engine.cpu.blas import matmul_wt
 
 
 @njit(**JIT)
@@ -37,8 +37,9 @@ def forward(z, h, lengths, w_hh, relu, bits, b0, b1):
 
 
 @njit(**JIT)
-def backward(d_out, dh, hs, lengths, w_hh, relu, da, dh_buf, norms, b0, b1):
-    """BPTT of :func:`forward`. dh (B, H): dL/dh_T in, dL/dh_0 out; da (T, B, H) out;
+def backward(d_out, dh, hs, lengths, w_hh_t, relu, da, dh_buf, norms, b0, b1):
+    """BPTT of :func:`forward`; w_hh_t (H, H) = U^T. dh (B, H): dL/dh_T in, dL/dh_0 out;
+    da (T, B, H) out;
     dh_buf (N, H) scratch; norms (T, B, 1) out: ||dL/dh_t|| of every step (0 at padding)."""
     steps, _, hidden = hs.shape
     for t in range(steps - 1, -1, -1):
@@ -55,7 +56,7 @@ def backward(d_out, dh, hs, lengths, w_hh, relu, da, dh_buf, norms, b0, b1):
                 dab[j] = (dhb[j] + gb[j]) * slope
                 sq += (dhb[j] + gb[j]) * (dhb[j] + gb[j])
             norms[t, b, 0] = sq**0.5
-        matmul_w(da[t, b0:b1], w_hh, dh_buf, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
+        matmul_wt(da[t, b0:b1], w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
         for b in range(b0, b1):
             if not (lengths.shape[0] and t >= lengths[b]):
                 dh[b, :] = dh_buf[b - b0]
