@@ -1,15 +1,18 @@
 """Engines: a recurrent layer run over a whole sequence, forward and handwritten BPTT.
 
 Modules in :mod:`longshort.nn` validate and dispatch; the functions here compute one layer in
-one direction. Both return, besides outputs and final states, what BPTT saved (the gates and
-cell states of every step): the trace that :mod:`longshort.inspect` shows, at no extra cost.
+one direction: eagerly through :mod:`.eager`, under ``torch.compile`` through the custom ops of
+:mod:`.ops`; either way :mod:`.dispatch` picks the engine. Both return, besides outputs and
+final states, what BPTT saved (the gates and cell states of every step): the trace that
+:mod:`longshort.inspect` shows, at no extra cost.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-from longshort.engine import ops
+from longshort.engine import eager, ops
 from longshort.engine.dispatch import cpu_engine, use_cpu_engine
 from longshort.engine.types import LSTMForward, RNNForward
 
@@ -36,7 +39,10 @@ def lstm_layer(
     gradient. With segment S > 0, BPTT recomputes the gates segment by segment
     (:mod:`longshort.engine.segmented`): gates is then empty and cs holds the segment starts.
     """
-    return LSTMForward(*ops.lstm_fwd(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment))
+    args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment)
+    if torch.compiler.is_compiling():
+        return LSTMForward(*ops.lstm_fwd(*args))
+    return LSTMForward(*eager.LSTMLayer.apply(*eager.autocast(args)))
 
 
 def rnn_layer(
@@ -54,4 +60,7 @@ def rnn_layer(
     x (T, B, I); h0 (B, H); w_ih (H, I); w_hh (H, H). Returns out (T, B, H), h_n (B, H) and
     hs (T, B, H), the states of every step before padding is zeroed (no gradient).
     """
-    return RNNForward(*ops.rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity))
+    args = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity)
+    if torch.compiler.is_compiling():
+        return RNNForward(*ops.rnn_fwd(*args))
+    return RNNForward(*eager.RNNLayer.apply(*eager.autocast(args)))

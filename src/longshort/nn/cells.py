@@ -1,7 +1,7 @@
 """``longshort.LSTMCell`` and ``longshort.RNNCell``: one step, drop-ins for torch.nn's cells.
 
-They run the same engine as the layers with a one-step sequence (:mod:`longshort.engine.step`),
-so a hand-written loop over these cells gets the handwritten backward too.
+They run the same engine as the layers with a one-step sequence, so a hand-written loop over
+these cells gets the handwritten backward too.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from longshort import engine
 from longshort.cells.rnn import NONLINEARITIES
-from longshort.engine import step
 from longshort.nn import checks
 
 
@@ -89,7 +89,8 @@ class LSTMCell(_CellBase):
         if hx is not None and (not isinstance(hx, tuple | list) or len(hx) != 2):
             raise TypeError(f"LSTMCell: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
         x, (h0, c0), unbatched = self._check(input, hx, 2)
-        h, c = step.lstm_step(x, h0, c0, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        _, h, c, _, _ = engine.lstm_layer(x[None], h0, c0, *w)
         return (h[0], c[0]) if unbatched else (h, c)
 
 
@@ -116,7 +117,14 @@ class RNNCell(_CellBase):
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         x, (h0,), unbatched = self._check(input, None if hx is None else (hx,), 1)
-        h = step.rnn_step(
-            x, h0, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.nonlinearity
+        _, h, _ = engine.rnn_layer(
+            x[None],
+            h0,
+            self.weight_ih,
+            self.weight_hh,
+            self.bias_ih,
+            self.bias_hh,
+            None,
+            self.nonlinearity,
         )
         return h[0] if unbatched else h

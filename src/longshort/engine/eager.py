@@ -1,0 +1,94 @@
+"""Eager calls: the engine under a plain ``torch.autograd.Function`` with the handwritten BPTT.
+
+The custom operators of :mod:`longshort.engine.ops` exist for ``torch.compile``, which needs an
+opaque op to trace through the layer without a graph break. Outside of it, going through
+``torch.library`` costs a dispatch of about 30 us a call and, on the first call of a process,
+the import of ``torch._dynamo`` (1.2 s). Eager calls therefore take this path, with the same
+engines, the same saved tensors and the same results; :mod:`longshort.engine` picks the path.
+
+Autocast: under ``torch.autocast("cpu", dtype=...)`` the layer runs in the autocast dtype (as
+the custom ops' registered autocast rule does); inside, nothing is autocast again.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from longshort.engine import dispatch, gradient_norms, segmented
+from longshort.engine.types import LSTMForward, LSTMWeights, RNNForward, RNNWeights
+
+
+def autocast(tensors: tuple) -> tuple:
+    """The floating tensors cast to the CPU autocast dtype when CPU autocast is on."""
+    x = tensors[0]
+    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+        return tensors
+    dtype = torch.get_autocast_dtype("cpu")
+    return tuple(
+        t.to(dtype) if isinstance(t, Tensor) and t.is_floating_point() else t for t in tensors
+    )
+
+
+class LSTMLayer(torch.autograd.Function):
+    """apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment) -> LSTMForward fields."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment):
+        w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
+        engine = dispatch.lstm_engine(x, w)
+        with torch.autocast(x.device.type, enabled=False):
+            if segment > 0:
+                res = segmented.lstm_forward(engine, segment, x, h0, c0, w, lengths)
+            else:
+                res = engine.lstm_forward(x, h0, c0, w, lengths)
+        ctx.mark_non_differentiable(res.gates, res.cs)
+        ctx.engine, ctx.segment = engine, segment
+        ctx.save_for_backward(x, h0, *w, lengths, res.out, res.gates, res.cs)
+        return tuple(res)
+
+    @staticmethod
+    @once_differentiable  # the handwritten BPTT has no derivative of its own
+    def backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cs):
+        x, h0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, out, gates, cs = ctx.saved_tensors
+        w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
+        with torch.autocast(x.device.type, enabled=False):
+            if ctx.segment > 0:
+                g = segmented.lstm_backward(
+                    ctx.engine, ctx.segment, d_out, d_hn, d_cn, x, w, lengths, cs
+                )
+            else:
+                saved = LSTMForward(out, d_hn, d_cn, gates, cs)  # h_n, c_n are not read
+                g = ctx.engine.lstm_backward(d_out, d_hn, d_cn, x, h0, w, lengths, saved)
+        gradient_norms.record("lstm", g.norms)
+        db = g.db if b_ih is not None else None
+        return g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, db, db, g.dw_hr, None, None
+
+
+class RNNLayer(torch.autograd.Function):
+    """apply(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity) -> RNNForward fields."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
+        w = RNNWeights(w_ih, w_hh, b_ih, b_hh)
+        engine = dispatch.rnn_engine(x)
+        with torch.autocast(x.device.type, enabled=False):
+            res = engine.rnn_forward(x, h0, w, lengths, nonlinearity)
+        ctx.mark_non_differentiable(res.hs)
+        ctx.engine, ctx.nonlinearity, ctx.has_bias = engine, nonlinearity, b_ih is not None
+        ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, res.hs)
+        return tuple(res)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_hn, _d_hs):
+        x, h0, w_ih, w_hh, lengths, hs = ctx.saved_tensors
+        saved = RNNForward(hs, d_hn, hs)  # only hs is read by BPTT
+        with torch.autocast(x.device.type, enabled=False):
+            g = ctx.engine.rnn_backward(
+                d_out, d_hn, x, h0, RNNWeights(w_ih, w_hh), lengths, saved, ctx.nonlinearity
+            )
+        gradient_norms.record("rnn", g.norms)
+        db = g.db if ctx.has_bias else None
+        return g.dx, g.dh0, g.dw_ih, g.dw_hh, db, db, None, None
