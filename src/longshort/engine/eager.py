@@ -12,12 +12,21 @@ the custom ops' registered autocast rule does); inside, nothing is autocast agai
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from longshort.engine import dispatch, gradient_norms, segmented
 from longshort.engine.types import LSTMForward, LSTMWeights, RNNForward, RNNWeights
+
+
+def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off inside the engine, if it is on (entering the context costs microseconds)."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def autocast(tensors: tuple) -> tuple:
@@ -38,7 +47,7 @@ class LSTMLayer(torch.autograd.Function):
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment):
         w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
         engine = dispatch.lstm_engine(x, w)
-        with torch.autocast(x.device.type, enabled=False):
+        with _no_autocast(x.device):
             if segment > 0:
                 res = segmented.lstm_forward(engine, segment, x, h0, c0, w, lengths)
             else:
@@ -53,7 +62,7 @@ class LSTMLayer(torch.autograd.Function):
     def backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cs):
         x, h0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, out, gates, cs = ctx.saved_tensors
         w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
-        with torch.autocast(x.device.type, enabled=False):
+        with _no_autocast(x.device):
             if ctx.segment > 0:
                 g = segmented.lstm_backward(
                     ctx.engine, ctx.segment, d_out, d_hn, d_cn, x, w, lengths, cs
@@ -73,7 +82,7 @@ class RNNLayer(torch.autograd.Function):
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
         w = RNNWeights(w_ih, w_hh, b_ih, b_hh)
         engine = dispatch.rnn_engine(x)
-        with torch.autocast(x.device.type, enabled=False):
+        with _no_autocast(x.device):
             res = engine.rnn_forward(x, h0, w, lengths, nonlinearity)
         ctx.mark_non_differentiable(res.hs)
         ctx.engine, ctx.nonlinearity, ctx.has_bias = engine, nonlinearity, b_ih is not None
@@ -85,7 +94,7 @@ class RNNLayer(torch.autograd.Function):
     def backward(ctx, d_out, d_hn, _d_hs):
         x, h0, w_ih, w_hh, lengths, hs = ctx.saved_tensors
         saved = RNNForward(hs, d_hn, hs)  # only hs is read by BPTT
-        with torch.autocast(x.device.type, enabled=False):
+        with _no_autocast(x.device):
             g = ctx.engine.rnn_backward(
                 d_out, d_hn, x, h0, RNNWeights(w_ih, w_hh), lengths, saved, ctx.nonlinearity
             )
