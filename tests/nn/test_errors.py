@@ -21,7 +21,6 @@ def lstm():
         ((2, 2, 2, 3), r"got 4-D with shape \(2, 2, 2, 3\)"),
         ((5, 2, 7), r"input.size\(-1\) must equal input_size=3, got input of shape \(5, 2, 7\)"),
         ((0, 2, 3), r"empty sequence \(seq_len 0\)"),
-        ((5, 0, 3), r"batch size 0"),
     ],
 )
 def test_input_shape_errors(lstm, shape, match):

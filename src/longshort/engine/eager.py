@@ -6,6 +6,11 @@ opaque op to trace through the layer without a graph break. Outside of it, going
 the import of ``torch._dynamo`` (1.2 s). Eager calls therefore take this path, with the same
 engines, the same saved tensors and the same results; :mod:`longshort.engine` picks the path.
 
+Second-order gradients: a backward asked to build a graph (``create_graph=True``, as gradient
+penalties and Hessian-vector products do) recomputes the layer with the reference engine's
+plain torch ops and differentiates that by autograd, so double backward works as in torch.nn;
+an ordinary backward runs the handwritten BPTT.
+
 Autocast: under ``torch.autocast("cpu", dtype=...)`` the layer runs in the autocast dtype (as
 the custom ops' registered autocast rule does); inside, nothing is autocast again.
 """
@@ -16,9 +21,8 @@ import contextlib
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from longshort.engine import dispatch, gradient_norms, segmented
+from longshort.engine import dispatch, gradient_norms, reference, segmented
 from longshort.engine.types import LSTMForward, LSTMWeights, RNNForward, RNNWeights
 
 
@@ -54,14 +58,21 @@ class LSTMLayer(torch.autograd.Function):
                 res = engine.lstm_forward(x, h0, c0, w, lengths)
         ctx.mark_non_differentiable(res.gates, res.cs)
         ctx.engine, ctx.segment = engine, segment
-        ctx.save_for_backward(x, h0, *w, lengths, res.out, res.gates, res.cs)
+        ctx.save_for_backward(x, h0, c0, *w, lengths, res.out, res.gates, res.cs)
         return tuple(res)
 
     @staticmethod
-    @once_differentiable  # the handwritten BPTT has no derivative of its own
     def backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cs):
-        x, h0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, out, gates, cs = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, out, gates, cs = ctx.saved_tensors
         w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
+        if torch.is_grad_enabled():  # create_graph=True: a backward that can be differentiated
+            inputs = (x, h0, c0, *w)
+            grads = _differentiable(
+                lambda *a: reference.lstm_outputs(*a[:3], LSTMWeights(*a[3:]), lengths),
+                inputs,
+                (d_out, d_hn, d_cn),
+            )
+            return (*grads, None, None)
         with _no_autocast(x.device):
             if ctx.segment > 0:
                 g = segmented.lstm_backward(
@@ -86,13 +97,20 @@ class RNNLayer(torch.autograd.Function):
             res = engine.rnn_forward(x, h0, w, lengths, nonlinearity)
         ctx.mark_non_differentiable(res.hs)
         ctx.engine, ctx.nonlinearity, ctx.has_bias = engine, nonlinearity, b_ih is not None
-        ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, res.hs)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, res.hs)
         return tuple(res)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, d_out, d_hn, _d_hs):
-        x, h0, w_ih, w_hh, lengths, hs = ctx.saved_tensors
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, hs = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            nl = ctx.nonlinearity
+            grads = _differentiable(
+                lambda *a: reference.rnn_outputs(*a[:2], RNNWeights(*a[2:]), lengths, nl),
+                (x, h0, w_ih, w_hh, b_ih, b_hh),
+                (d_out, d_hn),
+            )
+            return (*grads, None, None)
         saved = RNNForward(hs, d_hn, hs)  # only hs is read by BPTT
         with _no_autocast(x.device):
             g = ctx.engine.rnn_backward(
@@ -101,3 +119,22 @@ class RNNLayer(torch.autograd.Function):
         gradient_norms.record("rnn", g.norms)
         db = g.db if ctx.has_bias else None
         return g.dx, g.dh0, g.dw_ih, g.dw_hh, db, db, None, None
+
+
+def _differentiable(forward, inputs: tuple, grad_outputs: tuple) -> tuple:
+    """The vector-Jacobian product of forward(*inputs) with grad_outputs, as a graph of torch
+    ops (for double backward); None for inputs that are None or need no gradient."""
+    wanted = [i for i, t in enumerate(inputs) if t is not None and t.requires_grad]
+    with torch.enable_grad():
+        outputs = forward(*inputs)
+        found = torch.autograd.grad(
+            outputs,
+            [inputs[i] for i in wanted],
+            grad_outputs,
+            create_graph=True,
+            allow_unused=True,
+        )
+    grads: list[Tensor | None] = [None] * len(inputs)
+    for i, g in zip(wanted, found, strict=True):
+        grads[i] = g if g is not None else torch.zeros_like(inputs[i])
+    return tuple(grads)

@@ -80,6 +80,25 @@ def lstm_forward(
     return LSTMForward(out, h.clone(), cs[steps].clone(), gates, cs)
 
 
+def lstm_outputs(
+    x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """out, h_n, c_n of :func:`lstm_forward` without writing into buffers, so that autograd can
+    differentiate it, twice if asked (the double backward of :mod:`longshort.engine.eager`)."""
+    xw = _input_projection(x, w.w_ih, w.b_ih, w.b_hh)
+    mask = step_mask(lengths, x.shape[0])
+    h, c, outs = h0, c0, []
+    for t in range(x.shape[0]):
+        _, c_new, h_new = lstm_cell.forward_step(xw[t], h, c, w.w_hh, w.w_hr)
+        if mask is not None:
+            c, h = torch.where(mask[t], c_new, c), torch.where(mask[t], h_new, h)
+            outs.append(torch.where(mask[t], h_new, 0))
+        else:
+            c, h = c_new, h_new
+            outs.append(h)
+    return torch.stack(outs), h, c
+
+
 def lstm_backward(
     d_out: Tensor,
     d_hn: Tensor,
@@ -143,6 +162,24 @@ def rnn_forward(
         h = torch.where(mask[t], h_new, h) if mask is not None else h_new
     out = hs if mask is None else torch.where(mask, hs, 0)
     return RNNForward(out.clone() if mask is None else out, h.clone(), hs)
+
+
+def rnn_outputs(
+    x: Tensor, h0: Tensor, w: RNNWeights, lengths: Tensor | None, nonlinearity: str
+) -> tuple[Tensor, Tensor]:
+    """out, h_n of :func:`rnn_forward` without writing into buffers (see :func:`lstm_outputs`)."""
+    xw = _input_projection(x, w.w_ih, w.b_ih, w.b_hh)
+    mask = step_mask(lengths, x.shape[0])
+    h, outs = h0, []
+    for t in range(x.shape[0]):
+        h_new = rnn_cell.forward_step(xw[t], h, w.w_hh, nonlinearity)
+        if mask is not None:
+            h = torch.where(mask[t], h_new, h)
+            outs.append(torch.where(mask[t], h_new, 0))
+        else:
+            h = h_new
+            outs.append(h)
+    return torch.stack(outs), h
 
 
 def rnn_backward(

@@ -200,13 +200,13 @@ class RecurrentBase(nn.Module):
         x = checks.check_tensor(name, "input", input)
         if x.dim() not in (2, 3):
             layout = "batch, seq_len" if self.batch_first else "seq_len, batch"
-            raise ValueError(
+            raise checks.InputError(
                 f"{name}: input must be 3-D ({layout}, input_size) or 2-D (seq_len, input_size) "
                 f"for one unbatched sequence, "
                 f"got {x.dim()}-D with shape {checks.shape_str(x)}"
             )
         if x.shape[-1] != self.input_size:
-            raise ValueError(
+            raise checks.InputError(
                 f"{name}: input.size(-1) must equal input_size={self.input_size}, got input of "
                 f"shape {checks.shape_str(x)}"
             )
@@ -214,18 +214,16 @@ class RecurrentBase(nn.Module):
         unbatched = x.dim() == 2
         if unbatched:
             if lengths is not None:
-                raise ValueError(f"{name}: lengths needs batched 3-D input; got 2-D input")
+                raise checks.InputError(f"{name}: lengths needs batched 3-D input; got 2-D input")
             x = x.unsqueeze(1)
         elif self.batch_first:
             x = x.transpose(0, 1)
         steps, batch = x.shape[0], x.shape[1]
         if steps == 0:
-            raise ValueError(
+            raise checks.InputError(
                 f"{name}: input is an empty sequence (seq_len 0), shape "
                 f"{checks.shape_str(input)}; each sequence needs at least one step"
             )
-        if batch == 0:
-            raise ValueError(f"{name}: input has batch size 0, shape {checks.shape_str(input)}")
         if self.check_finite:  # torch.nn lets NaN through; a scan is asked for, not imposed
             checks.check_finite(name, "input", x)
         if lengths is not None:

@@ -24,9 +24,10 @@ class _CellBase(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+        for arg, value, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                kind = "a positive int" if low else "an int >= 0"
+                raise ValueError(f"{name}: {arg} must be {kind}, got {value!r}")
         if not isinstance(bias, bool):
             raise TypeError(f"{name}: bias must be a bool, got {type(bias).__name__}")
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
@@ -43,7 +44,7 @@ class _CellBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        stdv = 1.0 / math.sqrt(self.hidden_size)
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
 
@@ -57,15 +58,13 @@ class _CellBase(nn.Module):
         name = type(self).__name__
         x = checks.check_tensor(name, "input", input)
         if x.dim() not in (1, 2) or x.shape[-1] != self.input_size:
-            raise ValueError(
+            raise checks.InputError(
                 f"{name}: input must have shape (batch, {self.input_size}) or "
                 f"({self.input_size},), got {checks.shape_str(x)}"
             )
         checks.check_like(name, "input", x, self.weight_ih.dtype, self.weight_ih.device)
         unbatched = x.dim() == 1
         x = x.unsqueeze(0) if unbatched else x
-        if x.shape[0] == 0:
-            raise ValueError(f"{name}: input has batch size 0, shape {checks.shape_str(x)}")
         if hx is None:
             return x, [x.new_zeros(x.shape[0], self.hidden_size) for _ in range(count)], unbatched
         states = []

@@ -7,6 +7,18 @@ import torch
 from torch import Tensor
 
 
+class InputError(ValueError, RuntimeError):
+    """A bad shape, size, length or device. A ValueError, and an instance of RuntimeError as
+    well, the class torch.nn raises for the same mistakes, so ``except RuntimeError`` written
+    against torch.nn still catches it."""
+
+
+class DtypeError(TypeError, ValueError, RuntimeError):
+    """An input or state whose dtype is not the parameters'. A TypeError, and an instance of
+    what torch.nn raises for the same mistake: ValueError from the layers, RuntimeError from
+    the cells."""
+
+
 def shape_str(t: Tensor) -> str:
     return str(tuple(t.shape))
 
@@ -20,12 +32,12 @@ def check_tensor(owner: str, name: str, t: object) -> Tensor:
 def check_like(owner: str, name: str, t: Tensor, dtype: torch.dtype, device: torch.device) -> None:
     """Same dtype and device as the module's parameters."""
     if not t.dtype.is_floating_point or t.dtype != dtype:
-        raise TypeError(
+        raise DtypeError(
             f"{owner}: {name} has dtype {t.dtype}, expected {dtype} (the parameters' dtype); "
             f"convert the input or call .to({dtype}) on the module"
         )
     if t.device != device:
-        raise ValueError(
+        raise InputError(
             f"{owner}: {name} is on device {t.device}, expected {device} (the parameters' device)"
         )
 
@@ -41,7 +53,7 @@ def check_finite(owner: str, name: str, t: Tensor) -> None:
 
 def check_shape(owner: str, name: str, t: Tensor, expected: tuple[int, ...], what: str) -> None:
     if tuple(t.shape) != expected:
-        raise ValueError(f"{owner}: {name} must have shape {expected} = {what}, got {shape_str(t)}")
+        raise InputError(f"{owner}: {name} must have shape {expected} = {what}, got {shape_str(t)}")
 
 
 def check_lengths(
@@ -52,7 +64,7 @@ def check_lengths(
     if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
         raise TypeError(f"{owner}: lengths must be an integer tensor, got dtype {lengths.dtype}")
     if lengths.dim() != 1 or lengths.shape[0] != batch:
-        raise ValueError(
+        raise InputError(
             f"{owner}: lengths must have shape ({batch},), one length per sequence in the batch, "
             f"got {shape_str(lengths)}"
         )
@@ -60,7 +72,7 @@ def check_lengths(
     if not torch.compiler.is_compiling():
         low, high = int(lengths.min()), int(lengths.max())
         if low < 1 or high > steps:
-            raise ValueError(
+            raise InputError(
                 f"{owner}: lengths must lie in [1, {steps}] (the input has {steps} steps), "
                 f"got values from {low} to {high}"
             )

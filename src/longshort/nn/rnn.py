@@ -38,7 +38,12 @@ class RNN(RecurrentBase):
         device=None,
         dtype=None,
         check_finite: bool = False,
+        proj_size: int = 0,
     ) -> None:
+        if proj_size:  # as torch.nn.RNN answers it
+            raise ValueError(
+                f"RNN: proj_size argument is only supported for LSTM, not RNN; got {proj_size!r}"
+            )
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity

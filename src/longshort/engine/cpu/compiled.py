@@ -92,7 +92,8 @@ def _lengths(lengths: Tensor | None) -> np.ndarray:
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
-    return a.reshape(-1, a.shape[-1])
+    """All leading dimensions as rows (also when an array holds no element)."""
+    return a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1])
 
 
 def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
