@@ -7,9 +7,15 @@ whose forward pass and backpropagation through time are written out from the equ
 from longshort.nn import LSTM, RNN, LayerTrace, LSTMCell, RNNCell, pack_padded_sequence
 
 __version__ = "0.1.0"
+
+# For whole pickled models loaded with torch.load(..., weights_only=True):
+#     torch.serialization.add_safe_globals(longshort.SAFE_GLOBALS)
+SAFE_GLOBALS = [LSTM, RNN, LSTMCell, RNNCell]
+
 __all__ = [
     "LSTM",
     "RNN",
+    "SAFE_GLOBALS",
     "LSTMCell",
     "LayerTrace",
     "RNNCell",

@@ -218,3 +218,77 @@ def test_deepcopy_and_pickle_keep_weights_and_results(make):
     m2 = make()
     m2.load_state_dict(torch.load(buf, weights_only=True))
     torch.testing.assert_close(m2(x)[0], want, rtol=0, atol=0)
+
+
+# -- 5, 6, 7. the public surface, isinstance, whole pickled models -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ours_cls", "theirs_cls", "kw"),
+    [
+        (longshort.LSTM, nn.LSTM, {"num_layers": 2, "bidirectional": True, "proj_size": 2}),
+        (longshort.RNN, nn.RNN, {"num_layers": 2, "nonlinearity": "relu"}),
+    ],
+)
+def test_public_surface_like_torch(ours_cls, theirs_cls, kw):
+    ours, theirs = _pair(ours_cls, theirs_cls, 3, 4, **kw)
+    assert ours.mode == theirs.mode
+    assert ours._flat_weights_names == theirs._flat_weights_names
+    assert all(
+        torch.equal(a, b) for a, b in zip(ours._flat_weights, theirs._flat_weights, strict=True)
+    )
+    assert [[w.shape for w in layer] for layer in ours.all_weights] == [
+        [w.shape for w in layer] for layer in theirs.all_weights
+    ]
+    ours.flatten_parameters()
+    x = torch.randn(5, 2, 3)
+    hidden = theirs(x)[1]
+    ours.check_forward_args(x, hidden, None)  # no error, as torch's
+    assert ours.get_expected_hidden_size(x, None) == theirs.get_expected_hidden_size(x, None)
+    if ours_cls is longshort.LSTM:
+        assert ours.get_expected_cell_size(x, None) == theirs.get_expected_cell_size(x, None)
+        perm = torch.tensor([1, 0])
+        for a, b in zip(
+            ours.permute_hidden(hidden, perm), theirs.permute_hidden(hidden, perm), strict=True
+        ):
+            assert torch.equal(a, b)
+    with pytest.raises(RuntimeError) as mine:
+        ours.check_input(torch.randn(5, 2, 9), None)
+    with pytest.raises(RuntimeError) as torchs:
+        theirs.check_input(torch.randn(5, 2, 9), None)
+    assert str(mine.value) == str(torchs.value)
+
+
+def test_isinstance_and_compile():
+    """An RNNBase (so the surface above exists) but not an nn.LSTM, which torch.compile would
+    refuse to trace; the cells are torch's cell classes."""
+    assert isinstance(longshort.LSTM(2, 3), nn.RNNBase)
+    assert not isinstance(longshort.LSTM(2, 3), nn.LSTM)
+    assert isinstance(longshort.LSTMCell(2, 3), nn.LSTMCell)
+    assert isinstance(longshort.RNNCell(2, 3), nn.RNNCell)
+
+
+def test_weight_norm_parametrization_like_torch():
+    ours, theirs = _pair(longshort.LSTM, nn.LSTM, 3, 4)
+    for m in (ours, theirs):
+        nn.utils.parametrizations.weight_norm(m, "weight_hh_l0")
+    x = torch.randn(5, 2, 3)
+    torch.testing.assert_close(ours(x)[0], theirs(x)[0], rtol=0, atol=1e-5)
+    ga = torch.autograd.grad(ours(x)[0].sum(), list(ours.parameters()))
+    gb = torch.autograd.grad(theirs(x)[0].sum(), list(theirs.parameters()))
+    for a, b in zip(ga, gb, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_whole_model_loads_with_the_safe_globals_line():
+    m = nn.Sequential(nn.Linear(3, 3), longshort.LSTMCell(3, 4))
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(buf, weights_only=True)
+    buf.seek(0)
+    with torch.serialization.safe_globals([*longshort.SAFE_GLOBALS, nn.Sequential, nn.Linear]):
+        loaded = torch.load(buf, weights_only=True)
+    x = torch.randn(2, 3)
+    torch.testing.assert_close(loaded(x)[0], m(x)[0], rtol=0, atol=0)

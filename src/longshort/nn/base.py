@@ -39,8 +39,15 @@ class Prepared(NamedTuple):
     unbatched: bool
 
 
-class RecurrentBase(nn.Module):
-    """Base of :class:`longshort.LSTM` and :class:`longshort.RNN` (not used directly)."""
+class RecurrentBase(nn.RNNBase):
+    """Base of :class:`longshort.LSTM` and :class:`longshort.RNN` (not used directly).
+
+    A subclass of ``torch.nn.RNNBase``: torch.nn's constructor creates the parameters,
+    ``_flat_weights``, ``all_weights``, ``flatten_parameters``, ``check_forward_args`` and the
+    rest of the public surface, so code and libraries written against torch.nn find them;
+    ``forward`` is longshort's. Not a subclass of ``torch.nn.LSTM``/``nn.RNN`` themselves:
+    ``torch.compile`` refuses to trace instances of those (``torch._dynamo.config.allow_rnn``).
+    """
 
     gate_multiplier: int
     state_count: int  # 2 for (h, c), 1 for h
@@ -60,7 +67,6 @@ class RecurrentBase(nn.Module):
         recompute_segment: int | None = None,
         check_finite: bool = False,
     ) -> None:
-        super().__init__()
         name = type(self).__name__
         self.check_finite = check_finite
         if recompute_segment is not None and (
@@ -110,26 +116,26 @@ class RecurrentBase(nn.Module):
                 "num_layers=1 has no effect",
                 stacklevel=3,
             )
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
-        self.dropout, self.proj_size = float(dropout), proj_size
-        factory = {"device": device, "dtype": dtype}
-        gate_size = self.gate_multiplier * hidden_size
-        out_size = proj_size or hidden_size
-        self._flat_weights_names: list[str] = []
-        for layer in range(num_layers):
-            for direction in range(self.num_directions):
-                layer_input = input_size if layer == 0 else out_size * self.num_directions
-                shapes = {"weight_ih": (gate_size, layer_input), "weight_hh": (gate_size, out_size)}
-                if bias:
-                    shapes |= {"bias_ih": (gate_size,), "bias_hh": (gate_size,)}
-                if proj_size:
-                    shapes["weight_hr"] = (proj_size, hidden_size)
-                for kind, shape in shapes.items():
-                    pname = self._param_name(kind, layer, direction)
-                    setattr(self, pname, nn.Parameter(torch.empty(shape, **factory)))
-                    self._flat_weights_names.append(pname)
-        self.reset_parameters()
+        with warnings.catch_warnings():  # torch.nn's own dropout warning repeats ours
+            warnings.simplefilter("ignore", UserWarning)
+            nn.RNNBase.__init__(
+                self,
+                self._mode(),
+                input_size,
+                hidden_size,
+                num_layers,
+                bias,
+                batch_first,
+                float(dropout),
+                bidirectional,
+                proj_size,
+                device,
+                dtype,
+            )
+
+    def _mode(self) -> str:
+        """torch.nn.RNNBase's mode string: "LSTM", "RNN_TANH" or "RNN_RELU"."""
+        raise NotImplementedError
 
     @property
     def num_directions(self) -> int:
@@ -150,30 +156,12 @@ class RecurrentBase(nn.Module):
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
 
-    def flatten_parameters(self) -> None:
-        """No-op kept for drop-in compatibility: longshort keeps no flat weight buffer."""
-
     def layer_weights(self, layer: int, direction: int) -> tuple[Tensor | None, ...]:
         """(w_ih, w_hh, b_ih, b_hh, w_hr) of one layer and direction; absent ones are None."""
         return tuple(
             getattr(self, self._param_name(kind, layer, direction), None)
             for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
         )
-
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        defaults = {
-            "proj_size": 0,
-            "num_layers": 1,
-            "bias": True,
-            "batch_first": False,
-            "dropout": 0.0,
-            "bidirectional": False,
-        }  # torch.nn's order
-        for key, default in defaults.items():
-            if getattr(self, key) != default:
-                s += f", {key}={getattr(self, key)}"
-        return s
 
     # forward plumbing -------------------------------------------------------------------
 

@@ -6,9 +6,6 @@ these cells gets the handwritten backward too.
 
 from __future__ import annotations
 
-import math
-
-import torch
 from torch import Tensor, nn
 
 from longshort import engine
@@ -16,13 +13,15 @@ from longshort.cells.rnn import NONLINEARITIES
 from longshort.nn import checks
 
 
-class _CellBase(nn.Module):
+class _CellBase(nn.RNNCellBase):
+    """Base of the cells: torch.nn.RNNCellBase's constructor, parameters, initialisation and
+    repr; LSTMCell subclasses torch.nn.LSTMCell and RNNCell torch.nn.RNNCell."""
+
     gate_multiplier: int
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
     ) -> None:
-        super().__init__()
         name = type(self).__name__
         for arg, value, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -30,26 +29,9 @@ class _CellBase(nn.Module):
                 raise ValueError(f"{name}: {arg} must be {kind}, got {value!r}")
         if not isinstance(bias, bool):
             raise TypeError(f"{name}: bias must be a bool, got {type(bias).__name__}")
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
-        factory = {"device": device, "dtype": dtype}
-        gates = self.gate_multiplier * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(gates, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size, **factory))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(gates, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(gates, **factory))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -stdv, stdv)
-
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
+        nn.RNNCellBase.__init__(
+            self, input_size, hidden_size, bias, self.gate_multiplier, device, dtype
+        )
 
     def _check(
         self, input: object, hx: tuple | None, count: int
@@ -77,7 +59,7 @@ class _CellBase(nn.Module):
         return x, states, unbatched
 
 
-class LSTMCell(_CellBase):
+class LSTMCell(_CellBase, nn.LSTMCell):
     """One LSTM step. forward(input (B, I) or (I,), hx=(h (B, H), c (B, H))) -> (h', c')."""
 
     gate_multiplier = 4
@@ -93,7 +75,7 @@ class LSTMCell(_CellBase):
         return (h[0], c[0]) if unbatched else (h, c)
 
 
-class RNNCell(_CellBase):
+class RNNCell(_CellBase, nn.RNNCell):
     """One Elman RNN step. forward(input (B, I) or (I,), hx (B, H)) -> h'."""
 
     gate_multiplier = 1

@@ -40,10 +40,17 @@ class LSTM(RecurrentBase):
 
     gate_multiplier = 4
     state_count = 2
+    # torch.nn.LSTM's own versions of RNNBase's hooks, for code that calls or overrides them
+    get_expected_cell_size = nn.LSTM.get_expected_cell_size
+    check_forward_args = nn.LSTM.check_forward_args
+    permute_hidden = nn.LSTM.permute_hidden
 
     def __init__(self, *args, forget_bias: float | None = None, **kwargs) -> None:
         self.forget_bias = forget_bias
         super().__init__(*args, **kwargs)
+
+    def _mode(self) -> str:
+        return "LSTM"
 
     def reset_parameters(self) -> None:
         super().reset_parameters()

@@ -61,6 +61,9 @@ class RNN(RecurrentBase):
             check_finite=check_finite,
         )
 
+    def _mode(self) -> str:
+        return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
+
     def extra_repr(self) -> str:
         s = super().extra_repr()
         return s if self.nonlinearity == "tanh" else f"{s}, nonlinearity={self.nonlinearity}"
