@@ -63,12 +63,13 @@ def test_lstm_gradgradcheck(cpu_engine, kw, with_lengths):
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_rnn_gradgradcheck(cpu_engine, nonlinearity):
+@pytest.mark.parametrize("lengths", [None, torch.tensor([4, 2])])
+def test_rnn_gradgradcheck(cpu_engine, nonlinearity, lengths):
     torch.manual_seed(2)
     m = longshort.RNN(2, 3, num_layers=2, bidirectional=True, nonlinearity=nonlinearity, dtype=F64)
     x = torch.randn(4, 2, 2, dtype=F64, requires_grad=True)
     h0 = torch.randn(4, 2, 3, dtype=F64, requires_grad=True)
-    assert gradgradcheck(lambda x, h0: m(x, h0), (x, h0), eps=1e-6, atol=1e-5)
+    assert gradgradcheck(lambda x, h0: m(x, h0, lengths=lengths), (x, h0), eps=1e-6, atol=1e-5)
 
 
 def test_cells_gradgradcheck(cpu_engine):
