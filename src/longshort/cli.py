@@ -10,6 +10,42 @@ from pathlib import Path
 from longshort.tasks import TASKS
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad options end in one line naming the flag, and exit code 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0."""
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _lengths(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",")]
@@ -28,25 +64,38 @@ def _loop_args(
     steps: int,
     batch: int,
     lr: float,
-    out: str,
+    out: str | None,
     resume: bool = True,
 ) -> None:
     """The options of the shared training loop, with each command's defaults."""
-    p.add_argument("--hidden", type=int, default=hidden, help=f"hidden size (default {hidden})")
-    p.add_argument("--steps", type=int, default=steps, help="maximum training steps")
-    p.add_argument("--batch-size", type=int, default=batch)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=100, help="steps between evaluations")
-    p.add_argument("--max-minutes", type=float, default=None, help="time budget per run")
-    p.add_argument("--out", type=Path, default=Path(out))
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--hidden", type=_positive_int, default=hidden, help="hidden size")
+    p.add_argument("--steps", type=_positive_int, default=steps, help="maximum training steps")
+    p.add_argument("--batch-size", type=_positive_int, default=batch, help="sequences a step")
+    p.add_argument("--lr", type=_positive_float, default=lr, help="Adam's learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights and data")
+    p.add_argument(
+        "--eval-every", type=_positive_int, default=100, help="steps between evaluations"
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=_positive_float,
+        default=None,
+        help="time cap per run (a safety net; the budget is --steps)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None if out is None else Path(out),
+        help="run folder" + (" (default: runs/TASK-CELL-TSEQ_LEN)" if out is None else ""),
+    )
+    p.add_argument("--force", action="store_true", help="replace a run already in the --out folder")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to train")
     p.add_argument(
         "--deterministic",
         action="store_true",
         help="deterministic algorithms only (bit-identical CPU runs for a seed)",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     if resume:
         p.add_argument(
             "--resume", action="store_true", help="continue from the run folder's saved state"
@@ -69,29 +118,30 @@ def _loop_kwargs(args: argparse.Namespace) -> dict[str, object]:
         "max_seconds": _seconds(args),
         "progress": not args.no_progress,
         "resume": args.resume,
+        "force": args.force,
         "device": args.device,
     }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="longshort", description=__doc__)
+    parser = _Parser(prog="longshort", description=__doc__)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     demo = sub.add_parser("demo", help="RNN against LSTM on long-range tasks, as an HTML page")
-    demo.add_argument("--out", type=Path, default=Path("longshort-demo"))
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", type=Path, default=Path("longshort-demo"), help="page folder")
+    demo.add_argument("--seed", type=int, default=0, help="seed of weights and data")
     demo.add_argument(
-        "--scale", type=float, default=1.0, help="multiply the training budget (steps and seconds)"
+        "--scale", type=_positive_float, default=1.0, help="multiply the training steps"
     )
-    demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     train = sub.add_parser("train", help="train one model on a task")
     train.add_argument("--task", required=True, choices=sorted(TASKS))
-    _loop_args(train, hidden=32, steps=2000, batch=64, lr=1e-2, out="runs")
+    _loop_args(train, hidden=32, steps=2000, batch=64, lr=1e-2, out=None)
     train.add_argument("--cell", choices=["lstm", "rnn"], default="lstm")
-    train.add_argument("--seq-len", type=int, required=True)
+    train.add_argument("--seq-len", type=_positive_int, required=True, help="T, or the gap")
     compare = sub.add_parser("compare", help="RNN against LSTM at several lengths")
     compare.add_argument("--task", required=True, choices=sorted(TASKS))
-    _loop_args(compare, hidden=32, steps=2000, batch=64, lr=1e-2, out="runs", resume=False)
+    _loop_args(compare, hidden=32, steps=2000, batch=64, lr=1e-2, out="runs/compare", resume=False)
     compare.add_argument("--seq-len", type=_lengths, required=True, help="e.g. 50,100,200")
     lm = sub.add_parser("lm", help="character language model: train, sample")
     lm_sub = lm.add_subparsers(dest="lm_command", required=True)
@@ -104,13 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="built-in corpus when no files are given",
     )
     _loop_args(lm_train, hidden=256, steps=2000, batch=32, lr=2e-3, out="runs/lm")
-    lm_train.add_argument("--layers", type=int, default=1)
-    lm_train.add_argument("--seq-len", type=int, default=100, help="truncated BPTT chunk")
+    lm_train.add_argument("--layers", type=_positive_int, default=1, help="stacked LSTM layers")
+    lm_train.add_argument("--seq-len", type=_positive_int, default=100, help="truncated BPTT chunk")
     lm_sample = lm_sub.add_parser("sample", help="generate text from a checkpoint")
-    lm_sample.add_argument("checkpoint", type=Path)
-    lm_sample.add_argument("--prime", default="def ")
-    lm_sample.add_argument("--temperature", type=float, default=0.8)
-    lm_sample.add_argument("--length", type=int, default=300)
+    lm_sample.add_argument("checkpoint", type=Path, help="a folder written by lm train")
+    lm_sample.add_argument("--prime", default="def ", help="text to continue")
+    lm_sample.add_argument("--temperature", type=_positive_float, default=0.8)
+    lm_sample.add_argument("--length", type=_count, default=300, help="characters to add")
     lm_sample.add_argument("--seed", type=int, default=0)
     classify = sub.add_parser("classify", help="sequence classification")
     classify_sub = classify.add_subparsers(dest="classify_command", required=True)
@@ -129,20 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--dataset", choices=["taylor"], default=None)
     ft.add_argument("--csv", type=Path, default=None)
     ft.add_argument("--column", default=None)
-    ft.add_argument("--window", type=int, default=336, help="past steps seen (336 = a week)")
-    ft.add_argument("--horizon", type=int, default=48, help="steps forecast (48 = a day)")
-    ft.add_argument("--test-steps", type=int, default=672, help="held-out tail")
-    ft.add_argument("--season", type=int, default=336, help="period of the seasonal naive")
+    ft.add_argument(
+        "--window", type=_positive_int, default=336, help="past steps seen (336 = a week)"
+    )
+    ft.add_argument("--horizon", type=_positive_int, default=48, help="steps forecast (48 = a day)")
+    ft.add_argument("--test-steps", type=_positive_int, default=672, help="held-out tail")
+    ft.add_argument(
+        "--season", type=_positive_int, default=336, help="period of the seasonal naive"
+    )
     ft.add_argument(
         "--residual",
         action="store_true",
         help="learn the correction to the seasonal-naive forecast",
     )
     _loop_args(ft, hidden=64, steps=1500, batch=32, lr=3e-3, out="runs/forecast")
-    inspect = sub.add_parser("inspect", help="figures and a JSON summary of a checkpoint")
-    inspect.add_argument("checkpoint", type=Path)
-    inspect.add_argument("--text", default=None, help="a sentence (sentiment checkpoints)")
-    inspect.add_argument("--out", type=Path, default=None)
+    inspect = sub.add_parser("inspect", help="figures and a JSON summary of a trained run")
+    inspect.add_argument("checkpoint", type=Path, help="a run folder of train, compare or demo")
+    inspect.add_argument("--text", default=None, help="a sentence (sentiment runs)")
+    inspect.add_argument("--out", type=Path, default=None, help="default: RUN/inspect")
     return parser
 
 
@@ -150,7 +204,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from longshort.report.experiment import train_one
     from longshort.train import distributed
 
-    out = args.out / f"{args.task}-{args.cell}-T{args.seq_len}"
+    out = args.out or Path("runs") / f"{args.task}-{args.cell}-T{args.seq_len}"
     run = train_one(
         args.task,
         args.seq_len,
@@ -166,6 +220,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.resume,
         args.device,
         args.eval_every,
+        force=args.force,
     )
     h = run.history
     if not distributed.setup(args.device).main:
@@ -174,7 +229,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{args.cell.upper()} {args.task} T={args.seq_len}: held-out {run.task.metric_name} "
         f"{h.final_metric:.4f} (baseline {run.task.baseline:.4f}), "
         f"{'solved' if h.solved else 'not solved'} after {h.steps[-1]} steps, "
-        f"{h.seconds:.1f} s; checkpoint in {out}"
+        f"{h.seconds:.1f} s\nwrote the run to {out}"
     )
     return 0
 
@@ -200,7 +255,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 args.batch_size,
                 args.out / f"{args.task}-{cell}-T{length}",
                 not args.no_progress,
+                device=args.device,
                 eval_every=args.eval_every,
+                force=args.force,
             )
             for cell in ("rnn", "lstm")
         ]
@@ -235,6 +292,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     rows = table_rows(runs)
     (args.out / f"compare-{args.task}.json").write_text(json.dumps(rows, indent=2))
     print(format_table(rows))
+    print(f"wrote the table, figures and runs to {args.out}")
     return 0
 
 
@@ -245,61 +303,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         DemoConfig(out=args.out, seed=args.seed, scale=args.scale, progress=not args.no_progress)
     )
     print(format_table(summary["rows"]))
-    print(f"\nwrote {args.out / 'index.html'} ({summary['seconds']} s)")
+    print(f"\n{summary['verdict']}")
+    if summary["time_cap_fired"]:
+        print(f"the time cap stopped: {', '.join(summary['time_cap_fired'])}")
+    print(f"wrote {args.out / 'index.html'} ({summary['seconds']} s)")
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    import torch
+    from longshort.report.inspection import inspect_run
 
-    from longshort.inspect import carousel, half_life, trace
-    from longshort.report import figures
-    from longshort.tasks import make_task
-    from longshort.train.checkpoint import load
-
-    model, config = load(args.checkpoint)
-    out = args.out or args.checkpoint / "inspect"
-    out.mkdir(parents=True, exist_ok=True)
-    task_info = config.get("task", {})
-    task = make_task(task_info.get("task", "adding"), int(task_info.get("seq_len", 50)))
-    tokens = None
-    if args.text is not None:
-        from longshort.tasks.sentiment import INDEX
-
-        if task.name != "sentiment":
-            raise SystemExit("longshort inspect: --text needs a sentiment checkpoint")
-        tokens = args.text.lower().replace(",", " , ").split()
-        unknown = [w for w in tokens if w not in INDEX]
-        if unknown:
-            raise SystemExit(f"longshort inspect: words not in the vocabulary: {unknown}")
-        x = torch.tensor([[INDEX[w] for w in tokens]])
-    else:
-        x = task.batch(1, torch.Generator().manual_seed(0)).x
-    with torch.no_grad():
-        tr = trace(model.rnn, model.features(x))[0]
-        pred = model(x)
-    summary: dict[str, object] = {
-        "checkpoint": str(args.checkpoint),
-        "task": task.name,
-        "cell": model.config["cell"],
-        "steps": int(tr.h.shape[0]),
-    }
-    if tr.f is not None:
-        f = tr.f[:, 0]
-        figures.gate_heatmap(f, tokens, "Forget gate f_t", path=out / "forget-gates.png")
-        figures.gate_heatmap(tr.i[:, 0], tokens, "Input gate i_t", path=out / "input-gates.png")
-        figures.carousel_products(
-            carousel(f, k=0), "Carousel products from step 0", path=out / "carousel.png"
-        )
-        figures.cell_trajectories(
-            tr.c[:, 0], tokens, "Cell states C_t", path=out / "cell-states.png"
-        )
-        summary["half_life_steps"] = [round(v, 2) for v in half_life(f).tolist()]
-        summary["mean_forget_gate"] = round(float(f.mean()), 4)
-    summary["prediction"] = pred[0].tolist()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary = inspect_run(args.checkpoint, args.text, args.out)
     print(json.dumps(summary, indent=2)[:2000])
-    print(f"wrote figures and summary.json to {out}")
+    print(f"wrote figures and summary.json to {summary['out']}")
     return 0
 
 
@@ -318,6 +334,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
         **_loop_kwargs(args),
     )
     print(json.dumps(summary, indent=2))
+    print(f"wrote the run to {args.out}")
     return 0
 
 
@@ -326,6 +343,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     summary = train_classifier(args.dataset, args.train, args.test, args.out, **_loop_kwargs(args))
     print(json.dumps(summary, indent=2))
+    print(f"wrote the run to {args.out}")
     return 0
 
 
@@ -345,11 +363,36 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         **_loop_kwargs(args),
     )
     print(json.dumps(summary, indent=2))
+    print(f"wrote the run to {args.out}")
     return 0
 
 
+def _check_device(args: argparse.Namespace) -> None:
+    if getattr(args, "device", "cpu") == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device cuda: no CUDA device is available to this torch ({torch.__version__})"
+            )
+
+
+def _resume_hint(args: argparse.Namespace, argv: list[str]) -> str:
+    """The command that continues an interrupted run, when the command can resume."""
+    if not hasattr(args, "resume"):
+        return ""
+    words = ["longshort", *argv]
+    if "--resume" not in words:
+        words.append("--resume")
+    return "; continue with: " + " ".join(words)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a bad option already reported in one line
+        return int(e.code or 0)
     if args.version:
         from longshort import __version__
 
@@ -372,12 +415,19 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.use_deterministic_algorithms(True)
     try:
+        _check_device(args)
         return commands[args.command](args)
     except KeyboardInterrupt as e:
-        print(f"\nlongshort {args.command}: interrupted ({e or 'Ctrl-C'})", file=sys.stderr)
+        print(
+            f"\nlongshort {args.command}: interrupted ({e or 'Ctrl-C'}){_resume_hint(args, argv)}",
+            file=sys.stderr,
+        )
         return 130
-    except ValueError as e:  # bad input files or values: the message says which and why
-        print(f"longshort {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # bad input files, values or folders: one line
+        message = e
+        if isinstance(e, OSError) and e.strerror:
+            message = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+        print(f"longshort {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

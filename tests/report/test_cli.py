@@ -28,7 +28,7 @@ def test_train_and_inspect(tmp_path, capsys):
         )
         == 0
     )
-    ckpt = tmp_path / "sentiment-lstm-T4"
+    ckpt = tmp_path
     assert (ckpt / "model.safetensors").exists() and (ckpt / "metrics.jsonl").exists()
     assert (ckpt / "learning-curve.png").stat().st_size > 1000
     assert (
@@ -94,12 +94,15 @@ def test_train_resume_and_bad_checkpoint(tmp_path, capsys):
         "--no-progress",
     ]
     assert main(args) == 0
-    assert (tmp_path / "adding-lstm-T6" / "state" / "latest.json").exists()
+    assert (tmp_path / "state" / "latest.json").exists()
     assert main([*args[:6], "40", *args[7:], "--resume"]) == 0
-    lines = (tmp_path / "adding-lstm-T6" / "metrics.jsonl").read_text().splitlines()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 40
     bad = tmp_path / "bad"
     bad.mkdir()
+    (bad / "config.json").write_text("[]")
+    assert main(["inspect", str(bad)]) == 2
+    capsys.readouterr()
     (bad / "config.json").write_text("[]")
     (bad / "model.safetensors").write_bytes(b"")
     assert main(["inspect", str(bad)]) == 2
@@ -109,10 +112,10 @@ def test_train_resume_and_bad_checkpoint(tmp_path, capsys):
 def test_bad_training_options_are_clear_errors(tmp_path, capsys):
     base = ["train", "--task", "adding", "--seq-len", "5", "--out", str(tmp_path), "--no-progress"]
     for extra, message in (
-        (["--steps", "0"], "steps must be a positive int, got 0"),
-        (["--lr", "-1"], "lr must be a positive number, got -1.0"),
-        (["--hidden", "0"], "hidden_size must be greater than zero"),
-        (["--max-minutes", "0"], "max_seconds must be positive"),
+        (["--steps", "0"], "argument --steps: must be a positive whole number, got 0"),
+        (["--lr", "-1"], "argument --lr: must be a positive number, got -1"),
+        (["--hidden", "0"], "argument --hidden: must be a positive whole number, got 0"),
+        (["--max-minutes", "0"], "argument --max-minutes: must be a positive number, got 0"),
     ):
         assert main([*base, *extra]) == 2
         assert message in capsys.readouterr().err

@@ -56,8 +56,8 @@ def test_torchrun_two_processes_equal_one(tmp_path):
         check=True,
         capture_output=True,
     )
-    a = load_file(one / "adding-lstm-T12" / "model.safetensors")
-    b = load_file(two / "adding-lstm-T12" / "model.safetensors")
+    a = load_file(one / "model.safetensors")
+    b = load_file(two / "model.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=k)
 
@@ -78,6 +78,6 @@ def test_deterministic_runs_repeat_bit_for_bit(tmp_path):
             check=True,
             capture_output=True,
         )
-        lines = (tmp_path / name / "adding-lstm-T12" / "metrics.jsonl").read_text().splitlines()
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
         curves.append([(r["train_loss"], r["mse"]) for r in map(json.loads, lines)])
     assert curves[0] == curves[1]

@@ -27,6 +27,7 @@ def train_classifier(
     progress: bool = True,
     resume: bool = False,
     device: str = "cpu",
+    force: bool = False,
 ) -> dict[str, object]:
     if dataset is not None:
         train, test = uea(dataset)
@@ -40,12 +41,15 @@ def train_classifier(
     task = Classification(train, test)
     torch.manual_seed(seed)
     model = SequenceModel("lstm", task.input_size, hidden, task.output_size, forget_bias=1.0)
+    config = {"task": {"task": "classify", "seq_len": task.seq_len}, "classes": train.classes}
     history = fit_in(
         out,
         model,
         task,
         f"{source}: test accuracy",
+        config,
         resume,
+        force,
         device,
         steps=steps,
         batch_size=batch_size,
@@ -66,11 +70,5 @@ def train_classifier(
         "steps": history.steps[-1],
         "seconds": round(history.seconds, 1),
     }
-    record(
-        out,
-        model,
-        {"task": {"task": "classify", "seq_len": task.seq_len}, "classes": train.classes},
-        summary,
-        device,
-    )
+    record(out, model, config, summary, device)
     return summary

@@ -43,16 +43,20 @@ def train_one(
     resume: bool = False,
     device: str = "cpu",
     eval_every: int = 100,
+    force: bool = False,
 ) -> Run:
     task = make_task(task_name, seq_len)
     torch.manual_seed(seed)
     model = model_for_task(task, cell, hidden, forget_bias=default_forget_bias(task))
+    config = {"task": task.describe(), "seed": seed, "lr": lr, "batch_size": batch_size}
     history = fit_in(
         out,
         model,
         task,
         f"{cell.upper()} on {task_name}, T = {seq_len}",
+        config,
         resume,
+        force,
         device,
         steps=steps,
         batch_size=batch_size,
@@ -63,7 +67,6 @@ def train_one(
         eval_every=eval_every,
     )
     if out is not None:
-        config = {"task": task.describe(), "seed": seed, "lr": lr, "batch_size": batch_size}
         record(out, model, config, history.to_dict(), device)
     return Run(task, cell, model, history)
 

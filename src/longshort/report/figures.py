@@ -51,16 +51,31 @@ def learning_curves(
 def gradient_vs_distance(
     flows: dict[str, Tensor], title: str, path: Path | str | None = None
 ) -> Figure:
-    """flows: label -> ||dL/dh_k|| indexed by distance T - k (index 0 = last step)."""
+    """flows: label -> ||dL/dh_k|| indexed by distance T - k (index 0 = last step). Values
+    below the smallest normal float32 (1.2e-38) have underflowed; they are not drawn, and the
+    axis stops there with a note."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
+    tiny = float(np.finfo(np.float32).tiny)
+    underflow = False
     for label, values in flows.items():
-        v = values.detach().double().clamp_min(1e-45).numpy()
-        ax.semilogy(np.arange(len(v)), v, label=label)
+        v = values.detach().double().numpy()
+        underflow |= bool((v < tiny).any())
+        ax.semilogy(np.arange(len(v)), np.where(v >= tiny, v, np.nan), label=label)
+    ax.set_ylim(bottom=tiny)
     ax.set(
         xlabel="distance T - k (steps back from the loss)",
         ylabel="gradient norm ||dL/dh_k||",
         title=title,
     )
+    if underflow:
+        ax.text(
+            0.99,
+            0.02,
+            "below 1e-38 float32 underflows: not drawn",
+            transform=ax.transAxes,
+            ha="right",
+            fontsize=8,
+        )
     ax.legend()
     ax.grid(alpha=0.3, which="both")
     return _save(fig, path)

@@ -32,6 +32,7 @@ def train_forecaster(
     resume: bool = False,
     device: str = "cpu",
     residual: bool = False,
+    force: bool = False,
 ) -> dict[str, object]:
     if dataset == "taylor":
         series, source = taylor(), "taylor (pmdarima)"
@@ -42,12 +43,17 @@ def train_forecaster(
     task = Forecast(series, window, horizon, test_steps, season, residual)
     torch.manual_seed(seed)
     model = SequenceModel("lstm", 1, hidden, horizon, forget_bias=1.0)
+    config = {
+        "task": {"task": "forecast", "seq_len": window, "horizon": horizon, "residual": residual}
+    }
     history = fit_in(
         out,
         model,
         task,
         f"{source}: held-out MAE (dashed: seasonal naive)",
+        config,
         resume,
+        force,
         device,
         steps=steps,
         batch_size=batch_size,
@@ -69,5 +75,5 @@ def train_forecaster(
         "train_steps": history.steps[-1],
         "seconds": round(history.seconds, 1),
     }
-    record(out, model, {"task": {"task": "forecast", "seq_len": window}}, summary, device)
+    record(out, model, config, summary, device)
     return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def train_lm(
     progress: bool = True,
     resume: bool = False,
     device: str = "cpu",
+    force: bool = False,
 ) -> dict[str, object]:
     """Train on `files` (UTF-8) or, with none, the Python standard library's own sources."""
     if files:
@@ -52,12 +54,15 @@ def train_lm(
         forget_bias=1.0,
         embedding_size=64,
     )
+    config = {"task": {"task": "charlm", "seq_len": seq_len}, "vocab": task.vocab.chars}
     history = fit_in(
         out,
         model,
         task,
         "Character LM: validation bits per character",
+        config,
         resume,
+        force,
         device,
         steps=steps,
         batch_size=batch_size,
@@ -75,14 +80,15 @@ def train_lm(
         "steps": history.steps[-1],
         "seconds": round(history.seconds, 1),
     }
-    record(
-        out,
-        model,
-        {"task": {"task": "charlm", "seq_len": seq_len}, "vocab": task.vocab.chars},
-        summary,
-        device,
-    )
+    record(out, model, config, summary, device)
     return summary
+
+
+def _run_kind(path: Path) -> str | None:
+    try:
+        return json.loads((path / "config.json").read_text()).get("task", {}).get("task")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
 
 
 def sample(
@@ -90,7 +96,17 @@ def sample(
 ) -> str:
     """Continue `prime` by `length` characters drawn at `temperature` (> 0)."""
     if not temperature > 0 or math.isinf(temperature):
-        raise ValueError(f"temperature must be a positive number, got {temperature}")
+        raise ValueError(f"--temperature must be a positive number, got {temperature}")
+    if not isinstance(length, int) or length < 0:
+        raise ValueError(f"--length must be a whole number of characters >= 0, got {length}")
+    if not checkpoint.is_dir():
+        raise ValueError(f"{checkpoint}: no such run folder")
+    kind = _run_kind(checkpoint)
+    if kind != "charlm":
+        raise ValueError(
+            f"{checkpoint} is not a language model run (it was trained on {kind or 'no task'}); "
+            "lm sample needs a folder written by `longshort lm train`"
+        )
     model, config = load(checkpoint)
     chars = config.get("vocab")
     if not isinstance(chars, str) or len(chars) != model.config["input_size"]:

@@ -1,17 +1,85 @@
 """The habits every training command shares: a run folder with metrics as JSON lines, a
-resumable state, a learning curve, the checkpoint and a summary."""
+resumable state, a learning curve, the checkpoint and a summary; and the rules that keep a run
+from being lost: an existing run is never overwritten without --force, --resume continues only
+the same model on the same data, and Ctrl-C leaves a usable model beside the state."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from longshort.report import figures
 from longshort.tasks import Task
 from longshort.train import History, distributed, fit
-from longshort.train.checkpoint import save
+from longshort.train.checkpoint import CONFIG, WEIGHTS, save
 from longshort.train.model import SequenceModel
+from longshort.train.state import find_state
+
+RUN = "run.json"  # what a run is: the model and the data it learns from, checked on --resume
+_OUTPUTS = (RUN, CONFIG, WEIGHTS, "metrics.jsonl", "summary.json", "learning-curve.png")
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked; the message says why and what to do."""
+
+
+def identity(model: SequenceModel, config: dict[str, Any]) -> dict[str, Any]:
+    """What must match for --resume: the model's configuration and the data's description."""
+    return {
+        "model": model.config,
+        **{k: config[k] for k in ("task", "vocab", "classes") if k in config},
+    }
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            shown = [v if not isinstance(v, str) or len(v) < 40 else f"{v[:37]}..." for v in (a, b)]
+            diffs.append(f"{prefix}{key} was {shown[0]!r}, now {shown[1]!r}")
+    return diffs
+
+
+def prepare(out: Path, run: dict[str, Any], resume: bool, force: bool) -> None:
+    """Make `out` ready for a run described by `run` (see :func:`identity`), or refuse."""
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out} is a file; give a folder for the run")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunFolderError(f"--out {out}: cannot create the folder ({e.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunFolderError(f"--out {out}: the folder is not writable")
+    state = find_state(out / "state") if resume else None
+    if resume:
+        if state is None:
+            raise RunFolderError(
+                f"--resume: {out} holds no saved training state; run without --resume to start"
+            )
+        if (out / RUN).is_file():
+            diffs = _differences(json.loads((out / RUN).read_text()), run)
+            if diffs:
+                raise RunFolderError(
+                    f"--resume: {out} holds another run ({'; '.join(diffs[:3])}); use its "
+                    "options, or another --out"
+                )
+        return
+    held = [name for name in (*_OUTPUTS, "state") if (out / name).exists()]
+    if held and not force:
+        raise RunFolderError(
+            f"--out {out} already holds a run ({', '.join(held)}); add --resume to continue "
+            "it, --force to replace it, or choose another --out"
+        )
+    for name in held:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (out / RUN).write_text(json.dumps(run, indent=2))
 
 
 def fit_in(
@@ -19,29 +87,36 @@ def fit_in(
     model: SequenceModel,
     task: Task,
     title: str,
+    config: dict[str, Any],
     resume: bool = False,
+    force: bool = False,
     device: str = "cpu",
     **fit_kwargs: Any,
 ) -> History:
-    """:func:`longshort.train.fit` writing into the run folder `out` (when given):
-    metrics.jsonl (restarted unless resuming), state/ for --resume, learning-curve.png."""
+    """:func:`longshort.train.fit` writing into the run folder `out` (when given): run.json,
+    metrics.jsonl (appended to when resuming), state/ for --resume, learning-curve.png.
+    `config` is the checkpoint's configuration; on Ctrl-C the model is saved with it."""
     main = distributed.setup(device).main
     log = None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        if main:
+            prepare(out, identity(model, config), resume, force)
         log = out / "metrics.jsonl"
-        if not resume and main:
-            log.unlink(missing_ok=True)
-    history = fit(
-        model,
-        task,
-        desc=title,
-        log=log,
-        resume=resume,
-        device=device,
-        state_dir=None if out is None else out / "state",
-        **fit_kwargs,
-    )
+    try:
+        history = fit(
+            model,
+            task,
+            desc=title,
+            log=log,
+            resume=resume,
+            device=device,
+            state_dir=None if out is None else out / "state",
+            **fit_kwargs,
+        )
+    except KeyboardInterrupt as e:
+        if out is not None and main:
+            save(model, out, {**config, "summary": {"interrupted": str(e)}})
+        raise
     if out is not None and main:
         figures.learning_curves(
             {model.config["cell"].upper(): (history.steps, history.eval_metric)},

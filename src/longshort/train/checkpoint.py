@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from longshort.train.model import CELLS, SequenceModel
+from longshort.train.state import shared_mode
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 _INT_KEYS = ("input_size", "hidden_size", "output_size", "num_layers", "embedding_size")
@@ -23,6 +24,7 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, shared_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

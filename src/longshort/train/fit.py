@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ class History:
     seconds: float = 0.0
     solved: bool = False
     final_metric: float = math.nan
+    stopped: str = ""  # why training ended: "solved", "steps" or "time" (the time cap)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -130,6 +132,8 @@ def fit(
             raise ValueError("fit: resume=True needs a state_dir")
         meta = load_state(state_dir, model, opt, gen)
         if meta is not None:
+            if meta.get("note") and group.main:
+                print(f"resume: {meta['note']}", file=sys.stderr)
             first, running = meta["step"] + 1, meta["running"]
             history = History(**meta["history"])
             elapsed_before = history.seconds
@@ -214,4 +218,7 @@ def fit(
     history.seconds = time.perf_counter() - start
     history.final_metric = history.eval_metric[-1]
     history.solved = task.solved(history.final_metric)
+    history.stopped = (
+        "solved" if history.solved else "time" if history.steps[-1] < steps else "steps"
+    )
     return history

@@ -1,0 +1,111 @@
+"""``longshort inspect``: figures and a JSON summary of a trained run's gates and cell states."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from longshort.inspect import carousel, half_life, trace
+from longshort.report import figures
+from longshort.tasks import TASKS, Task, make_task
+from longshort.train.checkpoint import CONFIG, load
+
+OTHER_RUNS = {
+    "charlm": "a character language model run: sample from it with `longshort lm sample {path}`",
+    "classify": "a classifier run (`longshort classify train`); its summary.json has its result",
+    "forecast": "a forecaster run (`longshort forecast train`); its summary.json has its errors",
+}
+SENTIMENT_LABELS = ("negative", "positive")
+
+
+def read_run_kind(path: Path) -> str:
+    """The task name of the run folder at `path`; ValueError saying what the folder is when it
+    is not a run of the long-range tasks that inspect reads."""
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such run folder")
+    config_path = path / CONFIG
+    if not config_path.is_file():
+        raise ValueError(
+            f"{path}: not a run folder (no {CONFIG}); give a folder written by longshort train, "
+            "compare or demo"
+        )
+    try:
+        kind = json.loads(config_path.read_text()).get("task", {}).get("task")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        kind = None  # load() below names what is wrong with the file
+    if kind in OTHER_RUNS:
+        raise ValueError(
+            f"{path} is {OTHER_RUNS[kind].format(path=path)}; inspect reads runs of the "
+            f"long-range tasks ({', '.join(sorted(TASKS))})"
+        )
+    return kind
+
+
+def _sentence(task: Task, text: str) -> tuple[torch.Tensor, list[str]]:
+    from longshort.tasks.sentiment import INDEX, VOCAB
+
+    if task.name != "sentiment":
+        raise ValueError(f"--text needs a sentiment run; this one is a {task.name} run")
+    tokens = text.lower().replace(",", " , ").split()
+    if not tokens:
+        raise ValueError("--text is empty; give a sentence such as 'the movie was not fun'")
+    unknown = [w for w in tokens if w not in INDEX]
+    if unknown:
+        raise ValueError(
+            f"--text: words not in the task's vocabulary: {', '.join(unknown)}; it knows: "
+            f"{' '.join(sorted(VOCAB))}"
+        )
+    return torch.tensor([[INDEX[w] for w in tokens]]), tokens
+
+
+def _prediction(task: Task, output: torch.Tensor) -> object:
+    """A label with its probability for the classification tasks, else the raw values."""
+    if task.metric_name != "accuracy" or output.dim() != 2:
+        return [round(v, 4) for v in output[0].flatten().tolist()]
+    probs = output[0].softmax(-1)
+    k = int(probs.argmax())
+    label = SENTIMENT_LABELS[k] if task.name == "sentiment" else f"class {k}"
+    return {"label": label, "probability": round(float(probs[k]), 4)}
+
+
+def inspect_run(path: Path, text: str | None = None, out: Path | None = None) -> dict[str, object]:
+    """Trace the run's LSTM over `text` (sentiment runs) or one example of its task, draw the
+    gates, carousel products and cell states into `out` (default path/inspect) and return the
+    summary written there as summary.json."""
+    kind = read_run_kind(path)
+    model, config = load(path)
+    task = make_task(kind, int(config.get("task", {}).get("seq_len", 50)))
+    out = out or path / "inspect"
+    out.mkdir(parents=True, exist_ok=True)
+    tokens = None
+    if text is not None:
+        x, tokens = _sentence(task, text)
+    else:
+        x = task.batch(1, torch.Generator().manual_seed(0)).x
+    with torch.no_grad():
+        tr = trace(model.rnn, model.features(x))[0]
+        output = model(x)
+    summary: dict[str, object] = {
+        "run": str(path),
+        "task": task.name,
+        "cell": model.config["cell"],
+        "seq_len": int(tr.h.shape[0]),
+        "prediction": _prediction(task, output),
+    }
+    if tr.f is not None:
+        f = tr.f[:, 0]
+        figures.gate_heatmap(f, tokens, "Forget gate f_t", path=out / "forget-gates.png")
+        figures.gate_heatmap(tr.i[:, 0], tokens, "Input gate i_t", path=out / "input-gates.png")
+        figures.carousel_products(
+            carousel(f, k=0), "Carousel products from step 0", path=out / "carousel.png"
+        )
+        figures.cell_trajectories(
+            tr.c[:, 0], tokens, "Cell states C_t", path=out / "cell-states.png"
+        )
+        summary["half_life_steps"] = [round(v, 2) for v in half_life(f).tolist()]
+        summary["mean_forget_gate"] = round(float(f.mean()), 4)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary["out"] = str(out)
+    return summary
