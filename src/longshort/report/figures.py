@@ -1,15 +1,15 @@
 """Figures (matplotlib, PNG): each returns the Figure, so a notebook shows it, and saves it
-when given a path. Titles, labels and legends say what a reader sees without the code."""
+when given a path. Titles, labels and legends say what a reader sees without the code.
+Importing this module leaves matplotlib's backend as the user has it (without a display,
+matplotlib itself picks Agg)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
@@ -111,7 +111,10 @@ def carousel_products(
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for u in order:
         ax.semilogy(p[:, u], label=f"unit {u}")
-    ax.set(xlabel="step t", ylabel="dC_t / dC_0 = product of f_j", title=title)
+    ax.set(xlabel="step t", ylabel="∂C_t/∂C_0 = ∏ f_j", title=title)
+    # plain decimal ticks (0.2, 0.5, 1) instead of matplotlib's 2×10^-1 on a short log range
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3, which="both")
     return _save(fig, path)
