@@ -37,6 +37,8 @@ def test_train_and_inspect(tmp_path, capsys):
     )
     summary = json.loads((ckpt / "inspect" / "summary.json").read_text())
     assert len(summary["half_life_steps"]) == 8
+    assert summary["prediction"]["label"] in ("negative", "positive")
+    assert 0.5 <= summary["prediction"]["probability"] <= 1 and summary["seq_len"] == 10
     for name in ("forget-gates.png", "carousel.png", "cell-states.png"):
         assert (ckpt / "inspect" / name).stat().st_size > 1000
 

@@ -161,3 +161,30 @@ def test_help_shows_every_default(capsys):
     text = capsys.readouterr().out
     for default in ("default: 2000", "default: 64", "default: 0.01", "default: 32"):
         assert default in text, default
+
+
+def test_demo_gives_the_same_table_twice(tmp_path):
+    """Budgets are steps: two runs with one seed give the same table (times aside)."""
+    tables = []
+    for name in ("a", "b"):
+        assert (
+            main(["demo", "--out", str(tmp_path / name), "--scale", "0.02", "--no-progress"]) == 0
+        )
+        rows = json.loads((tmp_path / name / "results.json").read_text())["rows"]
+        tables.append([{k: v for k, v in r.items() if k != "seconds"} for r in rows])
+    assert tables[0] == tables[1]
+
+
+def test_demo_words_follow_the_numbers():
+    from longshort.report.demo import verdict
+
+    row = {"T": 50, "metric": "accuracy", "baseline": 0.5, "steps": 600}
+    rows = [
+        {**row, "task": "sentiment", "model": "RNN", "final": 0.51, "solved": False},
+        {**row, "task": "sentiment", "model": "LSTM", "final": 0.62, "solved": False},
+    ]
+    text = verdict(rows)
+    assert "the LSTM did not solve it" in text and "does not show" in text
+    rows[1] |= {"final": 0.99, "solved": True, "steps": 120}
+    assert "the LSTM solved it in 120 steps" in verdict(rows)
+    assert "On every task the LSTM bridged the gap" in verdict(rows)
