@@ -14,9 +14,9 @@ from torch import Tensor
 
 from longshort.engine import eager, ops
 from longshort.engine.dispatch import cpu_engine, use_cpu_engine
-from longshort.engine.types import LSTMForward, RNNForward
+from longshort.engine.types import GRUForward, LSTMForward, RNNForward
 
-__all__ = ["cpu_engine", "lstm_layer", "rnn_layer", "use_cpu_engine"]
+__all__ = ["cpu_engine", "gru_layer", "lstm_layer", "rnn_layer", "use_cpu_engine"]
 
 
 def lstm_layer(
@@ -64,3 +64,24 @@ def rnn_layer(
     if torch.compiler.is_compiling():
         return RNNForward(*ops.rnn_fwd(*args))
     return RNNForward(*eager.RNNLayer.apply(*eager.autocast(args)))
+
+
+def gru_layer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    lengths: Tensor | None = None,
+) -> GRUForward:
+    """One GRU layer, one direction, time-major.
+
+    x (T, B, I); h0 (B, H); w_ih (3H, I); w_hh (3H, H); biases (3H,). Returns out (T, B, H),
+    h_n (B, H), gates (T, B, 4H) = [r, z, n, W_hn h_{t-1} + b_hn] and hs (T, B, H), the states
+    of every step before padding is zeroed (no gradient through the last two).
+    """
+    args = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
+    if torch.compiler.is_compiling():
+        return GRUForward(*ops.gru_fwd(*args))
+    return GRUForward(*eager.GRULayer.apply(*eager.autocast(args)))

@@ -40,6 +40,14 @@ def rnn_engine(x: torch.Tensor) -> Engine:
     return compiled if compiled.supports_rnn(x) else reference
 
 
+def gru_engine(x: torch.Tensor) -> Engine:
+    """The engine that computes a GRU layer on x."""
+    if x.device.type != "cpu" or _state["cpu"] != "compiled":
+        return reference
+    compiled = _compiled()
+    return compiled if compiled.supports_gru(x) else reference
+
+
 def cpu_engine() -> str:
     """The engine CPU tensors use now: ``"compiled"`` (default) or ``"reference"``."""
     return _state["cpu"]

@@ -23,7 +23,14 @@ import torch
 from torch import Tensor
 
 from longshort.engine import dispatch, gradient_norms, reference, segmented
-from longshort.engine.types import LSTMForward, LSTMWeights, RNNForward, RNNWeights
+from longshort.engine.types import (
+    GRUForward,
+    GRUWeights,
+    LSTMForward,
+    LSTMWeights,
+    RNNForward,
+    RNNWeights,
+)
 
 
 def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -119,6 +126,47 @@ class RNNLayer(torch.autograd.Function):
         gradient_norms.record("rnn", g.norms)
         db = g.db if ctx.has_bias else None
         return g.dx, g.dh0, g.dw_ih, g.dw_hh, db, db, None, None
+
+
+class GRULayer(torch.autograd.Function):
+    """apply(x, h0, w_ih, w_hh, b_ih, b_hh, lengths) -> GRUForward fields."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
+        w = GRUWeights(w_ih, w_hh, b_ih, b_hh)
+        engine = dispatch.gru_engine(x)
+        with _no_autocast(x.device):
+            res = engine.gru_forward(x, h0, w, lengths)
+        ctx.mark_non_differentiable(res.gates, res.hs)
+        ctx.engine = engine
+        ctx.save_for_backward(x, h0, *w, lengths, res.gates, res.hs)
+        return tuple(res)
+
+    @staticmethod
+    def backward(ctx, d_out, d_hn, _d_gates, _d_hs):
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, gates, hs = ctx.saved_tensors
+        w = GRUWeights(w_ih, w_hh, b_ih, b_hh)
+        if torch.is_grad_enabled():
+            grads = _differentiable(
+                lambda *a: reference.gru_outputs(*a[:2], GRUWeights(*a[2:]), lengths),
+                (x, h0, *w),
+                (d_out, d_hn),
+            )
+            return (*grads, None)
+        saved = GRUForward(hs, d_hn, gates, hs)  # out and h_n are not read by BPTT
+        with _no_autocast(x.device):
+            g = ctx.engine.gru_backward(d_out, d_hn, x, h0, w, lengths, saved)
+        gradient_norms.record("gru", g.norms)
+        has_bias = b_ih is not None
+        return (
+            g.dx,
+            g.dh0,
+            g.dw_ih,
+            g.dw_hh,
+            g.db_ih if has_bias else None,
+            g.db_hh if has_bias else None,
+            None,
+        )
 
 
 def _differentiable(forward, inputs: tuple, grad_outputs: tuple) -> tuple:

@@ -17,7 +17,14 @@ import torch
 from torch import Tensor
 
 from longshort.engine import dispatch, gradient_norms, segmented
-from longshort.engine.types import LSTMForward, LSTMWeights, RNNForward, RNNWeights
+from longshort.engine.types import (
+    GRUForward,
+    GRUWeights,
+    LSTMForward,
+    LSTMWeights,
+    RNNForward,
+    RNNWeights,
+)
 
 _EMPTY = (0,)
 
@@ -234,10 +241,90 @@ def _rnn_backward(ctx, d_out, d_hn, _d_hs):
 rnn_fwd.register_autograd(_rnn_backward, setup_context=_rnn_setup)
 
 
+@torch.library.custom_op("longshort::gru_fwd", mutates_args=())
+def gru_fwd(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The fields of :class:`~longshort.engine.types.GRUForward`."""
+    w = GRUWeights(w_ih, w_hh, b_ih, b_hh)
+    return tuple(dispatch.gru_engine(x).gru_forward(x, h0, w, lengths))
+
+
+@gru_fwd.register_fake
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
+    steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
+    shape = (steps, batch, hidden)
+    return (
+        x.new_empty(shape),
+        h0.new_empty(h0.shape),
+        x.new_empty(steps, batch, 4 * hidden),
+        x.new_empty(shape),
+    )
+
+
+@torch.library.custom_op("longshort::gru_bwd", mutates_args=())
+def gru_bwd(
+    d_out: Tensor,
+    d_hn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    lengths: Tensor | None,
+    gates: Tensor,
+    hs: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The fields of :class:`~longshort.engine.types.GRUGrads`."""
+    saved = GRUForward(hs, d_hn, gates, hs)  # out and h_n are not read by BPTT
+    w = GRUWeights(w_ih, w_hh)
+    return tuple(dispatch.gru_engine(x).gru_backward(d_out, d_hn, x, h0, w, lengths, saved))
+
+
+@gru_bwd.register_fake
+def _(d_out, d_hn, x, h0, w_ih, w_hh, lengths, gates, hs):
+    return (
+        x.new_empty(x.shape),
+        h0.new_empty(h0.shape),
+        w_ih.new_empty(w_ih.shape),
+        w_hh.new_empty(w_hh.shape),
+        x.new_empty(w_hh.shape[0]),
+        x.new_empty(w_hh.shape[0]),
+        x.new_empty(x.shape[0], x.shape[1], 1),
+    )
+
+
+def _gru_setup(ctx, inputs: Sequence, output: Sequence) -> None:
+    x, h0, w_ih, w_hh, b_ih, _b_hh, lengths = inputs
+    _out, _h_n, gates, hs = output
+    ctx.mark_non_differentiable(gates, hs)
+    ctx.has_bias = b_ih is not None
+    ctx.save_for_backward(x, h0, w_ih, w_hh, lengths, gates, hs)
+
+
+def _gru_backward(ctx, d_out, d_hn, _d_gates, _d_hs):
+    x, h0, w_ih, w_hh, lengths, gates, hs = ctx.saved_tensors
+    g = gru_bwd(_or_zeros(d_out, hs), _or_zeros(d_hn, h0), x, h0, w_ih, w_hh, lengths, gates, hs)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms = g
+    gradient_norms.record("gru", norms)
+    if not ctx.has_bias:
+        db_ih = db_hh = None
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None
+
+
+gru_fwd.register_autograd(_gru_backward, setup_context=_gru_setup)
+
+
 # torch.autocast("cpu", dtype=torch.bfloat16) runs the layers in bfloat16: on the compiled
 # engine, bf16 products with float32 state (longshort.engine.cpu).
 torch.library.register_autocast(lstm_fwd, "cpu", torch.bfloat16)
 torch.library.register_autocast(rnn_fwd, "cpu", torch.bfloat16)
+torch.library.register_autocast(gru_fwd, "cpu", torch.bfloat16)
 
 
 def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:

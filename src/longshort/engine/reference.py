@@ -14,9 +14,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from longshort.cells import gru as gru_cell
 from longshort.cells import lstm as lstm_cell
 from longshort.cells import rnn as rnn_cell
 from longshort.engine.types import (
+    GRUForward,
+    GRUGrads,
+    GRUWeights,
     LSTMForward,
     LSTMGrads,
     LSTMWeights,
@@ -44,7 +48,7 @@ def step_mask(lengths: Tensor | None, steps: int) -> Tensor | None:
 def _input_projection(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
     xw = x @ w_ih.T  # W·x_t for all steps in one matmul: (T, B, G)
     if b_ih is not None:
-        xw = xw + (b_ih + b_hh)
+        xw = xw + (b_ih if b_hh is None else b_ih + b_hh)
     return xw
 
 
@@ -213,3 +217,72 @@ def rnn_backward(
     h_prev = torch.cat((h0[None], hs[:-1]))
     dw_ih, dw_hh, db = _weight_grads(da, x, h_prev)
     return RNNGrads(da @ w.w_ih, dh, dw_ih, dw_hh, db, norms)
+
+
+def gru_forward(x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None) -> GRUForward:
+    """x (T, B, I), h0 (B, H): see :class:`longshort.engine.types.GRUForward`."""
+    steps = x.shape[0]
+    xw = _input_projection(x, w.w_ih, w.b_ih, None)  # b_hh stays inside: r scales W_hn h + b_hn
+    mask = step_mask(lengths, steps)
+    gates = x.new_empty(steps, x.shape[1], 4 * h0.shape[1])
+    hs = x.new_empty(steps, *h0.shape)
+    h = h0
+    for t in range(steps):
+        gates[t], h_new = gru_cell.forward_step(xw[t], h, w.w_hh, w.b_hh)
+        h = torch.where(mask[t], h_new, h) if mask is not None else h_new
+        hs[t] = h
+    out = hs.clone() if mask is None else torch.where(mask, hs, 0)
+    return GRUForward(out, h.clone(), gates, hs)
+
+
+def gru_outputs(
+    x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """out, h_n of :func:`gru_forward` without writing into buffers (see :func:`lstm_outputs`)."""
+    xw = _input_projection(x, w.w_ih, w.b_ih, None)
+    mask = step_mask(lengths, x.shape[0])
+    h, outs = h0, []
+    for t in range(x.shape[0]):
+        _, h_new = gru_cell.forward_step(xw[t], h, w.w_hh, w.b_hh)
+        if mask is not None:
+            h = torch.where(mask[t], h_new, h)
+            outs.append(torch.where(mask[t], h_new, 0))
+        else:
+            h = h_new
+            outs.append(h)
+    return torch.stack(outs), h
+
+
+def gru_backward(
+    d_out: Tensor,
+    d_hn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w: GRUWeights,
+    lengths: Tensor | None,
+    saved: GRUForward,
+) -> GRUGrads:
+    """BPTT for :func:`gru_forward`: see :class:`longshort.engine.types.GRUGrads`."""
+    steps = x.shape[0]
+    mask = step_mask(lengths, steps)
+    gates, hs = saved.gates, saved.hs
+    h_prev = torch.cat((h0[None], hs[:-1]))  # h_{t-1} for every t
+    dgi = x.new_empty(steps, x.shape[1], gates.shape[2] * 3 // 4)
+    dgh = torch.empty_like(dgi)
+    norms = x.new_empty(steps, x.shape[1], 1)
+    dh = d_hn
+    for t in reversed(range(steps)):
+        dh_t = dh + d_out[t]
+        if mask is not None:
+            dh_t = torch.where(mask[t], dh_t, 0)
+        norms[t, :, 0] = dh_t.norm(dim=1)
+        dgi_t, dgh_t, dh_prev = gru_cell.backward_step(dh_t, gates[t], h_prev[t], w.w_hh)
+        if mask is not None:  # padding: the gradient passes the step untouched
+            dgi_t, dgh_t = torch.where(mask[t], dgi_t, 0), torch.where(mask[t], dgh_t, 0)
+            dh_prev = torch.where(mask[t], dh_prev, dh)
+        dgi[t], dgh[t] = dgi_t, dgh_t
+        dh = dh_prev
+    dgi2, dgh2 = dgi.flatten(0, 1), dgh.flatten(0, 1)
+    dw_ih = dgi2.T @ x.flatten(0, 1)
+    dw_hh = dgh2.T @ h_prev.flatten(0, 1)
+    return GRUGrads(dgi @ w.w_ih, dh, dw_ih, dw_hh, dgi2.sum(0), dgh2.sum(0), norms)

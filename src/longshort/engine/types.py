@@ -73,6 +73,32 @@ class RNNGrads(NamedTuple):
     norms: Tensor  # (T, B, 1): ||dL/dh_t|| of every step, 0 at padding
 
 
+class GRUWeights(NamedTuple):
+    """One GRU layer and direction; gate blocks in torch's order r, z, n (G = 3H)."""
+
+    w_ih: Tensor  # (G, I)
+    w_hh: Tensor  # (G, H)
+    b_ih: Tensor | None = None  # (G,)
+    b_hh: Tensor | None = None  # (G,)
+
+
+class GRUForward(NamedTuple):
+    out: Tensor  # (T, B, H), zero at padded steps
+    h_n: Tensor  # (B, H)
+    gates: Tensor  # (T, B, 4H) = [r, z, n, W_hn h_{t-1} + b_hn], saved for BPTT
+    hs: Tensor  # (T, B, H) = [h_1 .. h_T], carried (not zeroed) at padded steps
+
+
+class GRUGrads(NamedTuple):
+    dx: Tensor  # (T, B, I)
+    dh0: Tensor  # (B, H)
+    dw_ih: Tensor  # (G, I)
+    dw_hh: Tensor  # (G, H)
+    db_ih: Tensor  # (G,)
+    db_hh: Tensor  # (G,), unlike the LSTM's: the n block differs (it is scaled by r)
+    norms: Tensor  # (T, B, 1): ||dL/dh_t|| of every step, 0 at padding
+
+
 class Engine(Protocol):
     """What an engine computes: one layer, one direction, time-major, forward and BPTT.
 
@@ -119,3 +145,18 @@ class Engine(Protocol):
         saved: RNNForward,
         nonlinearity: str,
     ) -> RNNGrads: ...
+
+    def gru_forward(
+        self, x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None
+    ) -> GRUForward: ...
+
+    def gru_backward(
+        self,
+        d_out: Tensor,
+        d_hn: Tensor,
+        x: Tensor,
+        h0: Tensor,
+        w: GRUWeights,
+        lengths: Tensor | None,
+        saved: GRUForward,
+    ) -> GRUGrads: ...

@@ -2,9 +2,19 @@
 the engine computes."""
 
 from longshort.nn.base import LayerTrace
-from longshort.nn.cells import LSTMCell, RNNCell
+from longshort.nn.cells import GRUCell, LSTMCell, RNNCell
+from longshort.nn.gru import GRU
 from longshort.nn.lstm import LSTM
 from longshort.nn.rnn import RNN
 from longshort.nn.sequence import pack_padded_sequence
 
-__all__ = ["LSTM", "RNN", "LSTMCell", "LayerTrace", "RNNCell", "pack_padded_sequence"]
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "GRUCell",
+    "LSTMCell",
+    "LayerTrace",
+    "RNNCell",
+    "pack_padded_sequence",
+]

@@ -23,13 +23,16 @@ from longshort.nn import checks, sequence
 class LayerTrace(NamedTuple):
     """What the engine computed in one layer and direction, time-major, in input order.
 
-    gates: (T, B, G), for the LSTM [i, f, g, o] with G = 4H, for the RNN h_t (G = H);
-    cells: (T, B, H) the cell states C_1 .. C_T (LSTM), None for the RNN.
+    gates: (T, B, G), for the LSTM [i, f, g, o] with G = 4H, for the GRU
+    [r, z, n, W_hn h_{t-1} + b_hn] (G = 4H), for the RNN h_t (G = H);
+    cells: (T, B, H) the cell states C_1 .. C_T (LSTM), None for the others;
+    states: (T, B, H) the hidden states h_1 .. h_T (GRU), None for the others.
     Steps past a sequence's length hold what the engine computed there (masked by callers).
     """
 
     gates: Tensor
     cells: Tensor | None
+    states: Tensor | None = None
 
 
 class Prepared(NamedTuple):

@@ -1,4 +1,4 @@
-"""``longshort.LSTMCell`` and ``longshort.RNNCell``: one step, drop-ins for torch.nn's cells.
+"""``longshort.LSTMCell``, ``RNNCell`` and ``GRUCell``: one step, drop-ins for torch.nn's cells.
 
 They run the same engine as the layers with a one-step sequence, so a hand-written loop over
 these cells gets the handwritten backward too.
@@ -108,4 +108,16 @@ class RNNCell(_CellBase, nn.RNNCell):
             None,
             self.nonlinearity,
         )
+        return h[0] if unbatched else h
+
+
+class GRUCell(_CellBase, nn.GRUCell):
+    """One GRU step (torch's formulation). forward(input (B, I) or (I,), hx (B, H)) -> h'."""
+
+    gate_multiplier = 3
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        x, (h0,), unbatched = self._check(input, None if hx is None else (hx,), 1)
+        w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        h = engine.gru_layer(x[None], h0, *w)[1]
         return h[0] if unbatched else h

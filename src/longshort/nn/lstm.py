@@ -121,7 +121,7 @@ def _convert(module: nn.Module, source: type, target: type) -> nn.Module:
     }
     if source in (nn.LSTM, LSTM):
         kwargs["proj_size"] = module.proj_size
-    else:
+    elif module.mode.startswith("RNN"):
         kwargs["nonlinearity"] = module.nonlinearity
     new = target(**kwargs, device=weight.device, dtype=weight.dtype)
     new.load_state_dict(module.state_dict())

@@ -24,10 +24,13 @@ from longshort.engine.cpu import cache
 
 cache.refresh()
 
-from longshort.engine.cpu import lstm, rnn, rows  # noqa: E402
+from longshort.engine.cpu import gru, lstm, rnn, rows  # noqa: E402
 from longshort.engine.cpu.activations import gate_coefficients  # noqa: E402
 from longshort.engine.cpu.blas import BF16, matmul_at, matmul_w, matmul_wt  # noqa: E402
 from longshort.engine.types import (  # noqa: E402
+    GRUForward,
+    GRUGrads,
+    GRUWeights,
     LSTMForward,
     LSTMGrads,
     LSTMWeights,
@@ -36,7 +39,15 @@ from longshort.engine.types import (  # noqa: E402
     RNNWeights,
 )
 
-__all__ = ["BF16", "lstm_backward", "lstm_forward", "rnn_backward", "rnn_forward"]
+__all__ = [
+    "BF16",
+    "gru_backward",
+    "gru_forward",
+    "lstm_backward",
+    "lstm_forward",
+    "rnn_backward",
+    "rnn_forward",
+]
 
 name = "compiled"
 DTYPES = (torch.float32, torch.float64)
@@ -53,6 +64,10 @@ def supports_rnn(x: Tensor) -> bool:
     return x.dtype in DTYPES
 
 
+def supports_gru(x: Tensor) -> bool:
+    return x.dtype in DTYPES
+
+
 def saved_dtype(x: Tensor) -> torch.dtype:
     """float32 for bfloat16 input (the state is kept in float32), else x's dtype."""
     return torch.float32 if x.dtype == torch.bfloat16 else x.dtype
@@ -65,6 +80,14 @@ _NO_BF16 = np.empty((1, 1), np.uint16)  # the bf16 scratch, unused by float32/fl
 def _coefficients(hidden: int, dtype: np.dtype) -> np.ndarray:
     """(3, 4H) gate coefficients, made once per size and dtype (read-only)."""
     coef = np.stack(gate_coefficients(hidden, dtype))
+    coef.flags.writeable = False
+    return coef
+
+
+@functools.lru_cache(maxsize=64)
+def _sigmoid_coefficients(hidden: int, dtype: np.dtype) -> np.ndarray:
+    """(3, 2H): σ's coefficients for the GRU's r and z blocks (read-only)."""
+    coef = np.ascontiguousarray(_coefficients(hidden, dtype)[:, : 2 * hidden])
     coef.flags.writeable = False
     return coef
 
@@ -101,7 +124,11 @@ def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) 
     steps, batch, _ = x.shape
     z = x.new_empty(steps, batch, w_ih.shape[0], dtype=_acc(x))
     zn = z.numpy()
-    zn[:] = 0.0 if b_ih is None else (b_ih.to(z.dtype) + b_hh.to(z.dtype)).numpy()
+    if b_ih is None:
+        zn[:] = 0.0
+    else:
+        bias = b_ih.detach().to(z.dtype)
+        zn[:] = (bias if b_hh is None else bias + b_hh.detach().to(z.dtype)).numpy()
     matmul_wt(_rows(_np(x)), _np(w_ih), _rows(zn), 1.0)
     return z
 
@@ -262,3 +289,78 @@ def rnn_backward(
     rows.run(rnn.backward, rows.ranges(batch, flops=flops * hs.shape[0]), args, flops)
     dx, dw_ih, dw_hh, db = _input_and_weight_grads(da, x, h0, hs, w.w_ih)
     return RNNGrads(dx, dh, dw_ih, dw_hh, db, norms)
+
+
+def gru_forward(x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None) -> GRUForward:
+    """See :func:`longshort.engine.reference.gru_forward`."""
+    steps, batch, _ = x.shape
+    hidden = h0.shape[1]
+    xw = _project(x, w.w_ih, w.b_ih, None)  # b_hh stays inside: r scales W_hn h + b_hn
+    gates = x.new_empty(steps, batch, 4 * hidden)
+    hs = x.new_empty(steps, batch, hidden)
+    h = h0.clone(memory_format=torch.contiguous_format)
+    dtype = xw.numpy().dtype
+    b_hh = np.empty(0, dtype) if w.b_hh is None else _np(w.b_hh)
+    fixed = (xw.numpy(), h.numpy(), hs.numpy(), gates.numpy(), _np(w.w_hh), b_hh)
+    coef = _sigmoid_coefficients(hidden, dtype)
+
+    def args(b0: int, b1: int) -> tuple:
+        hw = np.empty((b1 - b0, 3 * hidden), dtype)
+        return (*fixed, _lengths(lengths), hw, coef, np.empty(3 * hidden, np.int32), b0, b1)
+
+    flops = 2 * batch * 3 * hidden * hidden
+    rows.run(gru.forward, rows.ranges(batch, flops=flops * steps), args, flops)
+    out = hs.clone() if lengths is None else torch.where(_step_mask(lengths, steps), hs, 0)
+    return GRUForward(out, h, gates, hs)
+
+
+def _step_mask(lengths: Tensor, steps: int) -> Tensor:
+    return (torch.arange(steps)[:, None] < lengths[None, :]).unsqueeze(-1)
+
+
+def gru_backward(
+    d_out: Tensor,
+    d_hn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w: GRUWeights,
+    lengths: Tensor | None,
+    saved: GRUForward,
+) -> GRUGrads:
+    """See :func:`longshort.engine.reference.gru_backward`."""
+    steps, batch, _ = x.shape
+    hidden = h0.shape[1]
+    dh = d_hn.clone(memory_format=torch.contiguous_format)
+    dgi = x.new_empty(steps, batch, 3 * hidden)
+    dgh = torch.empty_like(dgi)
+    norms = x.new_empty(steps, batch, 1)
+    dtype = dgi.numpy().dtype
+    fixed = (
+        _np(d_out),
+        dh.numpy(),
+        _np(h0),
+        _np(saved.hs),
+        _np(saved.gates),
+        _np(w.w_hh.t()),  # transposed once: each step's product then reads rows
+        _lengths(lengths),
+        dgi.numpy(),
+        dgh.numpy(),
+    )
+
+    def args(b0: int, b1: int) -> tuple:
+        scratch = (np.empty((b1 - b0, hidden), dtype) for _ in range(2))
+        return (*fixed, *scratch, norms.numpy(), b0, b1)
+
+    flops = 2 * batch * 3 * hidden * hidden
+    rows.run(gru.backward, rows.ranges(batch, flops=flops * steps), args, flops)
+    dgin, dghn, xn = _rows(dgi.numpy()), _rows(dgh.numpy()), _rows(_np(x))
+    dx = x.new_empty(x.shape)
+    dw_ih, dw_hh = torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
+    matmul_w(dgin, _np(w.w_ih), _rows(dx.numpy()), 0.0)  # dx = dgi W_i
+    matmul_at(dgin, xn, dw_ih.numpy(), 0.0)  # dW_i = Σ_t dgi_tᵀ x_t
+    matmul_at(dgh.numpy()[0], _np(h0), dw_hh.numpy(), 0.0)  # dW_h = Σ_t dgh_tᵀ h_{t-1}
+    if steps > 1:
+        matmul_at(_rows(dgh.numpy()[1:]), _rows(_np(saved.hs)[:-1]), dw_hh.numpy(), 1.0)
+    db_ih = torch.from_numpy(dgin.sum(axis=0))
+    db_hh = torch.from_numpy(dghn.sum(axis=0))
+    return GRUGrads(dx, dh, dw_ih, dw_hh, db_ih, db_hh, norms)
