@@ -9,6 +9,8 @@ from pathlib import Path
 
 from longshort.tasks import TASKS
 
+CELLS = ("lstm", "gru", "rnn")
+
 
 class _Parser(argparse.ArgumentParser):
     """Bad options end in one line naming the flag, and exit code 2."""
@@ -44,6 +46,16 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _cells(text: str) -> list[str]:
+    cells = [c.strip() for c in text.split(",") if c.strip()]
+    bad = [c for c in cells if c not in CELLS]
+    if not cells or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected cells from {', '.join(CELLS)} separated by commas, got {text!r}"
+        )
+    return cells
 
 
 def _lengths(text: str) -> list[int]:
@@ -137,12 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one model on a task")
     train.add_argument("--task", required=True, choices=sorted(TASKS))
     _loop_args(train, hidden=32, steps=2000, batch=64, lr=1e-2, out=None)
-    train.add_argument("--cell", choices=["lstm", "rnn"], default="lstm")
+    train.add_argument("--cell", choices=list(CELLS), default="lstm")
     train.add_argument("--seq-len", type=_positive_int, required=True, help="T, or the gap")
     compare = sub.add_parser("compare", help="RNN against LSTM at several lengths")
     compare.add_argument("--task", required=True, choices=sorted(TASKS))
     _loop_args(compare, hidden=32, steps=2000, batch=64, lr=1e-2, out="runs/compare", resume=False)
     compare.add_argument("--seq-len", type=_lengths, required=True, help="e.g. 50,100,200")
+    compare.add_argument(
+        "--cell", type=_cells, default=["rnn", "lstm"], help="cells side by side, e.g. rnn,gru,lstm"
+    )
     lm = sub.add_parser("lm", help="character language model: train, sample")
     lm_sub = lm.add_subparsers(dest="lm_command", required=True)
     lm_train = lm_sub.add_parser("train", help="train on text files (default: Python's stdlib)")
@@ -235,62 +250,28 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from longshort.report import figures
-    from longshort.report.demo import format_table, table_rows
-    from longshort.report.experiment import flow_by_distance, train_one
+    from longshort.report.demo import format_table
+    from longshort.report.experiment import Budget, compare
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for length in args.seq_len:
-        pair = [
-            train_one(
-                args.task,
-                length,
-                cell,
-                args.hidden,
-                args.steps,
-                _seconds(args),
-                args.seed,
-                args.lr,
-                args.batch_size,
-                args.out / f"{args.task}-{cell}-T{length}",
-                not args.no_progress,
-                device=args.device,
-                eval_every=args.eval_every,
-                force=args.force,
-            )
-            for cell in ("rnn", "lstm")
-        ]
-        runs += pair
-        task = pair[0].task
-        figures.learning_curves(
-            {r.cell.upper(): (r.history.steps, r.history.eval_metric) for r in pair},
-            task.metric_name,
-            task.baseline,
-            f"{args.task}, T = {length}",
-            args.out / f"curves-{args.task}-T{length}.png",
-        )
-        figures.gradient_vs_distance(
-            {r.cell.upper(): flow_by_distance(r, args.seed) for r in pair},
-            f"Gradient norm against distance, {args.task}, T = {length}",
-            args.out / f"gradient-{args.task}-T{length}.png",
-        )
-    task = runs[0].task
-    figures.metric_vs_length(
-        {
-            c.upper(): (
-                [r.task.seq_len for r in runs if r.cell == c],
-                [r.history.final_metric for r in runs if r.cell == c],
-            )
-            for c in ("rnn", "lstm")
-        },
-        task.metric_name,
-        task.baseline,
-        f"{args.task}: final metric against length",
-        args.out / f"metric-vs-length-{args.task}.png",
+    budget = Budget(
+        args.hidden,
+        args.steps,
+        _seconds(args),
+        args.seed,
+        args.lr,
+        args.batch_size,
+        args.eval_every,
     )
-    rows = table_rows(runs)
-    (args.out / f"compare-{args.task}.json").write_text(json.dumps(rows, indent=2))
+    rows = compare(
+        args.task,
+        args.seq_len,
+        args.cell,
+        budget,
+        args.out,
+        not args.no_progress,
+        args.device,
+        args.force,
+    )
     print(format_table(rows))
     print(f"wrote the table, figures and runs to {args.out}")
     return 0

@@ -142,3 +142,23 @@ def test_trace_of_packed_input_is_masked_like_lengths():
         torch.testing.assert_close(ta.f, tb.f)
         torch.testing.assert_close(ta.c, tb.c)
         assert torch.all(ta.f[2:, 0] == 0)
+
+
+def test_gru_trace_carousel_and_gradient_flow():
+    """The GRU's carousel is the product of its update gates: with h's input path cut
+    (n_t held at 0 by zero weights on the candidate), h_t = z_t ⊙ h_{t-1} exactly."""
+    torch.manual_seed(0)
+    m = longshort.GRU(3, 4)
+    with torch.no_grad():
+        m.weight_ih_l0[8:] = 0  # W_in = 0
+        m.weight_hh_l0[8:] = 0  # W_hn = 0
+        m.bias_ih_l0[8:] = 0
+        m.bias_hh_l0[8:] = 0
+    x = torch.randn(6, 2, 3)
+    h0 = torch.randn(1, 2, 4)
+    tr = trace(m, x, hx=h0)[0]
+    prods = carousel(tr.z[:, 0], k=0)  # prod_{j=1..t} z_j
+    h1 = tr.z[0, 0] * h0[0, 0]  # h after the first step
+    torch.testing.assert_close(tr.h[:, 0], prods * h1, rtol=1e-5, atol=1e-6)
+    flow = gradient_flow(m, x)
+    assert flow.dh[0].shape == (6,) and flow.dc[0] is None

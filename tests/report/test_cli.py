@@ -121,3 +121,19 @@ def test_bad_training_options_are_clear_errors(tmp_path, capsys):
     ):
         assert main([*base, *extra]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_gru_trains_compares_and_inspects(tmp_path, capsys):
+    run = tmp_path / "gru"
+    base = ["--task", "adding", "--steps", "20", "--hidden", "8", "--no-progress"]
+    assert main(["train", *base, "--seq-len", "6", "--cell", "gru", "--out", str(run)]) == 0
+    assert main(["inspect", str(run)]) == 0
+    summary = json.loads((run / "inspect" / "summary.json").read_text())
+    assert summary["cell"] == "gru" and len(summary["half_life_steps"]) == 8
+    assert (run / "inspect" / "update-gates.png").stat().st_size > 1000
+    cmp = tmp_path / "cmp"
+    args = ["compare", *base, "--seq-len", "5", "--cell", "rnn,gru,lstm", "--out", str(cmp)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| GRU |" in out and "| RNN |" in out and "| LSTM |" in out
+    assert main(["compare", *base, "--seq-len", "5", "--cell", "rnn,tcn"]) == 2

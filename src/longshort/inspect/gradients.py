@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from longshort.engine import gradient_norms
-from longshort.nn import LSTM, RNN
+from longshort.nn import GRU, LSTM, RNN
 
 
 @dataclass
@@ -29,16 +29,15 @@ class GradientFlow:
         return self.dh[layer].flip(0)
 
 
-def gradient_flow(model: LSTM | RNN, x: Tensor, seed: int = 0) -> GradientFlow:
+def gradient_flow(model: LSTM | GRU | RNN, x: Tensor, seed: int = 0) -> GradientFlow:
     """Backpropagate L = <w, h_T> for a fixed random unit vector w (one per sequence) from the
     last step of the last layer, and collect per-step norms from the engine's BPTT.
 
     Supported: unidirectional models (the distance to the last step is what is measured).
     """
-    if not isinstance(model, LSTM | RNN):
+    if not isinstance(model, LSTM | GRU | RNN):
         raise TypeError(
-            f"gradient_flow: model must be a longshort.LSTM or longshort.RNN, "
-            f"got {type(model).__name__}"
+            "gradient_flow: model must be a longshort.LSTM, GRU or RNN, got " + type(model).__name__
         )
     if model.bidirectional:
         raise ValueError("gradient_flow: needs a unidirectional model (bidirectional=False)")

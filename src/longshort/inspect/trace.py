@@ -8,14 +8,16 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from longshort.nn import LSTM, RNN
+from longshort.nn import GRU, LSTM, RNN
 
 
 @dataclass
 class Trace:
     """One layer and direction, time-major (T, B, H) each, zero at padded steps.
 
-    For the RNN only h is set; i, f, g, o and c are None.
+    LSTM: i, f, g (= C~), o, c and h (before any projection). GRU: r, z, n and h; its update
+    gate z is the LSTM's forget gate's counterpart (∂h_t/∂h_{t-1} = z_t along the additive
+    path), so ``carousel(tr.z)`` is its carousel. RNN: h only.
     """
 
     layer: int
@@ -26,18 +28,23 @@ class Trace:
     g: Tensor | None = None
     o: Tensor | None = None
     c: Tensor | None = None
+    r: Tensor | None = None
+    z: Tensor | None = None
+    n: Tensor | None = None
 
 
-def trace(model: LSTM | RNN, x: Tensor, lengths: Tensor | None = None, hx=None) -> list[Trace]:
+def trace(
+    model: LSTM | GRU | RNN, x: Tensor, lengths: Tensor | None = None, hx=None
+) -> list[Trace]:
     """Run `model` once (no gradient) and return a :class:`Trace` per layer and direction.
 
     x as the model takes it (batch_first respected, 2-D unbatched allowed, or a
     PackedSequence); lengths as for the model's forward. Traces are time-major: (T, B, H), in the
     batch's original order, zero at padded steps.
     """
-    if not isinstance(model, LSTM | RNN):
+    if not isinstance(model, LSTM | GRU | RNN):
         raise TypeError(
-            f"trace: model must be a longshort.LSTM or longshort.RNN, got {type(model).__name__}"
+            "trace: model must be a longshort.LSTM, GRU or RNN, got " + type(model).__name__
         )
     if isinstance(x, PackedSequence):
         lengths = pad_packed_sequence(x)[1]
@@ -57,6 +64,11 @@ def trace(model: LSTM | RNN, x: Tensor, lengths: Tensor | None = None, hx=None) 
         layer_index, direction = divmod(k, model.num_directions)
         if isinstance(model, RNN):
             result.append(Trace(layer_index, direction, gates))
+            continue
+        if isinstance(model, GRU):
+            r, z, n, _ = gates.chunk(4, dim=2)
+            h = layer.states if mask is None else torch.where(mask, layer.states, 0)
+            result.append(Trace(layer_index, direction, h, r=r, z=z, n=n))
             continue
         i, f, g, o = gates.chunk(4, dim=2)
         c = layer.cells if mask is None else torch.where(mask, layer.cells, 0)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from longshort.inspect import gradient_flow
+from longshort.report import figures
 from longshort.report.runs import fit_in, record
 from longshort.tasks import Task, make_task
 from longshort.train import History, model_for_task
@@ -69,6 +71,90 @@ def train_one(
     if out is not None:
         record(out, model, config, history.to_dict(), device)
     return Run(task, cell, model, history)
+
+
+@dataclass
+class Budget:
+    """The training options a comparison gives every run alike."""
+
+    hidden: int = 32
+    steps: int = 2000
+    max_seconds: float | None = None
+    seed: int = 0
+    lr: float = 1e-2
+    batch_size: int = 64
+    eval_every: int = 100
+
+
+def compare(
+    task_name: str,
+    lengths: list[int],
+    cells: list[str],
+    budget: Budget,
+    out: Path,
+    progress: bool = True,
+    device: str = "cpu",
+    force: bool = False,
+) -> list[dict[str, object]]:
+    """Train each cell at each length with the same budget and seed into out/TASK-CELL-TLEN;
+    draw learning curves, gradient against distance and metric against length; write and
+    return the table rows (also out/compare-TASK.json)."""
+    from longshort.report.demo import table_rows
+
+    out.mkdir(parents=True, exist_ok=True)
+    runs: list[Run] = []
+    b = budget
+    for length in lengths:
+        group = [
+            train_one(
+                task_name,
+                length,
+                cell,
+                b.hidden,
+                b.steps,
+                b.max_seconds,
+                b.seed,
+                b.lr,
+                b.batch_size,
+                out / f"{task_name}-{cell}-T{length}",
+                progress,
+                device=device,
+                eval_every=b.eval_every,
+                force=force,
+            )
+            for cell in cells
+        ]
+        runs += group
+        task = group[0].task
+        figures.learning_curves(
+            {r.cell.upper(): (r.history.steps, r.history.eval_metric) for r in group},
+            task.metric_name,
+            task.baseline,
+            f"{task_name}, T = {length}",
+            out / f"curves-{task_name}-T{length}.png",
+        )
+        figures.gradient_vs_distance(
+            {r.cell.upper(): flow_by_distance(r, b.seed) for r in group},
+            f"Gradient norm against distance, {task_name}, T = {length}",
+            out / f"gradient-{task_name}-T{length}.png",
+        )
+    task = runs[0].task
+    figures.metric_vs_length(
+        {
+            c.upper(): (
+                [r.task.seq_len for r in runs if r.cell == c],
+                [r.history.final_metric for r in runs if r.cell == c],
+            )
+            for c in cells
+        },
+        task.metric_name,
+        task.baseline,
+        f"{task_name}: final metric against length",
+        out / f"metric-vs-length-{task_name}.png",
+    )
+    rows = table_rows(runs)
+    (out / f"compare-{task_name}.json").write_text(json.dumps(rows, indent=2))
+    return rows
 
 
 def flow_by_distance(run: Run, seed: int = 0) -> torch.Tensor:

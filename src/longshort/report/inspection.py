@@ -94,7 +94,7 @@ def inspect_run(path: Path, text: str | None = None, out: Path | None = None) ->
         "seq_len": int(tr.h.shape[0]),
         "prediction": _prediction(task, output),
     }
-    if tr.f is not None:
+    if tr.f is not None:  # LSTM: forget gates carry the cell state
         f = tr.f[:, 0]
         figures.gate_heatmap(f, tokens, "Forget gate f_t", path=out / "forget-gates.png")
         figures.gate_heatmap(tr.i[:, 0], tokens, "Input gate i_t", path=out / "input-gates.png")
@@ -106,6 +106,17 @@ def inspect_run(path: Path, text: str | None = None, out: Path | None = None) ->
         )
         summary["half_life_steps"] = [round(v, 2) for v in half_life(f).tolist()]
         summary["mean_forget_gate"] = round(float(f.mean()), 4)
+    elif tr.z is not None:  # GRU: update gates carry h along its additive path
+        z = tr.z[:, 0]
+        figures.gate_heatmap(z, tokens, "Update gate z_t", path=out / "update-gates.png")
+        figures.gate_heatmap(tr.r[:, 0], tokens, "Reset gate r_t", path=out / "reset-gates.png")
+        figures.carousel_products(
+            carousel(z, k=0),
+            "Products of update gates from step 0 (∂h_t/∂h_0 along z)",
+            path=out / "carousel.png",
+        )
+        summary["half_life_steps"] = [round(v, 2) for v in half_life(z).tolist()]
+        summary["mean_update_gate"] = round(float(z.mean()), 4)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     summary["out"] = str(out)
     return summary

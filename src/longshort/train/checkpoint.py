@@ -52,7 +52,9 @@ def validate_config(config: object, source: str) -> dict[str, Any]:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 1_000_000:
             raise ValueError(f"{source}: model.{key} must be an int in [1, 1000000], got {value!r}")
     if model.get("cell") not in CELLS:
-        raise ValueError(f"{source}: model.cell must be 'lstm' or 'rnn', got {model.get('cell')!r}")
+        raise ValueError(
+            f"{source}: model.cell must be one of {', '.join(CELLS)}, got {model.get('cell')!r}"
+        )
     if model.get("readout") not in ("last", "all"):
         raise ValueError(
             f"{source}: model.readout must be 'last' or 'all', got {model.get('readout')!r}"

@@ -6,9 +6,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from longshort.nn import LSTM, RNN
+from longshort.nn import GRU, LSTM, RNN
 
-CELLS = ("lstm", "rnn")
+CELLS = ("lstm", "gru", "rnn")
 
 
 class SequenceModel(nn.Module):
@@ -32,7 +32,7 @@ class SequenceModel(nn.Module):
     ) -> None:
         super().__init__()
         if cell not in CELLS:
-            raise ValueError(f"SequenceModel: cell must be 'lstm' or 'rnn', got {cell!r}")
+            raise ValueError(f"SequenceModel: cell must be one of {', '.join(CELLS)}, got {cell!r}")
         if readout not in ("last", "all"):
             raise ValueError(f"SequenceModel: readout must be 'last' or 'all', got {readout!r}")
         self.config: dict[str, Any] = {
@@ -52,6 +52,8 @@ class SequenceModel(nn.Module):
             self.rnn = LSTM(
                 features, hidden_size, num_layers, batch_first=True, forget_bias=forget_bias
             )
+        elif cell == "gru":
+            self.rnn = GRU(features, hidden_size, num_layers, batch_first=True)
         else:
             self.rnn = RNN(features, hidden_size, num_layers, batch_first=True)
         self.head = nn.Linear(hidden_size, output_size)
