@@ -10,7 +10,7 @@ Cells (--cells): one call of longshort.LSTMCell / RNNCell against torch.nn's, fo
 plus backward, float32 and float64.
 
     python benchmarks/speed.py [--reps 7] [--shapes 100,32,32,128 ...] [--threads N] [--load]
-                               [--cells] [--no-layers]
+                               [--cells] [--gru] [--no-layers]
 
 --threads sets torch's (and so longshort's) thread count; --load runs a busy process beside
 the benchmark for its whole duration. Each time is the best of 3 interleaved medians of --reps
@@ -229,6 +229,40 @@ def layer_row(shape: Shape, reps: int, peak: float) -> str:
     )
 
 
+def gru_row(shape: Shape, reps: int) -> str:
+    """longshort.GRU against torch.nn.GRU: a training step and inference."""
+    torch.manual_seed(0)
+    steps, batch, inp, hid, layers = shape[:5]
+    x = torch.randn(steps, batch, inp)
+    theirs = nn.GRU(inp, hid, layers, dropout=shape.dropout)
+    ours = longshort.GRU.from_torch(theirs)
+    hx = torch.randn(layers, batch, hid) if shape.hx else None
+    t = interleaved(
+        {
+            "train": train_step(ours, x, hx),
+            "train_torch": train_step(theirs, x, hx),
+            "infer": infer(ours, x, hx),
+            "infer_torch": infer(theirs, x, hx),
+        },
+        reps,
+    )
+    return (
+        f"| {shape.label()} | {t['train'] * 1e3:.1f} ms | {t['train_torch'] * 1e3:.1f} ms "
+        f"| {t['train'] / t['train_torch']:.2f}x | {t['infer'] * 1e3:.2f} ms "
+        f"| {t['infer_torch'] * 1e3:.2f} ms | {t['infer'] / t['infer_torch']:.2f}x |"
+    )
+
+
+def gru_table(shapes: list[Shape], reps: int) -> None:
+    print(
+        "\n| T, B, I, H (GRU) | train: longshort | nn.GRU | ratio | infer: longshort "
+        "| nn.GRU | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for shape in shapes:
+        print(gru_row(shape, reps), flush=True)
+
+
 def layer_table(shapes: list[Shape], reps: int, peak: float) -> None:
     header = (
         "| T, B, I, H | train: longshort | nn.LSTM | ratio | infer: longshort | nn.LSTM "
@@ -298,6 +332,7 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help="a busy process beside the run")
     parser.add_argument("--cells", action="store_true", help="also the cells table")
     parser.add_argument("--no-layers", action="store_true", help="skip the layers table")
+    parser.add_argument("--gru", action="store_true", help="also the GRU table")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -319,6 +354,8 @@ def main() -> None:
                 "ratio = longshort time / peer time (below 1 is faster); loop/longshort = how "
                 "many times faster longshort trains than the LSTMCell loop."
             )
+        if args.gru:
+            gru_table(shapes, args.reps)
         if args.cells:
             cell_table(args.reps)
 

@@ -56,3 +56,15 @@ def test_corrupt_and_crafted_checkpoints_refused(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"config\.json: not valid JSON"):
         load(tmp_path)
+
+
+def test_evaluate_restores_the_mode_the_model_had():
+    from longshort.tasks import make_task
+    from longshort.train import evaluate, model_for_task
+
+    task = make_task("adding", 5)
+    model = model_for_task(task, "lstm", 4)
+    for mode in (False, True):
+        model.train(mode)
+        evaluate(model, task, batches=1, batch_size=4)
+        assert model.training is mode

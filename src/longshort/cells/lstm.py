@@ -1,6 +1,7 @@
 """The LSTM cell: one step forward, one step of backpropagation through time.
 
-Notation follows the seed (`shared/seed/lstm-tutorial.txt`). Gate blocks are stored in
+Notation of Hochreiter and Schmidhuber (1997) with the forget gate of Gers et al. (2000):
+f_t, i_t, C~_t (g), o_t, the cell state C_t and h_t. Gate blocks are stored in
 torch's order i, f, g (= C~), o so weights are interchangeable with ``torch.nn.LSTM``.
 
 Shapes: B batch, H hidden size, P size of h (``proj_size`` if set, else H).

@@ -45,8 +45,9 @@ class Classification(Task):
         return Batch(self.train.x[idx], self.train.y[idx], self.train.lengths[idx])
 
     def evaluate(self, model: nn.Module, device: str = "cpu") -> float:
+        was_training = model.training  # restored after, whatever it was
         model.eval()
         with torch.no_grad():
             pred: Tensor = model(self.test.x.to(device), self.test.lengths.to(device))
-        model.train()
+        model.train(was_training)
         return float((pred.argmax(-1).cpu() == self.test.y).float().mean())

@@ -102,10 +102,11 @@ class Forecast(Task):
     def forecast(self, model: nn.Module, device: str = "cpu") -> Tensor:
         """(origins, horizon) forecasts in the series' units."""
         x = torch.stack([self.scaled[o - self.window : o] for o in self.origins])[:, :, None]
+        was_training = model.training  # restored after, whatever it was
         model.eval()
         with torch.no_grad():
             pred = model(x.to(device)).cpu()
-        model.train()
+        model.train(was_training)
         if self.residual:
             pred = pred + self.seasonal(x)
         return pred * self.std + self.mean

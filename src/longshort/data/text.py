@@ -148,6 +148,7 @@ class CharStream(Task):
         x_all = ids[: usable * streams].view(streams, usable)
         y_all = ids[1 : usable * streams + 1].view(streams, usable)
         total, count, state = 0.0, 0, None
+        was_training = model.training  # restored after, whatever it was
         model.eval()
         with torch.no_grad():
             for s in range(0, usable, self.seq_len):
@@ -156,5 +157,5 @@ class CharStream(Task):
                 pred, state = model(x, state=state, return_state=True)
                 total += float(self.loss(pred, y)) * y.numel()
                 count += y.numel()
-        model.train()
+        model.train(was_training)
         return total / count / math.log(2)

@@ -11,7 +11,12 @@ from longshort.nn.base import LayerTrace, RecurrentBase
 
 
 class LSTM(RecurrentBase):
-    """Multi-layer LSTM with the seed's equations and handwritten BPTT.
+    """Multi-layer LSTM (Hochreiter and Schmidhuber 1997, with the forget gate of Gers et al.
+    2000) and its handwritten BPTT:
+
+        i_t = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)     f_t = σ(W_if x_t + ... + b_hf)
+        C~_t = tanh(W_ig x_t + ... + b_hg)                  o_t = σ(W_io x_t + ... + b_ho)
+        C_t = f_t ⊙ C_{t-1} + i_t ⊙ C~_t                    h_t = o_t ⊙ tanh(C_t)
 
     Same constructor, parameters, shapes and return values as ``torch.nn.LSTM``:
     ``LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,

@@ -237,7 +237,7 @@ def render_html(
     cap_note = (
         f"<p><b>The time cap ({SAFETY_SECONDS:.0f} s a run) stopped: "
         f"{html.escape(', '.join(fired))}</b>; those runs ended before their step budget, "
-        "so their numbers are not the seed's usual ones.</p>"
+        "so their numbers are not what this seed gives elsewhere.</p>"
         if fired
         else ""
     )

@@ -1,4 +1,5 @@
-"""Long-range sentiment, the seed's example: the verdict's meaning depends on a word far back.
+"""Long-range sentiment: the verdict's meaning depends on a word far back (a "not" many filler
+words before the adjective), the kind of dependency a vanilla RNN loses.
 
 Sentences read "the <movie> movie was [not] <N filler words> <adjective>", for example
 "the jurassic park movie was not , as my friends who saw it twice said , entertaining". The

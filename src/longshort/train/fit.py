@@ -51,6 +51,7 @@ def evaluate(
     if hasattr(task, "evaluate"):
         return task.evaluate(model, device=device)
     gen = torch.Generator().manual_seed(seed)
+    was_training = model.training  # restored after, whatever it was
     model.eval()
     values = []
     with torch.no_grad():
@@ -59,7 +60,7 @@ def evaluate(
             lengths = None if b.lengths is None else b.lengths.to(device)
             pred = model(b.x.to(device), lengths)
             values.append(task.metric(pred, b.y.to(device)))
-    model.train()
+    model.train(was_training)
     return sum(values) / len(values)
 
 

@@ -1,6 +1,6 @@
 """The LSTM over a whole sequence, compiled: forward loop and BPTT loop side by side.
 
-Same equations as ``longshort.cells.lstm`` (the seed's), written for numba: per step one
+Same equations as ``longshort.cells.lstm``, written for numba: per step one
 recurrent GEMM through BLAS, then the gate math fused per batch row, one 1-D view per gate so
 LLVM vectorises each loop. Every buffer is allocated by the caller; a step allocates nothing.
 
