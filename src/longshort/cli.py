@@ -78,6 +78,8 @@ def _loop_args(
     lr: float,
     out: str | None,
     resume: bool = True,
+    patience: int | None = None,
+    plateau: int | None = None,
 ) -> None:
     """The options of the shared training loop, with each command's defaults."""
     p.add_argument("--hidden", type=_positive_int, default=hidden, help="hidden size")
@@ -108,6 +110,21 @@ def _loop_args(
         help="deterministic algorithms only (bit-identical CPU runs for a seed)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=patience,
+        help="stop after this many evaluations without improvement",
+    )
+    p.add_argument(
+        "--plateau",
+        type=_positive_int,
+        default=plateau,
+        help="halve the learning rate after this many evaluations without improvement",
+    )
+    p.add_argument(
+        "--weight-decay", type=float, default=0.0, help="decoupled weight decay (AdamW) if > 0"
+    )
     if resume:
         p.add_argument(
             "--resume", action="store_true", help="continue from the run folder's saved state"
@@ -132,7 +149,14 @@ def _loop_kwargs(args: argparse.Namespace) -> dict[str, object]:
         "resume": args.resume,
         "force": args.force,
         "device": args.device,
+        "policy": _policy(args),
     }
+
+
+def _policy(args: argparse.Namespace):
+    from longshort.train import Policy
+
+    return Policy(args.patience, args.plateau, weight_decay=args.weight_decay)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,7 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="stdlib",
         help="built-in corpus when no files are given",
     )
-    _loop_args(lm_train, hidden=256, steps=2000, batch=32, lr=2e-3, out="runs/lm")
+    _loop_args(
+        lm_train, hidden=256, steps=2000, batch=32, lr=2e-3, out="runs/lm", patience=5, plateau=2
+    )
+    lm_train.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help="dropout on the LSTM's input and output (default: by corpus size: 0.3 under "
+        "200k characters, 0.1 under 2M, else 0)",
+    )
     lm_train.add_argument("--layers", type=_positive_int, default=1, help="stacked LSTM layers")
     lm_train.add_argument("--seq-len", type=_positive_int, default=100, help="truncated BPTT chunk")
     lm_sample = lm_sub.add_parser("sample", help="generate text from a checkpoint")
@@ -236,6 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.device,
         args.eval_every,
         force=args.force,
+        policy=_policy(args),
     )
     h = run.history
     if not distributed.setup(args.device).main:
@@ -312,6 +346,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
         args.corpus,
         layers=args.layers,
         seq_len=args.seq_len,
+        dropout=args.dropout,
         **_loop_kwargs(args),
     )
     print(json.dumps(summary, indent=2))

@@ -68,3 +68,41 @@ def test_evaluate_restores_the_mode_the_model_had():
         model.train(mode)
         evaluate(model, task, batches=1, batch_size=4)
         assert model.training is mode
+
+
+def test_policy_keeps_the_best_weights_stops_on_patience_and_resumes(tmp_path):
+    """With a learning rate far too high the metric gets worse after its best: training stops
+    after `patience` evaluations without improvement and ends with the best weights."""
+    from longshort.tasks import make_task
+    from longshort.train import Policy, evaluate, fit, model_for_task
+
+    task = make_task("adding", 8)
+
+    def run(steps, state_dir=None, resume=False):
+        torch.manual_seed(0)
+        model = model_for_task(task, "lstm", 8)
+        policy = Policy(patience=3, plateau=1)
+        history = fit(
+            model,
+            task,
+            steps=steps,
+            batch_size=16,
+            lr=0.3,
+            eval_every=5,
+            progress=False,
+            policy=policy,
+            state_dir=state_dir,
+            resume=resume,
+        )
+        return model, history
+
+    model, history = run(400)
+    assert history.stopped == "patience" and history.steps[-1] < 400
+    assert history.best_step < history.steps[-1]
+    assert evaluate(model, task) == pytest.approx(history.best_metric, rel=1e-6)
+    assert history.lr < 0.3  # the plateau rule halved it
+    run(history.best_step + 5, state_dir=tmp_path)  # interrupted just after the best
+    resumed, again = run(400, state_dir=tmp_path, resume=True)
+    assert again.best_step == history.best_step and again.steps == history.steps
+    for a, b in zip(model.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -20,7 +20,10 @@ def test_stream_chunks_are_contiguous_and_held_out():
     b = task.batch(4, torch.Generator())
     assert torch.equal(a.y[:, -1], b.x[:, 0])  # the next chunk continues each stream
     assert torch.equal(a.x[:, 1:], a.y[:, :-1])
-    assert len(task.valid_ids) == len(TEXT) - int(len(TEXT) * 0.95)
+    assert len(task.test_ids) == len(TEXT) - int(len(TEXT) * 0.95)  # the held-out tail
+    assert len(task.valid_ids) == int(len(TEXT) * 0.05)
+    ends = len(task.train_ids) + len(task.valid_ids) + len(task.test_ids)
+    assert ends == len(TEXT)  # train, validation and test do not overlap
     assert task.baseline == pytest.approx(math.log2(len(task.vocab)))
 
 
@@ -43,13 +46,15 @@ def test_lm_learns_resumes_exactly_and_samples(tmp_path):
     corpus.write_text(TEXT)
     kw = dict(hidden=32, seq_len=20, batch_size=8, lr=1e-2, eval_every=20, progress=False)
     full = train_lm([corpus], tmp_path / "full", steps=80, **kw)
-    assert full["valid_bits_per_char"] < 0.5 * full["uniform_bits_per_char"]
+    assert full["test_bits_per_char"] < 0.5 * full["uniform_bits_per_char"]
+    assert full["best_valid_bits_per_char"] <= full["final_valid_bits_per_char"]
     train_lm([corpus], tmp_path / "split", steps=40, **kw)
     resumed = train_lm([corpus], tmp_path / "split", steps=80, resume=True, **kw)
-    assert resumed["valid_bits_per_char"] == full["valid_bits_per_char"]
+    assert resumed["test_bits_per_char"] == full["test_bits_per_char"]
+    assert resumed["best_step"] == full["best_step"]
     text = sample(tmp_path / "full", "the ", length=40, temperature=0.5)
     assert text.startswith("the ") and len(text) == 44
-    with pytest.raises(ValueError, match="temperature must be a positive number"):
+    with pytest.raises(ValueError, match="--temperature must be a positive number"):
         sample(tmp_path / "full", "the ", temperature=0)
 
 

@@ -95,7 +95,9 @@ class CharVocab:
 class CharStream(Task):
     """Next-character prediction over a text split in `batch` parallel streams, read in order
     in chunks of `seq_len` (truncated BPTT: the trainer carries the state between chunks).
-    The metric is bits per character on the held-out tail (the last `valid_fraction`)."""
+    The text splits into training text, a validation part (the `valid_fraction` before the
+    tail: it picks the checkpoint and stops training) and the held-out test tail (the last
+    `test_fraction`, read once at the end). The metric is bits per character."""
 
     name = "charlm"
     tokens = True
@@ -112,17 +114,20 @@ class CharStream(Task):
         seq_len: int = 100,
         valid_fraction: float = 0.05,
         vocab: CharVocab | None = None,
+        test_fraction: float = 0.05,
     ) -> None:
         super().__init__(seq_len)
         self.vocab = vocab or CharVocab(text)
         ids = self.vocab.encode(text)
-        split = int(len(ids) * (1 - valid_fraction))
-        if split < 2 * seq_len or len(ids) - split < seq_len + 1:
+        test = int(len(ids) * (1 - test_fraction))
+        split = test - int(len(ids) * valid_fraction)
+        if split < 2 * seq_len or min(test - split, len(ids) - test) < seq_len + 1:
             raise ValueError(
-                f"CharStream: a corpus of {len(ids)} characters is too short for "
-                f"chunks of {seq_len} and a {valid_fraction:.0%} validation tail"
+                f"CharStream: a corpus of {len(ids)} characters is too short for chunks of "
+                f"{seq_len}, a {valid_fraction:.0%} validation part and a "
+                f"{test_fraction:.0%} test tail"
             )
-        self.train_ids, self.valid_ids = ids[:split], ids[split:]
+        self.train_ids, self.valid_ids, self.test_ids = ids[:split], ids[split:test], ids[test:]
         self.input_size = self.output_size = len(self.vocab)
         self.baseline = math.log2(len(self.vocab))
         self.position = 0  # chunks served so far (saved with the training state)
@@ -141,9 +146,13 @@ class CharStream(Task):
     def metric(self, pred: Tensor, y: Tensor) -> float:
         return float(self.loss(pred, y)) / math.log(2)
 
-    def evaluate(self, model: nn.Module, device: str = "cpu", streams: int = 16) -> float:
-        """Bits per character over the whole validation tail, state carried across chunks."""
-        ids = self.valid_ids[: (len(self.valid_ids) - 1) // streams * streams + 1]
+    def evaluate(
+        self, model: nn.Module, device: str = "cpu", streams: int = 16, split: str = "valid"
+    ) -> float:
+        """Bits per character over the whole validation part (or, with split="test", the test
+        tail), state carried across chunks."""
+        held = self.test_ids if split == "test" else self.valid_ids
+        ids = held[: (len(held) - 1) // streams * streams + 1]
         usable = (len(ids) - 1) // streams
         x_all = ids[: usable * streams].view(streams, usable)
         y_all = ids[1 : usable * streams + 1].view(streams, usable)

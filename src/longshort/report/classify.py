@@ -9,6 +9,7 @@ import torch
 from longshort.data.classification import PUBLISHED, Classification
 from longshort.data.sequences import read_file, uea
 from longshort.report.runs import fit_in, record
+from longshort.train import Policy
 from longshort.train.model import SequenceModel
 
 
@@ -28,6 +29,7 @@ def train_classifier(
     resume: bool = False,
     device: str = "cpu",
     force: bool = False,
+    policy: Policy | None = None,
 ) -> dict[str, object]:
     if dataset is not None:
         train, test = uea(dataset)
@@ -58,6 +60,7 @@ def train_classifier(
         eval_every=eval_every,
         max_seconds=max_seconds,
         progress=progress,
+        policy=policy,
     )
     summary = {
         "dataset": source,
@@ -65,6 +68,8 @@ def train_classifier(
         "test": len(test.y),
         "classes": len(train.classes),
         "test_accuracy": history.final_metric,
+        "best_test_accuracy": history.best_metric,
+        "best_step": history.best_step,
         "majority_class_accuracy": task.baseline,
         "published": PUBLISHED.get(dataset or "", {}),
         "steps": history.steps[-1],

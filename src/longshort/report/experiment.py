@@ -12,7 +12,7 @@ from longshort.inspect import gradient_flow
 from longshort.report import figures
 from longshort.report.runs import fit_in, record
 from longshort.tasks import Task, make_task
-from longshort.train import History, model_for_task
+from longshort.train import History, Policy, model_for_task
 from longshort.train.model import SequenceModel
 
 
@@ -46,6 +46,7 @@ def train_one(
     device: str = "cpu",
     eval_every: int = 100,
     force: bool = False,
+    policy: Policy | None = None,
 ) -> Run:
     task = make_task(task_name, seq_len)
     torch.manual_seed(seed)
@@ -67,6 +68,7 @@ def train_one(
         max_seconds=max_seconds,
         progress=progress,
         eval_every=eval_every,
+        policy=policy,
     )
     if out is not None:
         record(out, model, config, history.to_dict(), device)

@@ -9,6 +9,7 @@ import torch
 from longshort.data.forecasting import Forecast
 from longshort.data.series import read_column, taylor
 from longshort.report.runs import fit_in, record
+from longshort.train import Policy
 from longshort.train.model import SequenceModel
 
 
@@ -33,6 +34,7 @@ def train_forecaster(
     device: str = "cpu",
     residual: bool = False,
     force: bool = False,
+    policy: Policy | None = None,
 ) -> dict[str, object]:
     if dataset == "taylor":
         series, source = taylor(), "taylor (pmdarima)"
@@ -62,6 +64,7 @@ def train_forecaster(
         eval_every=eval_every,
         max_seconds=max_seconds,
         progress=progress,
+        policy=policy,
     )
     summary = {
         "series": source,

@@ -10,6 +10,7 @@ import torch
 
 from longshort.data import CharStream, CharVocab, read_texts, shakespeare_corpus, stdlib_corpus
 from longshort.report.runs import fit_in, record
+from longshort.train import Policy
 from longshort.train.checkpoint import load
 from longshort.train.model import SequenceModel
 
@@ -31,8 +32,11 @@ def train_lm(
     resume: bool = False,
     device: str = "cpu",
     force: bool = False,
+    policy: Policy | None = None,
+    dropout: float | None = None,
 ) -> dict[str, object]:
-    """Train on `files` (UTF-8) or, with none, the Python standard library's own sources."""
+    """Train on `files` (UTF-8) or, with none, the Python standard library's own sources.
+    dropout None picks one for the corpus size (:func:`default_dropout`)."""
     if files:
         text, corpus = read_texts(files)
     elif corpus_name == "shakespeare":
@@ -53,6 +57,7 @@ def train_lm(
         num_layers=layers,
         forget_bias=1.0,
         embedding_size=64,
+        dropout=default_dropout(len(text)) if dropout is None else dropout,
     )
     config = {"task": {"task": "charlm", "seq_len": seq_len}, "vocab": task.vocab.chars}
     history = fit_in(
@@ -71,17 +76,32 @@ def train_lm(
         seed=seed,
         max_seconds=max_seconds,
         progress=progress,
+        policy=policy,
     )
     summary = {
         "corpus": corpus,
         "vocab_size": len(task.vocab),
-        "valid_bits_per_char": history.final_metric,
+        "test_bits_per_char": task.evaluate(model, device, split="test"),
+        "best_valid_bits_per_char": history.best_metric,
+        "best_step": history.best_step,
+        "final_valid_bits_per_char": history.final_metric,
+        "final_step": history.steps[-1],
+        "stopped": history.stopped,
         "uniform_bits_per_char": task.baseline,
         "steps": history.steps[-1],
         "seconds": round(history.seconds, 1),
     }
     record(out, model, config, summary, device)
     return summary
+
+
+def default_dropout(chars: int) -> float:
+    """Dropout for a corpus of `chars` characters: a small text is memorised quickly (a 35k
+    character licence overfit after 300 steps), a multi-megabyte one is not within the usual
+    budgets."""
+    if chars < 200_000:
+        return 0.3
+    return 0.1 if chars < 2_000_000 else 0.0
 
 
 def _run_kind(path: Path) -> str | None:

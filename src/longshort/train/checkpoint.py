@@ -64,7 +64,10 @@ def validate_config(config: object, source: str) -> dict[str, Any]:
     fb = model.get("forget_bias")
     if fb is not None and (not isinstance(fb, int | float) or isinstance(fb, bool)):
         raise ValueError(f"{source}: model.forget_bias must be a number or null, got {fb!r}")
-    unknown = set(model) - {*_INT_KEYS, "cell", "readout", "tokens", "forget_bias"}
+    drop = model.get("dropout", 0.0)
+    if not isinstance(drop, int | float) or isinstance(drop, bool) or not 0 <= drop < 1:
+        raise ValueError(f"{source}: model.dropout must be a number in [0, 1), got {drop!r}")
+    unknown = set(model) - {*_INT_KEYS, "cell", "readout", "tokens", "forget_bias", "dropout"}
     if unknown:
         raise ValueError(f"{source}: unknown model keys {sorted(unknown)}")
     return model

@@ -32,7 +32,10 @@ class History:
     seconds: float = 0.0
     solved: bool = False
     final_metric: float = math.nan
-    stopped: str = ""  # why training ended: "solved", "steps" or "time" (the time cap)
+    stopped: str = ""  # why training ended: "solved", "steps", "patience" or "time" (the cap)
+    best_metric: float = math.nan  # the best evaluation, whose weights the model ends with
+    best_step: int = 0
+    lr: float = math.nan  # the learning rate at the end (the plateau rule may have cut it)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -62,6 +65,61 @@ def evaluate(
             values.append(task.metric(pred, b.y.to(device)))
     model.train(was_training)
     return sum(values) / len(values)
+
+
+@dataclass
+class Policy:
+    """What validation decides: the model ends with the weights of its best evaluation
+    (``restore_best``); training stops after ``patience`` evaluations without improvement;
+    the learning rate halves after ``plateau`` evaluations without improvement;
+    ``weight_decay`` > 0 trains with AdamW instead of Adam."""
+
+    patience: int | None = None
+    plateau: int | None = None
+    restore_best: bool = True
+    weight_decay: float = 0.0
+
+    def check(self) -> None:
+        for name in ("patience", "plateau"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"--{name} must be a positive whole number, got {value!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"--weight-decay must be >= 0, got {self.weight_decay!r}")
+
+
+class _Best:
+    """The best evaluation so far, its weights, and evaluations since it (and since the last
+    learning-rate cut)."""
+
+    def __init__(self, higher_is_better: bool, history: History) -> None:
+        self.higher = higher_is_better
+        self.history = history
+        self.state: dict[str, torch.Tensor] | None = None
+        self.stale = self.since_cut = 0
+
+    def update(self, step: int, metric: float, model: torch.nn.Module) -> None:
+        best = self.history.best_metric
+        better = math.isnan(best) or (metric > best if self.higher else metric < best)
+        if better:
+            self.history.best_metric, self.history.best_step = metric, step
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.stale = self.since_cut = 0
+        else:
+            self.stale += 1
+            self.since_cut += 1
+
+    def cut_lr(self, opt: torch.optim.Optimizer, plateau: int | None) -> None:
+        if plateau is not None and self.since_cut >= plateau:
+            for group in opt.param_groups:
+                group["lr"] *= 0.5
+            self.since_cut = 0
+
+
+def _optimizer(model: torch.nn.Module, lr: float, policy: Policy) -> torch.optim.Optimizer:
+    if policy.weight_decay > 0:
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=policy.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=lr)
 
 
 class _DeferredInterrupt:
@@ -102,8 +160,12 @@ def fit(
     state_dir: Path | None = None,
     resume: bool = False,
     device: str = "cpu",
+    policy: Policy | None = None,
 ) -> History:
-    """Train with Adam and gradient clipping; stop at `steps`, when solved, or at the budget.
+    """Train with Adam and gradient clipping; stop at `steps`, when solved, when validation
+    stops improving (``policy.patience``), or at the time cap. The model ends with the
+    weights of its best evaluation (``policy.restore_best``, default); the history reports the
+    best and the final evaluation and their steps.
 
     Each evaluation appends one JSON line to `log` if given and, with `state_dir`, saves a
     resumable state (weights, optimizer, random generators, history). With `resume`, training
@@ -119,12 +181,15 @@ def fit(
         raise ValueError(f"fit: lr must be a positive number, got {lr!r}")
     if max_seconds is not None and not max_seconds > 0:
         raise ValueError(f"fit: max_seconds must be positive, got {max_seconds!r}")
+    policy = policy or Policy()
+    policy.check()
     group = distributed.setup(device)
     model.to(device)
     net = DistributedDataParallel(model) if group.world > 1 else model
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = _optimizer(model, lr, policy)
     history = History()
+    best = _Best(task.higher_is_better, history)
     stateful = getattr(task, "stateful", False)
     carry = None  # the recurrent state carried between chunks of a stream (truncated BPTT)
     first, running, elapsed_before = 1, 0.0, 0.0
@@ -137,6 +202,9 @@ def fit(
                 print(f"resume: {meta['note']}", file=sys.stderr)
             first, running = meta["step"] + 1, meta["running"]
             history = History(**meta["history"])
+            best = _Best(task.higher_is_better, history)
+            best.state = meta.get("best_state")
+            best.stale, best.since_cut = meta.get("stale", 0), meta.get("since_cut", 0)
             elapsed_before = history.seconds
             if meta.get("stream") is not None:
                 task.position = meta["stream"]["position"]
@@ -157,14 +225,9 @@ def fit(
             stream = None
             if stateful:
                 stream = {"position": task.position, "carry": [c.tolist() for c in carry or ()]}
-            save_state(
-                state_dir,
-                model,
-                opt,
-                gen,
-                step,
-                {"running": running, "history": history.to_dict(), "stream": stream},
-            )
+            extra = {"running": running, "history": history.to_dict(), "stream": stream}
+            extra |= {"stale": best.stale, "since_cut": best.since_cut}
+            save_state(state_dir, model, opt, gen, step, extra, best=best.state)
 
     stop = _DeferredInterrupt()
     with stop:
@@ -197,19 +260,23 @@ def fit(
                 history.steps.append(step)
                 history.train_loss.append(running)
                 history.eval_metric.append(metric)
+                best.update(step, metric, model)
+                best.cut_lr(opt, policy.plateau)
                 if log is not None and group.main:
                     record = {
                         "step": step,
                         "train_loss": running,
                         task.metric_name: metric,
                         "seconds": elapsed,
+                        "lr": opt.param_groups[0]["lr"],
                     }
                     with log.open("a") as f:
                         f.write(json.dumps(record) + "\n")
                 checkpoint(step)
                 if on_eval is not None:
                     on_eval(step, metric)
-                if task.solved(metric) or out_of_time:
+                patience_out = policy.patience is not None and best.stale >= policy.patience
+                if task.solved(metric) or out_of_time or patience_out:
                     break
             if interrupted:  # Ctrl-C: finish the step, save, then stop
                 checkpoint(step)
@@ -219,7 +286,18 @@ def fit(
     history.seconds = time.perf_counter() - start
     history.final_metric = history.eval_metric[-1]
     history.solved = task.solved(history.final_metric)
-    history.stopped = (
-        "solved" if history.solved else "time" if history.steps[-1] < steps else "steps"
-    )
+    history.lr = opt.param_groups[0]["lr"]
+    history.stopped = _why_stopped(history, steps, best, policy)
+    if policy.restore_best and best.state is not None:
+        model.load_state_dict(best.state)
     return history
+
+
+def _why_stopped(history: History, steps: int, best: _Best, policy: Policy) -> str:
+    if history.solved:
+        return "solved"
+    if history.steps[-1] >= steps:
+        return "steps"
+    if policy.patience is not None and best.stale >= policy.patience:
+        return "patience"
+    return "time"

@@ -12,7 +12,9 @@ CELLS = ("lstm", "gru", "rnn")
 
 
 class SequenceModel(nn.Module):
-    """Embedding (token tasks) -> LSTM or RNN -> linear head at the last step or every step.
+    """Embedding (token tasks) -> LSTM, GRU or RNN -> linear head at the last step or every
+    step. ``dropout`` applies to the recurrent layer's input and output (and between layers)
+    in training.
 
     forward(x (B, T) int64 or (B, T, F) float, lengths (B,) or None) returns (B, out) for
     readout "last" (each sequence's own last step) or (B, T, out) for "all".
@@ -29,6 +31,7 @@ class SequenceModel(nn.Module):
         num_layers: int = 1,
         forget_bias: float | None = 1.0,
         embedding_size: int = 32,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -46,16 +49,25 @@ class SequenceModel(nn.Module):
             "forget_bias": forget_bias,
             "embedding_size": embedding_size,
         }
+        if dropout:  # only when used, so older checkpoints keep their exact config
+            self.config["dropout"] = dropout
+        self.drop = nn.Dropout(dropout)
+        between = {"dropout": dropout} if num_layers > 1 else {}
         self.embed = nn.Embedding(input_size, embedding_size) if tokens else None
         features = embedding_size if tokens else input_size
         if cell == "lstm":
             self.rnn = LSTM(
-                features, hidden_size, num_layers, batch_first=True, forget_bias=forget_bias
+                features,
+                hidden_size,
+                num_layers,
+                batch_first=True,
+                forget_bias=forget_bias,
+                **between,
             )
         elif cell == "gru":
-            self.rnn = GRU(features, hidden_size, num_layers, batch_first=True)
+            self.rnn = GRU(features, hidden_size, num_layers, batch_first=True, **between)
         else:
-            self.rnn = RNN(features, hidden_size, num_layers, batch_first=True)
+            self.rnn = RNN(features, hidden_size, num_layers, batch_first=True, **between)
         self.head = nn.Linear(hidden_size, output_size)
         self.readout = readout
 
@@ -71,7 +83,8 @@ class SequenceModel(nn.Module):
     ) -> Tensor | tuple[Tensor, Any]:
         """With return_state, also the final recurrent state, to carry into the next chunk
         (truncated BPTT); `state` starts from it."""
-        out, last = self.rnn(self.features(x), state, lengths=lengths)
+        out, last = self.rnn(self.drop(self.features(x)), state, lengths=lengths)
+        out = self.drop(out)
         if return_state:
             return self.head(out), last
         if self.readout == "all":

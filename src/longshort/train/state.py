@@ -80,14 +80,17 @@ def save_state(
     generator: torch.Generator,
     step: int,
     extra: dict[str, Any],
+    best: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write a complete resumable state into the slot not pointed to, then point to it."""
+    """Write a complete resumable state into the slot not pointed to, then point to it.
+    best: the weights of the best evaluation so far, kept for the end of the run."""
     directory.mkdir(parents=True, exist_ok=True)
     current = read_latest(directory)
     slot = "b" if current and current["slot"] == "a" else "a"
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     opt_tensors, opt_meta = _optimizer_split(optimizer.state_dict())
     tensors |= opt_tensors
+    tensors |= {f"best.{k}": v.detach().contiguous().cpu() for k, v in (best or {}).items()}
     tensors["rng.data"] = generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
     weights = directory / f"state-{slot}.safetensors"
@@ -194,4 +197,6 @@ def load_state(
     optimizer.load_state_dict(_optimizer_join(tensors, meta["optimizer"]))
     generator.set_state(tensors["rng.data"])
     torch.set_rng_state(tensors["rng.torch"])
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    meta = {**meta, "best_state": best or None}
     return {**meta, "note": note} if note else meta
