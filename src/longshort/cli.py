@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from longshort.report.experiment import train_one
+    from longshort.apps.experiment import train_one
     from longshort.train import distributed
 
     out = args.out or Path("runs") / f"{args.task}-{args.cell}-T{args.seq_len}"
@@ -284,8 +284,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from longshort.apps.experiment import Budget, compare
     from longshort.report.demo import format_table
-    from longshort.report.experiment import Budget, compare
 
     budget = Budget(
         args.hidden,
@@ -326,7 +326,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from longshort.report.inspection import inspect_run
+    from longshort.apps.inspection import inspect_run
 
     summary = inspect_run(args.checkpoint, args.text, args.out)
     print(json.dumps(summary, indent=2)[:2000])
@@ -335,7 +335,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_lm(args: argparse.Namespace) -> int:
-    from longshort.report.lm import sample, train_lm
+    from longshort.apps.lm import sample, train_lm
 
     if args.lm_command == "sample":
         print(sample(args.checkpoint, args.prime, args.length, args.temperature, args.seed))
@@ -355,7 +355,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from longshort.report.classify import train_classifier
+    from longshort.apps.classify import train_classifier
 
     summary = train_classifier(args.dataset, args.train, args.test, args.out, **_loop_kwargs(args))
     print(json.dumps(summary, indent=2))
@@ -364,7 +364,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
-    from longshort.report.forecast import train_forecaster
+    from longshort.apps.forecast import train_forecaster
 
     summary = train_forecaster(
         args.dataset,

@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from longshort.report.experiment import train_one
+from longshort.apps.experiment import train_one
 from longshort.train.checkpoint import load, save
 
 

@@ -1,1 +1,2 @@
-"""Reports: experiments, figures and the demo page."""
+"""Reports: figures (matplotlib) and the demo page. The applications are in
+:mod:`longshort.apps`."""

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
+from longshort.apps.experiment import Run, flow_by_distance, train_one
 from longshort.inspect import carousel, trace
 from longshort.report import figures
-from longshort.report.experiment import Run, flow_by_distance, train_one
 from longshort.tasks.sentiment import Sentiment
 
 

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
+from longshort.apps.lm import sample, train_lm
 from longshort.data import CharStream, read_texts, shakespeare_corpus, stdlib_corpus
-from longshort.report.lm import sample, train_lm
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 200
 

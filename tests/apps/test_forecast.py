@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
+from longshort.apps.forecast import train_forecaster
 from longshort.data.forecasting import Forecast
 from longshort.data.series import read_column, taylor
-from longshort.report.forecast import train_forecaster
 
 
 def test_windows_and_baselines():

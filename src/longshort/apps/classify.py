@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
+from longshort.apps.runs import fit_in, record
 from longshort.data.classification import PUBLISHED, Classification
 from longshort.data.sequences import read_file, uea
-from longshort.report.runs import fit_in, record
 from longshort.train import Policy
 from longshort.train.model import SequenceModel
 

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-import longshort.report.runs as runs
+import longshort.apps.runs as runs
 from longshort.cli import main
 from longshort.train import fit as real_fit
 from longshort.train.state import LATEST

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
+from longshort.apps.runs import fit_in, record
 from longshort.data.forecasting import Forecast
 from longshort.data.series import read_column, taylor
-from longshort.report.runs import fit_in, record
 from longshort.train import Policy
 from longshort.train.model import SequenceModel
 

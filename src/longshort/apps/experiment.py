@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
+from longshort.apps.runs import fit_in, record
 from longshort.inspect import gradient_flow
 from longshort.report import figures
-from longshort.report.runs import fit_in, record
 from longshort.tasks import Task, make_task
 from longshort.train import History, Policy, model_for_task
 from longshort.train.model import SequenceModel

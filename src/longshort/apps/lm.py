@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
+from longshort.apps.runs import fit_in, record
 from longshort.data import CharStream, CharVocab, read_texts, shakespeare_corpus, stdlib_corpus
-from longshort.report.runs import fit_in, record
 from longshort.train import Policy
 from longshort.train.checkpoint import load
 from longshort.train.model import SequenceModel

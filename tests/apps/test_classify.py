@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from longshort.apps.classify import train_classifier
 from longshort.data.sequences import read_file, uea
-from longshort.report.classify import train_classifier
 
 TS = """# a tiny two-dimensional, variable-length set in the UCR/UEA format
 @problemName Tiny
