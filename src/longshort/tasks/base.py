@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +16,29 @@ class Batch:
     x: Tensor
     y: Tensor
     lengths: Tensor | None = None
+
+
+class TrainingTask(Protocol):
+    """What the training loop (:func:`longshort.train.fit`) asks of a task. :class:`Task`
+    implements it for the synthetic tasks; the real-data tasks of :mod:`longshort.data`
+    (character streams, labelled sequences, forecasting windows) subclass it."""
+
+    name: str
+    metric_name: str
+    higher_is_better: bool
+    baseline: float
+    stateful: bool  # a stream: the recurrent state is carried from batch to batch
+    position: int  # where a stream is, saved with the training state
+
+    def batch(self, size: int, generator: torch.Generator) -> Batch: ...
+
+    def loss(self, pred: Tensor, y: Tensor) -> Tensor: ...
+
+    def metric(self, pred: Tensor, y: Tensor) -> float: ...
+
+    def evaluate(self, model: nn.Module, device: str = "cpu") -> float | None: ...
+
+    def solved(self, metric: float) -> bool: ...
 
 
 class Task:
@@ -36,6 +60,10 @@ class Task:
     baseline: float
     baseline_note: str
     solved_at: float
+    # A stream read in order, chunk after chunk: the trainer carries the recurrent state from
+    # one batch into the next (truncated BPTT) and saves `position` with the training state.
+    stateful: bool = False
+    position: int = 0
 
     def __init__(self, seq_len: int) -> None:
         if not isinstance(seq_len, int) or seq_len < 1:
@@ -57,6 +85,11 @@ class Task:
         if self.metric_name == "accuracy":
             return float((pred.argmax(-1) == y).float().mean())
         return float(self.loss(pred, y))
+
+    def evaluate(self, model: nn.Module, device: str = "cpu") -> float | None:
+        """The task's own held-out evaluation, or None to let the trainer use held-out
+        batches of :meth:`batch` (the synthetic tasks)."""
+        return None
 
     def solved(self, metric: float) -> bool:
         return metric >= self.solved_at if self.higher_is_better else metric <= self.solved_at

@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from longshort.tasks import Task
+from longshort.tasks.base import TrainingTask
 from longshort.train import distributed
 from longshort.train.model import SequenceModel
 from longshort.train.state import load_state, save_state
@@ -43,7 +44,7 @@ class History:
 
 def evaluate(
     model: SequenceModel,
-    task: Task,
+    task: TrainingTask,
     batches: int = 4,
     batch_size: int = 256,
     seed: int = 12345,
@@ -51,8 +52,9 @@ def evaluate(
 ) -> float:
     """The task metric on held-out batches (a fixed seed far from the training stream), or
     the task's own evaluation when it has one (language models: the whole validation text)."""
-    if hasattr(task, "evaluate"):
-        return task.evaluate(model, device=device)
+    own = task.evaluate(model, device=device)
+    if own is not None:
+        return own
     gen = torch.Generator().manual_seed(seed)
     was_training = model.training  # restored after, whatever it was
     model.eval()
@@ -145,7 +147,7 @@ class _DeferredInterrupt:
 
 def fit(
     model: SequenceModel,
-    task: Task,
+    task: TrainingTask,
     steps: int = 2000,
     batch_size: int = 64,
     lr: float = 3e-3,
@@ -183,114 +185,153 @@ def fit(
         raise ValueError(f"fit: max_seconds must be positive, got {max_seconds!r}")
     policy = policy or Policy()
     policy.check()
-    group = distributed.setup(device)
-    model.to(device)
-    net = DistributedDataParallel(model) if group.world > 1 else model
-    gen = torch.Generator().manual_seed(seed)
-    opt = _optimizer(model, lr, policy)
-    history = History()
-    best = _Best(task.higher_is_better, history)
-    stateful = getattr(task, "stateful", False)
-    carry = None  # the recurrent state carried between chunks of a stream (truncated BPTT)
-    first, running, elapsed_before = 1, 0.0, 0.0
-    if resume:
-        if state_dir is None:
-            raise ValueError("fit: resume=True needs a state_dir")
-        meta = load_state(state_dir, model, opt, gen)
-        if meta is not None:
-            if meta.get("note") and group.main:
-                print(f"resume: {meta['note']}", file=sys.stderr)
-            first, running = meta["step"] + 1, meta["running"]
-            history = History(**meta["history"])
-            best = _Best(task.higher_is_better, history)
-            best.state = meta.get("best_state")
-            best.stale, best.since_cut = meta.get("stale", 0), meta.get("since_cut", 0)
-            elapsed_before = history.seconds
-            if meta.get("stream") is not None:
-                task.position = meta["stream"]["position"]
-                carry = tuple(torch.tensor(c, device=device) for c in meta["stream"]["carry"])
-                carry = carry or None
-    start = time.perf_counter() - elapsed_before
+    if resume and state_dir is None:
+        raise ValueError("fit: resume=True needs a state_dir")
+    run = _Run(model, task, lr, seed, policy, device)
+    first = run.restore(state_dir) if resume else 1
+    start = time.perf_counter() - run.history.seconds
     bar = tqdm(
         total=steps,
         initial=first - 1,
         desc=desc or f"{task.name}",
-        disable=not (progress and group.main),
+        disable=not (progress and run.group.main),
         leave=False,
     )
-
-    def checkpoint(step: int) -> None:
-        if state_dir is not None and group.main:
-            history.seconds = time.perf_counter() - start
-            stream = None
-            if stateful:
-                stream = {"position": task.position, "carry": [c.tolist() for c in carry or ()]}
-            extra = {"running": running, "history": history.to_dict(), "stream": stream}
-            extra |= {"stale": best.stale, "since_cut": best.since_cut}
-            save_state(state_dir, model, opt, gen, step, extra, best=best.state)
-
     stop = _DeferredInterrupt()
     with stop:
         for step in range(first, steps + 1):
-            b = group.shard(task.batch(batch_size, gen))
-            x, y = b.x.to(device), b.y.to(device)
-            lengths = None if b.lengths is None else b.lengths.to(device)
-            if stateful:
-                state = None if carry is None else carry if len(carry) == 2 else carry[0]
-                pred, last = net(x, lengths, state=state, return_state=True)
-                carry = (
-                    tuple(t.detach() for t in last) if isinstance(last, tuple) else (last.detach(),)
-                )
-            else:
-                pred = net(x, lengths)
-            loss = task.loss(pred, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
-            running = loss.item() if step == 1 else 0.9 * running + 0.1 * loss.item()
+            run.train_step(step, batch_size, clip)
             elapsed = time.perf_counter() - start
             bar.update(1)
-            bar.set_postfix(loss=f"{running:.4f}", steps_per_s=f"{step / elapsed:.1f}")
-            out_of_time, interrupted = group.any(
+            bar.set_postfix(loss=f"{run.running:.4f}", steps_per_s=f"{step / elapsed:.1f}")
+            out_of_time, interrupted = run.group.any(
                 max_seconds is not None and elapsed > max_seconds, stop.requested
             )
             if step % eval_every == 0 or step == steps or out_of_time:
-                metric = evaluate(model, task, device=device)
-                history.steps.append(step)
-                history.train_loss.append(running)
-                history.eval_metric.append(metric)
-                best.update(step, metric, model)
-                best.cut_lr(opt, policy.plateau)
-                if log is not None and group.main:
-                    record = {
-                        "step": step,
-                        "train_loss": running,
-                        task.metric_name: metric,
-                        "seconds": elapsed,
-                        "lr": opt.param_groups[0]["lr"],
-                    }
-                    with log.open("a") as f:
-                        f.write(json.dumps(record) + "\n")
-                checkpoint(step)
+                metric = run.evaluate(step, elapsed, log)
+                run.history.seconds = elapsed
+                run.save(state_dir, step)
                 if on_eval is not None:
                     on_eval(step, metric)
-                patience_out = policy.patience is not None and best.stale >= policy.patience
-                if task.solved(metric) or out_of_time or patience_out:
+                if task.solved(metric) or out_of_time or run.patience_out():
                     break
             if interrupted:  # Ctrl-C: finish the step, save, then stop
-                checkpoint(step)
+                run.history.seconds = time.perf_counter() - start
+                run.save(state_dir, step)
                 bar.close()
                 raise KeyboardInterrupt(f"training stopped at step {step}; state saved")
     bar.close()
-    history.seconds = time.perf_counter() - start
-    history.final_metric = history.eval_metric[-1]
-    history.solved = task.solved(history.final_metric)
-    history.lr = opt.param_groups[0]["lr"]
-    history.stopped = _why_stopped(history, steps, best, policy)
-    if policy.restore_best and best.state is not None:
-        model.load_state_dict(best.state)
-    return history
+    return run.finish(time.perf_counter() - start, steps)
+
+
+class _Run:
+    """One training run's moving parts: the model (DDP-wrapped under torchrun), optimizer,
+    data generator, history, best evaluation and, for streams, the carried recurrent state."""
+
+    def __init__(
+        self,
+        model: SequenceModel,
+        task: TrainingTask,
+        lr: float,
+        seed: int,
+        policy: Policy,
+        device: str,
+    ) -> None:
+        self.group = distributed.setup(device)
+        self.model, self.task, self.policy, self.device = model.to(device), task, policy, device
+        self.net = DistributedDataParallel(model) if self.group.world > 1 else model
+        self.gen = torch.Generator().manual_seed(seed)
+        self.opt = _optimizer(model, lr, policy)
+        self.history = History()
+        self.best = _Best(task.higher_is_better, self.history)
+        self.carry: Any = None  # the state carried between chunks of a stream (truncated BPTT)
+        self.running = 0.0
+
+    def restore(self, state_dir: Path | None) -> int:
+        """Load the saved state, if any; returns the first step to run."""
+        meta = None if state_dir is None else load_state(state_dir, self.model, self.opt, self.gen)
+        if meta is None:
+            return 1
+        if meta.get("note") and self.group.main:
+            print(f"resume: {meta['note']}", file=sys.stderr)
+        self.running = meta["running"]
+        self.history = History(**meta["history"])
+        self.best = _Best(self.task.higher_is_better, self.history)
+        self.best.state = meta.get("best_state")
+        self.best.stale, self.best.since_cut = meta.get("stale", 0), meta.get("since_cut", 0)
+        if meta.get("stream") is not None:
+            self.task.position = meta["stream"]["position"]
+            carry = [c.to(self.device) for c in meta.get("carry") or ()]
+            self.carry = tuple(carry) if meta["stream"].get("tuple") else (carry or [None])[0]
+        return meta["step"] + 1
+
+    def train_step(self, step: int, batch_size: int, clip: float) -> None:
+        b = self.group.shard(self.task.batch(batch_size, self.gen))
+        x, y = b.x.to(self.device), b.y.to(self.device)
+        lengths = None if b.lengths is None else b.lengths.to(self.device)
+        if self.task.stateful:
+            pred, last = self.net(x, lengths, state=self.carry, return_state=True)
+            self.carry = _detach(last)
+        else:
+            pred = self.net(x, lengths)
+        loss = self.task.loss(pred, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.opt.step()
+        self.running = loss.item() if step == 1 else 0.9 * self.running + 0.1 * loss.item()
+
+    def evaluate(self, step: int, elapsed: float, log: Path | None) -> float:
+        """Evaluate, update the best and the learning rate, append to the log."""
+        metric = evaluate(self.model, self.task, device=self.device)
+        h = self.history
+        h.steps.append(step)
+        h.train_loss.append(self.running)
+        h.eval_metric.append(metric)
+        self.best.update(step, metric, self.model)
+        self.best.cut_lr(self.opt, self.policy.plateau)
+        if log is not None and self.group.main:
+            record = {
+                "step": step,
+                "train_loss": self.running,
+                self.task.metric_name: metric,
+                "seconds": elapsed,
+                "lr": self.opt.param_groups[0]["lr"],
+            }
+            with log.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        return metric
+
+    def patience_out(self) -> bool:
+        return self.policy.patience is not None and self.best.stale >= self.policy.patience
+
+    def save(self, state_dir: Path | None, step: int) -> None:
+        if state_dir is None or not self.group.main:
+            return
+        stream = None
+        if self.task.stateful:
+            stream = {"position": self.task.position, "tuple": isinstance(self.carry, tuple)}
+        extra = {"running": self.running, "history": self.history.to_dict(), "stream": stream}
+        extra |= {"stale": self.best.stale, "since_cut": self.best.since_cut}
+        carry = self.carry if isinstance(self.carry, tuple) else (self.carry,)
+        carry = tuple(c for c in carry if c is not None)
+        save_state(state_dir, self.model, self.opt, self.gen, step, extra, self.best.state, carry)
+
+    def finish(self, seconds: float, steps: int) -> History:
+        h = self.history
+        h.seconds = seconds
+        h.final_metric = h.eval_metric[-1]
+        h.solved = self.task.solved(h.final_metric)
+        h.lr = self.opt.param_groups[0]["lr"]
+        h.stopped = _why_stopped(h, steps, self.best, self.policy)
+        if self.policy.restore_best and self.best.state is not None:
+            self.model.load_state_dict(self.best.state)
+        return h
+
+
+def _detach(state: Any) -> Any:
+    """A recurrent state, (h, c) or h, cut from the graph (truncated BPTT)."""
+    return tuple(t.detach() for t in state) if isinstance(state, tuple) else state.detach()
 
 
 def _why_stopped(history: History, steps: int, best: _Best, policy: Policy) -> str:

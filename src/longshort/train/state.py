@@ -81,9 +81,11 @@ def save_state(
     step: int,
     extra: dict[str, Any],
     best: dict[str, torch.Tensor] | None = None,
+    carry: tuple[torch.Tensor, ...] = (),
 ) -> None:
     """Write a complete resumable state into the slot not pointed to, then point to it.
-    best: the weights of the best evaluation so far, kept for the end of the run."""
+    best: the weights of the best evaluation so far, kept for the end of the run; carry: the
+    recurrent state a stream carries into its next chunk."""
     directory.mkdir(parents=True, exist_ok=True)
     current = read_latest(directory)
     slot = "b" if current and current["slot"] == "a" else "a"
@@ -91,6 +93,7 @@ def save_state(
     opt_tensors, opt_meta = _optimizer_split(optimizer.state_dict())
     tensors |= opt_tensors
     tensors |= {f"best.{k}": v.detach().contiguous().cpu() for k, v in (best or {}).items()}
+    tensors |= {f"carry.{i}": c.detach().contiguous().cpu() for i, c in enumerate(carry)}
     tensors["rng.data"] = generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
     weights = directory / f"state-{slot}.safetensors"
@@ -198,5 +201,6 @@ def load_state(
     generator.set_state(tensors["rng.data"])
     torch.set_rng_state(tensors["rng.torch"])
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-    meta = {**meta, "best_state": best or None}
+    carry = [tensors[f"carry.{i}"] for i in range(len(tensors)) if f"carry.{i}" in tensors]
+    meta = {**meta, "best_state": best or None, "carry": carry}
     return {**meta, "note": note} if note else meta
