@@ -153,6 +153,21 @@ def _loop_kwargs(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _budget(args: argparse.Namespace):
+    from longshort.apps.experiment import Budget
+
+    return Budget(
+        args.hidden,
+        args.steps,
+        _seconds(args),
+        args.seed,
+        args.lr,
+        args.batch_size,
+        args.eval_every,
+        _policy(args),
+    )
+
+
 def _policy(args: argparse.Namespace):
     from longshort.train import Policy
 
@@ -257,19 +272,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.task,
         args.seq_len,
         args.cell,
-        args.hidden,
-        args.steps,
-        _seconds(args),
-        args.seed,
-        args.lr,
-        args.batch_size,
+        _budget(args),
         out,
         not args.no_progress,
         args.resume,
         args.device,
-        args.eval_every,
         force=args.force,
-        policy=_policy(args),
     )
     h = run.history
     if not distributed.setup(args.device).main:

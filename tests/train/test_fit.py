@@ -8,18 +8,18 @@ import pickle
 import pytest
 import torch
 
-from longshort.apps.experiment import train_one
+from longshort.apps.experiment import Budget, train_one
 from longshort.train.checkpoint import load, save
 
 
 def test_lstm_clearly_beats_baseline_on_short_adding(tmp_path):
-    run = train_one("adding", 10, "lstm", 16, 400, 60, 0, 1e-2, 64, tmp_path, progress=False)
+    run = train_one("adding", 10, "lstm", Budget(16, 400, 60), tmp_path, progress=False)
     assert run.history.final_metric < 0.3 * run.task.baseline
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == len(run.history.steps)
 
 
 def test_checkpoint_round_trip(tmp_path):
-    run = train_one("sentiment", 3, "lstm", 8, 5, None, 0, 1e-2, 16, None, progress=False)
+    run = train_one("sentiment", 3, "lstm", Budget(8, 5, batch_size=16), progress=False)
     save(run.model, tmp_path, {"task": run.task.describe()})
     model, config = load(tmp_path)
     assert config["task"]["task"] == "sentiment"
@@ -30,7 +30,7 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_corrupt_and_crafted_checkpoints_refused(tmp_path):
-    run = train_one("adding", 4, "rnn", 4, 2, None, 0, 1e-2, 8, None, progress=False)
+    run = train_one("adding", 4, "rnn", Budget(4, 2, batch_size=8), progress=False)
     save(run.model, tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"\x00" * 7)
     with pytest.raises(ValueError, match=r"model.safetensors: not a readable safetensors"):

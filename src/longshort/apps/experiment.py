@@ -30,28 +30,38 @@ def default_forget_bias(task: Task) -> float:
     return 3.0 if task.name == "sentiment" else 1.0
 
 
+@dataclass
+class Budget:
+    """The training options of a run (a comparison gives every run the same)."""
+
+    hidden: int = 32
+    steps: int = 2000
+    max_seconds: float | None = None
+    seed: int = 0
+    lr: float = 1e-2
+    batch_size: int = 64
+    eval_every: int = 100
+    policy: Policy | None = None
+
+
 def train_one(
     task_name: str,
     seq_len: int,
     cell: str,
-    hidden: int,
-    steps: int,
-    max_seconds: float | None,
-    seed: int,
-    lr: float,
-    batch_size: int,
-    out: Path | None,
+    budget: Budget | None = None,
+    out: Path | None = None,
     progress: bool = True,
     resume: bool = False,
     device: str = "cpu",
-    eval_every: int = 100,
     force: bool = False,
-    policy: Policy | None = None,
 ) -> Run:
+    """Train one cell on one task and length with `budget` (defaults: :class:`Budget`),
+    into the run folder `out` when given."""
+    b = budget or Budget()
     task = make_task(task_name, seq_len)
-    torch.manual_seed(seed)
-    model = model_for_task(task, cell, hidden, forget_bias=default_forget_bias(task))
-    config = {"task": task.describe(), "seed": seed, "lr": lr, "batch_size": batch_size}
+    torch.manual_seed(b.seed)
+    model = model_for_task(task, cell, b.hidden, forget_bias=default_forget_bias(task))
+    config = {"task": task.describe(), "seed": b.seed, "lr": b.lr, "batch_size": b.batch_size}
     history = fit_in(
         out,
         model,
@@ -61,31 +71,18 @@ def train_one(
         resume,
         force,
         device,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        max_seconds=max_seconds,
+        steps=b.steps,
+        batch_size=b.batch_size,
+        lr=b.lr,
+        seed=b.seed,
+        max_seconds=b.max_seconds,
         progress=progress,
-        eval_every=eval_every,
-        policy=policy,
+        eval_every=b.eval_every,
+        policy=b.policy,
     )
     if out is not None:
         record(out, model, config, history.to_dict(), device)
     return Run(task, cell, model, history)
-
-
-@dataclass
-class Budget:
-    """The training options a comparison gives every run alike."""
-
-    hidden: int = 32
-    steps: int = 2000
-    max_seconds: float | None = None
-    seed: int = 0
-    lr: float = 1e-2
-    batch_size: int = 64
-    eval_every: int = 100
 
 
 def compare(
@@ -112,16 +109,10 @@ def compare(
                 task_name,
                 length,
                 cell,
-                b.hidden,
-                b.steps,
-                b.max_seconds,
-                b.seed,
-                b.lr,
-                b.batch_size,
+                b,
                 out / f"{task_name}-{cell}-T{length}",
                 progress,
                 device=device,
-                eval_every=b.eval_every,
                 force=force,
             )
             for cell in cells

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from longshort.apps.experiment import Run, flow_by_distance, train_one
+from longshort.apps.experiment import Budget, Run, flow_by_distance, train_one
 from longshort.inspect import carousel, trace
 from longshort.report import figures
 from longshort.tasks.sentiment import Sentiment
@@ -85,15 +85,17 @@ def run_demo(cfg: DemoConfig) -> dict[str, object]:
                     task_name,
                     getattr(cfg, attr),
                     cell,
-                    cfg.hidden,
-                    max(2, int(steps * cfg.scale)),
-                    SAFETY_SECONDS,
-                    cfg.seed,
-                    lr,
-                    batch,
+                    Budget(
+                        cfg.hidden,
+                        max(2, int(steps * cfg.scale)),
+                        SAFETY_SECONDS,
+                        cfg.seed,
+                        lr,
+                        batch,
+                        max(1, min(every, int(steps * cfg.scale) // 2)),
+                    ),
                     cfg.out / f"{task_name}-{cell}",
                     cfg.progress,
-                    eval_every=max(1, min(every, int(steps * cfg.scale) // 2)),
                     force=True,
                 )
             )

@@ -19,12 +19,6 @@ import os
 import sys
 from collections.abc import Iterator
 
-# OpenBLAS worker threads spin for about 2^28 cycles after each call before they sleep; on a
-# 2-core machine that slowed the torch ops after a layer 2-3x. MKL's layer must be chosen before
-# it loads. Values the user set win.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-os.environ.setdefault("MKL_THREADING_LAYER", "GNU")
-
 import llvmlite.binding
 import numpy as np
 import torch  # noqa: F401  - loads the GNU OpenMP runtime MKL's layer links against
@@ -54,11 +48,17 @@ def _want_mkl() -> bool:
 def _load() -> tuple[str, ctypes.CDLL, str]:
     """(name, library, symbol prefix) of the BLAS to use: see the module's docstring."""
     mkl = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*"))) if _want_mkl() else []
+    # MKL's threading layer must be chosen before it loads (GNU OpenMP: torch's own pool);
+    # OpenBLAS's worker threads spin for about 2^28 cycles after each call unless told
+    # otherwise, which on 2 cores slowed the torch ops after a layer 2-3x. Set only for the
+    # library about to load, and values the user set win.
     for path in mkl:
+        os.environ.setdefault("MKL_THREADING_LAYER", "GNU")
         try:
             return "mkl", ctypes.CDLL(path), ""
         except OSError:
             continue
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     import scipy.linalg
 
     libs = os.path.join(
