@@ -188,3 +188,14 @@ def test_demo_words_follow_the_numbers():
     rows[1] |= {"final": 0.99, "solved": True, "steps": 120}
     assert "the LSTM solved it in 120 steps" in verdict(rows)
     assert "On every task the LSTM bridged the gap" in verdict(rows)
+
+
+def test_commands_that_evaluate_on_test_data_choose_nothing_by_it():
+    from longshort.apps.runs import test_set_policy
+    from longshort.train import Policy
+
+    kept = test_set_policy(Policy(weight_decay=0.1), "the test split")
+    assert kept.restore_best is False and kept.weight_decay == 0.1
+    for policy in (Policy(patience=3), Policy(plateau=2)):
+        with pytest.raises(ValueError, match="need a validation split"):
+            test_set_policy(policy, "the test split")

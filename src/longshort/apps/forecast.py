@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from longshort.apps.runs import fit_in, record
+from longshort.apps.runs import fit_in, record, test_set_policy
 from longshort.data.forecasting import Forecast
 from longshort.data.series import read_column, taylor
 from longshort.train import Policy
@@ -42,6 +42,7 @@ def train_forecaster(
         series, source = read_column(csv, column), f"{csv}:{column}"
     else:
         raise ValueError("give --dataset taylor, or --csv FILE with --column NAME")
+    policy = test_set_policy(policy, "the held-out tail")
     task = Forecast(series, window, horizon, test_steps, season, residual)
     torch.manual_seed(seed)
     model = SequenceModel("lstm", 1, hidden, horizon, forget_bias=1.0)

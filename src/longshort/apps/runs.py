@@ -13,7 +13,7 @@ from typing import Any
 
 from longshort.report import figures
 from longshort.tasks import Task
-from longshort.train import History, distributed, fit
+from longshort.train import History, Policy, distributed, fit
 from longshort.train.checkpoint import CONFIG, WEIGHTS, save
 from longshort.train.model import SequenceModel
 from longshort.train.state import find_state
@@ -139,3 +139,15 @@ def record(
     if distributed.setup(device).main:
         save(model, out, {**config, "summary": summary})
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def test_set_policy(policy: Policy | None, what: str) -> Policy:
+    """For a command that evaluates on its test data (`what`): nothing may be chosen by that
+    evaluation, so the last weights are kept and patience or plateau rules are refused."""
+    policy = policy or Policy()
+    if policy.patience is not None or policy.plateau is not None:
+        raise ValueError(
+            f"--patience and --plateau need a validation split; this command evaluates on "
+            f"{what}, which must not choose the model"
+        )
+    return Policy(restore_best=False, weight_decay=policy.weight_decay)
