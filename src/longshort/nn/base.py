@@ -54,6 +54,7 @@ class RecurrentBase(nn.RNNBase):
 
     gate_multiplier: int
     state_count: int  # 2 for (h, c), 1 for h
+    torch_class: type[nn.RNNBase]  # the torch.nn module this one replaces
 
     def __init__(
         self,
@@ -312,6 +313,29 @@ class RecurrentBase(nn.RNNBase):
                 x = nn.functional.dropout(x, self.dropout, training=True)
         return x, tuple(torch.stack(f) for f in finals), traces
 
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: Tensor | tuple[Tensor, Tensor] | None = None,
+        lengths: Tensor | None = None,
+        return_trace: bool = False,
+    ):
+        """output and the final state (h_n, or (h_n, c_n) for the LSTM), as torch.nn returns
+        them; with return_trace=True, a third value: a :class:`LayerTrace` per layer and
+        direction. lengths: (B,) integer tensor, in any order, instead of packing."""
+        output, finals, traces = self._forward(input, hx, lengths, return_trace)
+        state = finals if self.state_count == 2 else finals[0]
+        return (output, state, traces) if return_trace else (output, state)
+
+    @classmethod
+    def from_torch(cls, module: nn.RNNBase):
+        """A longshort module with the configuration and weights of its torch.nn counterpart."""
+        return _convert(module, cls.torch_class, cls)
+
+    def to_torch(self) -> nn.RNNBase:
+        """The torch.nn module with this one's configuration and weights (e.g. for ONNX)."""
+        return _convert(self, type(self), self.torch_class)
+
     def _forward(
         self, input: object, hx: object, lengths: object, want_trace: bool = False
     ) -> tuple[Tensor | PackedSequence, tuple[Tensor, ...], list[LayerTrace]]:
@@ -339,3 +363,31 @@ def _check_layer_finite(owner: str, out: Tensor, layer: int, direction: int) -> 
             f"{owner}: layer {layer} ({which} direction) produced a non-finite value first at "
             f"step {step} (time-major index; check the inputs and weights feeding it)"
         )
+
+
+def _convert(module: nn.Module, source: type, target: type) -> nn.Module:
+    if not isinstance(module, source):
+        raise TypeError(
+            f"expected a {source.__module__}.{source.__name__}, got {type(module).__name__}"
+        )
+    weight = module.weight_ih_l0
+    kwargs = {
+        k: getattr(module, k)
+        for k in (
+            "input_size",
+            "hidden_size",
+            "num_layers",
+            "bias",
+            "batch_first",
+            "dropout",
+            "bidirectional",
+        )
+    }
+    if module.mode == "LSTM":
+        kwargs["proj_size"] = module.proj_size
+    elif module.mode.startswith("RNN"):
+        kwargs["nonlinearity"] = module.nonlinearity
+    new = target(**kwargs, device=weight.device, dtype=weight.dtype)
+    new.load_state_dict(module.state_dict())
+    new.train(module.training)
+    return new

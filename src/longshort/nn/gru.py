@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
 
 from longshort import engine
 from longshort.nn.base import LayerTrace, RecurrentBase
-from longshort.nn.lstm import _convert
 
 
 class GRU(RecurrentBase):
@@ -26,6 +24,7 @@ class GRU(RecurrentBase):
     (∂h_t/∂h_{t-1} = z_t along the additive path), so ``inspect.carousel`` takes them.
     """
 
+    torch_class = nn.GRU
     gate_multiplier = 3
     state_count = 1
 
@@ -76,24 +75,3 @@ class GRU(RecurrentBase):
         w_ih, w_hh, b_ih, b_hh, _ = self.layer_weights(layer, direction)
         out, h_n, gates, hs = engine.gru_layer(x, states[0], w_ih, w_hh, b_ih, b_hh, lengths)
         return out, (h_n,), LayerTrace(gates, None, hs)
-
-    def forward(
-        self,
-        input: Tensor | PackedSequence,
-        hx: Tensor | None = None,
-        lengths: Tensor | None = None,
-        return_trace: bool = False,
-    ):
-        output, (h_n,), traces = self._forward(input, hx, lengths, return_trace)
-        if return_trace:
-            return output, h_n, traces
-        return output, h_n
-
-    @classmethod
-    def from_torch(cls, module: nn.GRU) -> GRU:
-        """A longshort.GRU with the configuration and weights of a ``torch.nn.GRU``."""
-        return _convert(module, nn.GRU, cls)
-
-    def to_torch(self) -> nn.GRU:
-        """A ``torch.nn.GRU`` with this module's configuration and weights (e.g. for ONNX)."""
-        return _convert(self, GRU, nn.GRU)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
 
 from longshort import engine
 from longshort.nn.base import LayerTrace, RecurrentBase
@@ -45,6 +44,7 @@ class LSTM(RecurrentBase):
 
     gate_multiplier = 4
     state_count = 2
+    torch_class = nn.LSTM
     # torch.nn.LSTM's own versions of RNNBase's hooks, for code that calls or overrides them
     get_expected_cell_size = nn.LSTM.get_expected_cell_size
     check_forward_args = nn.LSTM.check_forward_args
@@ -83,52 +83,3 @@ class LSTM(RecurrentBase):
             x, h0, c0, *self.layer_weights(layer, direction), lengths=lengths, segment=segment
         )
         return out, (h_n, c_n), LayerTrace(gates, cs[1:])
-
-    def forward(
-        self,
-        input: Tensor | PackedSequence,
-        hx: tuple[Tensor, Tensor] | None = None,
-        lengths: Tensor | None = None,
-        return_trace: bool = False,
-    ):
-        output, (h_n, c_n), traces = self._forward(input, hx, lengths, return_trace)
-        if return_trace:
-            return output, (h_n, c_n), traces
-        return output, (h_n, c_n)
-
-    @classmethod
-    def from_torch(cls, module: nn.LSTM) -> LSTM:
-        """A longshort.LSTM with the configuration and weights of a ``torch.nn.LSTM``."""
-        return _convert(module, nn.LSTM, cls)
-
-    def to_torch(self) -> nn.LSTM:
-        """A ``torch.nn.LSTM`` with this module's configuration and weights (e.g. for ONNX)."""
-        return _convert(self, LSTM, nn.LSTM)
-
-
-def _convert(module: nn.Module, source: type, target: type) -> nn.Module:
-    if not isinstance(module, source):
-        raise TypeError(
-            f"expected a {source.__module__}.{source.__name__}, got {type(module).__name__}"
-        )
-    weight = module.weight_ih_l0
-    kwargs = {
-        k: getattr(module, k)
-        for k in (
-            "input_size",
-            "hidden_size",
-            "num_layers",
-            "bias",
-            "batch_first",
-            "dropout",
-            "bidirectional",
-        )
-    }
-    if source in (nn.LSTM, LSTM):
-        kwargs["proj_size"] = module.proj_size
-    elif module.mode.startswith("RNN"):
-        kwargs["nonlinearity"] = module.nonlinearity
-    new = target(**kwargs, device=weight.device, dtype=weight.dtype)
-    new.load_state_dict(module.state_dict())
-    new.train(module.training)
-    return new

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
 
 from longshort import engine
 from longshort.cells.rnn import NONLINEARITIES
 from longshort.nn.base import LayerTrace, RecurrentBase
-from longshort.nn.lstm import _convert
 
 
 class RNN(RecurrentBase):
@@ -22,6 +20,7 @@ class RNN(RecurrentBase):
     h_n (L*D, B, H); see :class:`longshort.LSTM` for lengths and traces.
     """
 
+    torch_class = nn.RNN
     gate_multiplier = 1
     state_count = 1
 
@@ -82,24 +81,3 @@ class RNN(RecurrentBase):
             x, states[0], w_ih, w_hh, b_ih, b_hh, lengths, self.nonlinearity
         )
         return out, (h_n,), LayerTrace(hs, None)
-
-    def forward(
-        self,
-        input: Tensor | PackedSequence,
-        hx: Tensor | None = None,
-        lengths: Tensor | None = None,
-        return_trace: bool = False,
-    ):
-        output, (h_n,), traces = self._forward(input, hx, lengths, return_trace)
-        if return_trace:
-            return output, h_n, traces
-        return output, h_n
-
-    @classmethod
-    def from_torch(cls, module: nn.RNN) -> RNN:
-        """A longshort.RNN with the configuration and weights of a ``torch.nn.RNN``."""
-        return _convert(module, nn.RNN, cls)
-
-    def to_torch(self) -> nn.RNN:
-        """A ``torch.nn.RNN`` with this module's configuration and weights (e.g. for ONNX)."""
-        return _convert(self, RNN, nn.RNN)
