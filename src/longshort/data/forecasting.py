@@ -97,7 +97,21 @@ class Forecast(Task):
                 for o in self.origins
             ]
         )
-        return {"last_value": self._errors(last), "seasonal_naive": self._errors(seasonal)}
+        # the seasonal naive moved by the change of level between the last day and the same
+        # day a season earlier: a stronger naive forecast when the demand drifts
+        day = min(48, self.season)
+        shift = torch.stack(
+            [
+                self.series[o - day : o].mean()
+                - self.series[o - day - self.season : o - self.season].mean()
+                for o in self.origins
+            ]
+        )
+        return {
+            "last_value": self._errors(last),
+            "seasonal_naive": self._errors(seasonal),
+            "seasonal_naive_level_shift": self._errors(seasonal + shift[:, None]),
+        }
 
     def forecast(self, model: nn.Module, device: str = "cpu") -> Tensor:
         """(origins, horizon) forecasts in the series' units."""
