@@ -109,3 +109,12 @@ def test_bfloat16_runs_on_reference():
     m.load_state_dict(t.state_dict())
     x = torch.randn(5, 2, 3, dtype=torch.bfloat16)
     torch.testing.assert_close(m(x)[0], t(x)[0], rtol=2e-2, atol=2e-2)
+
+
+def test_input_and_forget_bias_initialisation():
+    m = longshort.LSTM(3, 4, num_layers=2, bidirectional=True, forget_bias=2.0, input_bias=-3.0)
+    for layer in range(2):
+        for direction in range(2):
+            _, _, b_ih, b_hh, _ = m.layer_weights(layer, direction)
+            assert b_ih[:4].eq(-3.0).all() and b_ih[4:8].eq(2.0).all()
+            assert b_hh[:8].eq(0.0).all() and b_ih[8:].abs().le(0.5).all()

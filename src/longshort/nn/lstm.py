@@ -25,6 +25,9 @@ class LSTM(RecurrentBase):
       forget_bias: if given, the forget-gate biases start at this value (``bias_ih``'s forget
         block set to it, ``bias_hh``'s to 0), as Jozefowicz et al. (2015) recommend with 1.0.
         Default None keeps torch's initialisation, so seeded models match ``torch.nn.LSTM``.
+      input_bias: if given, the input-gate biases start at this value, in the same way. A
+        negative value starts the gates closed, as Hochreiter and Schmidhuber (1997) did, so
+        the cell is not filled with every input before the network learns what to store.
       lengths (forward): (B,) integer tensor on any device, in any order, instead of packing.
       recompute_segment: if set to S, training runs each layer in segments of S steps and
         recomputes a segment's gates during BPTT instead of keeping them, so memory grows
@@ -50,8 +53,14 @@ class LSTM(RecurrentBase):
     check_forward_args = nn.LSTM.check_forward_args
     permute_hidden = nn.LSTM.permute_hidden
 
-    def __init__(self, *args, forget_bias: float | None = None, **kwargs) -> None:
-        self.forget_bias = forget_bias
+    def __init__(
+        self,
+        *args,
+        forget_bias: float | None = None,
+        input_bias: float | None = None,
+        **kwargs,
+    ) -> None:
+        self.forget_bias, self.input_bias = forget_bias, input_bias
         super().__init__(*args, **kwargs)
 
     def _mode(self) -> str:
@@ -59,15 +68,17 @@ class LSTM(RecurrentBase):
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        if self.forget_bias is None or not self.bias:
+        if not self.bias:
             return
         h = self.hidden_size
         with torch.no_grad():
             for layer in range(self.num_layers):
                 for direction in range(self.num_directions):
                     _, _, b_ih, b_hh, _ = self.layer_weights(layer, direction)
-                    b_ih[h : 2 * h] = self.forget_bias
-                    b_hh[h : 2 * h] = 0.0
+                    for block, value in ((1, self.forget_bias), (0, self.input_bias)):
+                        if value is not None:
+                            b_ih[block * h : (block + 1) * h] = value
+                            b_hh[block * h : (block + 1) * h] = 0.0
 
     def _run_layer(
         self,

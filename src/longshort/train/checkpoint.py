@@ -67,7 +67,11 @@ def validate_config(config: object, source: str) -> dict[str, Any]:
     drop = model.get("dropout", 0.0)
     if not isinstance(drop, int | float) or isinstance(drop, bool) or not 0 <= drop < 1:
         raise ValueError(f"{source}: model.dropout must be a number in [0, 1), got {drop!r}")
-    unknown = set(model) - {*_INT_KEYS, "cell", "readout", "tokens", "forget_bias", "dropout"}
+    ib = model.get("input_bias")
+    if ib is not None and (not isinstance(ib, int | float) or isinstance(ib, bool)):
+        raise ValueError(f"{source}: model.input_bias must be a number or null, got {ib!r}")
+    keys = {*_INT_KEYS, "cell", "readout", "tokens", "forget_bias", "dropout", "input_bias"}
+    unknown = set(model) - keys
     if unknown:
         raise ValueError(f"{source}: unknown model keys {sorted(unknown)}")
     return model

@@ -32,6 +32,7 @@ class SequenceModel(nn.Module):
         forget_bias: float | None = 1.0,
         embedding_size: int = 32,
         dropout: float = 0.0,
+        input_bias: float | None = None,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -49,8 +50,9 @@ class SequenceModel(nn.Module):
             "forget_bias": forget_bias,
             "embedding_size": embedding_size,
         }
-        if dropout:  # only when used, so older checkpoints keep their exact config
-            self.config["dropout"] = dropout
+        for key, value in (("dropout", dropout), ("input_bias", input_bias)):
+            if value:  # only when used, so older checkpoints keep their exact config
+                self.config[key] = value
         self.drop = nn.Dropout(dropout)
         between = {"dropout": dropout} if num_layers > 1 else {}
         self.embed = nn.Embedding(input_size, embedding_size) if tokens else None
@@ -62,6 +64,7 @@ class SequenceModel(nn.Module):
                 num_layers,
                 batch_first=True,
                 forget_bias=forget_bias,
+                input_bias=input_bias,
                 **between,
             )
         elif cell == "gru":
