@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--cell", type=_cells, default=["rnn", "lstm"], help="cells side by side, e.g. rnn,gru,lstm"
     )
+    compare.add_argument(
+        "--seeds", type=_positive_int, default=1, help="seeds per run: mean and spread"
+    )
     lm = sub.add_parser("lm", help="character language model: train, sample")
     lm_sub = lm.add_subparsers(dest="lm_command", required=True)
     lm_train = lm_sub.add_parser("train", help="train on text files (default: Python's stdlib)")
@@ -292,29 +295,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from longshort.apps.experiment import Budget, compare
+    from longshort.apps.experiment import compare, format_seed_table
     from longshort.report.demo import format_table
 
-    budget = Budget(
-        args.hidden,
-        args.steps,
-        _seconds(args),
-        args.seed,
-        args.lr,
-        args.batch_size,
-        args.eval_every,
-    )
     rows = compare(
         args.task,
         args.seq_len,
         args.cell,
-        budget,
+        _budget(args),
         args.out,
         not args.no_progress,
         args.device,
         args.force,
+        seeds=args.seeds,
     )
-    print(format_table(rows))
+    print(format_seed_table(rows) if args.seeds > 1 else format_table(rows))
     print(f"wrote the table, figures and runs to {args.out}")
     return 0
 

@@ -137,3 +137,28 @@ def test_gru_trains_compares_and_inspects(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| GRU |" in out and "| RNN |" in out and "| LSTM |" in out
     assert main(["compare", *base, "--seq-len", "5", "--cell", "rnn,tcn"]) == 2
+
+
+def test_compare_over_seeds_reports_mean_spread_and_solved_counts(tmp_path, capsys):
+    args = ["compare", "--task", "adding", "--seq-len", "5", "--steps", "20", "--hidden", "8"]
+    assert main([*args, "--seeds", "2", "--out", str(tmp_path), "--no-progress"]) == 0
+    rows = json.loads((tmp_path / "compare-adding.json").read_text())
+    assert {r["model"] for r in rows} == {"RNN", "LSTM"} and all(r["seeds"] == 2 for r in rows)
+    for r in rows:
+        assert r["min"] <= r["mean"] <= r["max"] and r["solved"].endswith("/2")
+    assert (tmp_path / "adding-lstm-T5-s1" / "model.safetensors").exists()
+    assert "| mean | range |" in capsys.readouterr().out
+
+
+def test_seed_rows_aggregate_as_stated():
+    from longshort.apps.experiment import seed_rows
+
+    base = {"task": "adding", "T": 10, "model": "LSTM", "metric": "mse", "baseline": 0.17}
+    rows = [
+        {**base, "final": 0.01, "solved": True, "steps": 100},
+        {**base, "final": 0.03, "solved": True, "steps": 300},
+        {**base, "final": 0.20, "solved": False, "steps": 1000},
+    ]
+    (row,) = seed_rows(rows)
+    assert row["mean"] == 0.08 and (row["min"], row["max"]) == (0.01, 0.2)
+    assert row["solved"] == "2/3" and row["steps_to_solve"] == 200

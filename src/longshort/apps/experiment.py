@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,31 +117,38 @@ def compare(
     progress: bool = True,
     device: str = "cpu",
     force: bool = False,
+    seeds: int = 1,
 ) -> list[dict[str, object]]:
-    """Train each cell at each length with the same budget and seed into out/TASK-CELL-TLEN;
-    draw learning curves, gradient against distance and metric against length; write and
-    return the table rows (also out/compare-TASK.json)."""
+    """Train each cell at each length with the same budget into out/TASK-CELL-TLEN (one
+    folder per seed, -sSEED, with seeds > 1: seeds budget.seed, budget.seed + 1, ...); draw
+    learning curves and gradient against distance (first seed) and metric against length
+    (mean, and the spread over seeds); write and return the table rows (out/compare-TASK.json:
+    one row per run, and with seeds > 1 one per cell and length in seed_rows' form)."""
     from longshort.report.demo import table_rows
 
     out.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
     b = budget
     for length in lengths:
-        group = [
-            train_one(
-                task_name,
-                length,
-                cell,
-                b,
-                out / f"{task_name}-{cell}-T{length}",
-                progress,
-                device=device,
-                force=force,
-            )
-            for cell in cells
-        ]
+        group = []
+        for cell in cells:
+            for k in range(seeds):
+                folder = f"{task_name}-{cell}-T{length}" + (f"-s{b.seed + k}" if seeds > 1 else "")
+                group.append(
+                    train_one(
+                        task_name,
+                        length,
+                        cell,
+                        dataclasses.replace(b, seed=b.seed + k),
+                        out / folder,
+                        progress,
+                        device=device,
+                        force=force,
+                    )
+                )
         runs += group
         task = group[0].task
+        group = group[::seeds]  # the first seed's runs draw the curves
         figures.learning_curves(
             {r.cell.upper(): (r.history.steps, r.history.eval_metric) for r in group},
             task.metric_name,
@@ -154,22 +162,73 @@ def compare(
             out / f"gradient-{task_name}-T{length}.png",
         )
     task = runs[0].task
+    summary = seed_rows(table_rows(runs))
     figures.metric_vs_length(
         {
             c.upper(): (
-                [r.task.seq_len for r in runs if r.cell == c],
-                [r.history.final_metric for r in runs if r.cell == c],
+                [r["T"] for r in summary if r["model"] == c.upper()],
+                [r["mean"] for r in summary if r["model"] == c.upper()],
             )
             for c in cells
         },
         task.metric_name,
         task.baseline,
-        f"{task_name}: final metric against length",
+        f"{task_name}: final metric against length"
+        + (f" (mean and range of {seeds} seeds)" if seeds > 1 else ""),
         out / f"metric-vs-length-{task_name}.png",
+        spread={
+            c.upper(): (
+                [r["min"] for r in summary if r["model"] == c.upper()],
+                [r["max"] for r in summary if r["model"] == c.upper()],
+            )
+            for c in cells
+        },
     )
-    rows = table_rows(runs)
+    rows = table_rows(runs) if seeds == 1 else summary
     (out / f"compare-{task_name}.json").write_text(json.dumps(rows, indent=2))
     return rows
+
+
+def seed_rows(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """One row per task, length and model from per-run rows: the mean, lowest and highest
+    held-out metric, how many seeds solved it, and the mean steps of those that did."""
+    groups: dict[tuple, list[dict[str, object]]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["T"], r["model"]), []).append(r)
+    out = []
+    for (task, length, model), rs in groups.items():
+        finals = [float(r["final"]) for r in rs]
+        solved = [r for r in rs if r["solved"]]
+        out.append(
+            {
+                "task": task,
+                "T": length,
+                "model": model,
+                "metric": rs[0]["metric"],
+                "baseline": rs[0]["baseline"],
+                "seeds": len(rs),
+                "mean": round(sum(finals) / len(finals), 4),
+                "min": round(min(finals), 4),
+                "max": round(max(finals), 4),
+                "solved": f"{len(solved)}/{len(rs)}",
+                "steps_to_solve": round(sum(r["steps"] for r in solved) / len(solved))
+                if solved
+                else None,
+            }
+        )
+    return out
+
+
+def format_seed_table(rows: list[dict[str, object]]) -> str:
+    head = "| task | T / gap | model | metric | mean | range | baseline | solved | steps to solve |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['T']} | {r['model']} | {r['metric']} | {r['mean']} "
+            f"| {r['min']}-{r['max']} | {r['baseline']} | {r['solved']} "
+            f"| {r['steps_to_solve'] if r['steps_to_solve'] is not None else '-'} |"
+        )
+    return "\n".join(lines)
 
 
 def flow_by_distance(run: Run, seed: int = 0) -> torch.Tensor:

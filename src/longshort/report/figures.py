@@ -145,11 +145,16 @@ def metric_vs_length(
     baseline: float,
     title: str,
     path: Path | str | None = None,
+    spread: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> Figure:
-    """results: label -> (sequence lengths, final metric)."""
+    """results: label -> (sequence lengths, final metric, the mean over seeds); spread:
+    label -> (lowest, highest) over the seeds, drawn as a band."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for label, (lengths, values) in results.items():
-        ax.plot(lengths, values, marker="o", label=label)
+        (line,) = ax.plot(lengths, values, marker="o", label=label)
+        if spread and label in spread:
+            lo, hi = spread[label]
+            ax.fill_between(lengths, lo, hi, color=line.get_color(), alpha=0.2)
     ax.axhline(baseline, color="grey", ls="--", label="baseline")
     ax.set(xlabel="sequence length / gap", ylabel=f"held-out {metric}", title=title)
     ax.legend()
