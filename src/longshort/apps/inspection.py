@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from longshort.apps.runs import run_kind
 from longshort.inspect import carousel, half_life, trace
 from longshort.report import figures
 from longshort.tasks import TASKS, Task, make_task
@@ -31,10 +32,7 @@ def read_run_kind(path: Path) -> str:
             f"{path}: not a run folder (no {CONFIG}); give a folder written by longshort train, "
             "compare or demo"
         )
-    try:
-        kind = json.loads(config_path.read_text()).get("task", {}).get("task")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        kind = None  # load() below names what is wrong with the file
+    kind = run_kind(path)  # None: load() below names what is wrong with the file
     if kind in OTHER_RUNS:
         raise ValueError(
             f"{path} is {OTHER_RUNS[kind].format(path=path)}; inspect reads runs of the "

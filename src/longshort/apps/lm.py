@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import torch
 
-from longshort.apps.runs import fit_in, record
+from longshort.apps.runs import fit_in, record, run_kind
 from longshort.data import CharStream, CharVocab, read_texts, shakespeare_corpus, stdlib_corpus
 from longshort.train import Policy
 from longshort.train.checkpoint import load
@@ -37,6 +36,8 @@ def train_lm(
 ) -> dict[str, object]:
     """Train on `files` (UTF-8) or, with none, the Python standard library's own sources.
     dropout None picks one for the corpus size (:func:`default_dropout`)."""
+    if dropout is not None and not 0 <= dropout < 1:
+        raise ValueError(f"--dropout must be a number in [0, 1), got {dropout}")
     if files:
         text, corpus = read_texts(files)
     elif corpus_name == "shakespeare":
@@ -104,13 +105,6 @@ def default_dropout(chars: int) -> float:
     return 0.1 if chars < 2_000_000 else 0.0
 
 
-def _run_kind(path: Path) -> str | None:
-    try:
-        return json.loads((path / "config.json").read_text()).get("task", {}).get("task")
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return None
-
-
 def sample(
     checkpoint: Path, prime: str, length: int = 300, temperature: float = 0.8, seed: int = 0
 ) -> str:
@@ -121,7 +115,7 @@ def sample(
         raise ValueError(f"--length must be a whole number of characters >= 0, got {length}")
     if not checkpoint.is_dir():
         raise ValueError(f"{checkpoint}: no such run folder")
-    kind = _run_kind(checkpoint)
+    kind = run_kind(checkpoint)
     if kind != "charlm":
         raise ValueError(
             f"{checkpoint} is not a language model run (it was trained on {kind or 'no task'}); "

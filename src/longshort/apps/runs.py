@@ -22,6 +22,15 @@ RUN = "run.json"  # what a run is: the model and the data it learns from, checke
 _OUTPUTS = (RUN, CONFIG, WEIGHTS, "metrics.jsonl", "summary.json", "learning-curve.png")
 
 
+def run_kind(path: Path) -> str | None:
+    """The task a run folder was trained on (config.json's task.task: "adding", "charlm",
+    "classify", ...), or None when the folder holds no readable config."""
+    try:
+        return json.loads((path / CONFIG).read_text()).get("task", {}).get("task")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+
+
 class RunFolderError(ValueError):
     """A run folder that cannot be used as asked; the message says why and what to do."""
 

@@ -168,15 +168,13 @@ def rnn_forward(
     return RNNForward(out.clone() if mask is None else out, h.clone(), hs)
 
 
-def rnn_outputs(
-    x: Tensor, h0: Tensor, w: RNNWeights, lengths: Tensor | None, nonlinearity: str
-) -> tuple[Tensor, Tensor]:
-    """out, h_n of :func:`rnn_forward` without writing into buffers (see :func:`lstm_outputs`)."""
-    xw = _input_projection(x, w.w_ih, w.b_ih, w.b_hh)
-    mask = step_mask(lengths, x.shape[0])
+def _h_outputs(step, xw: Tensor, h0: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+    """out, h_n of a cell whose only state is h, step(xw_t, h) -> h_t, without writing into
+    buffers (see :func:`lstm_outputs`)."""
+    mask = step_mask(lengths, xw.shape[0])
     h, outs = h0, []
-    for t in range(x.shape[0]):
-        h_new = rnn_cell.forward_step(xw[t], h, w.w_hh, nonlinearity)
+    for t in range(xw.shape[0]):
+        h_new = step(xw[t], h)
         if mask is not None:
             h = torch.where(mask[t], h_new, h)
             outs.append(torch.where(mask[t], h_new, 0))
@@ -184,6 +182,16 @@ def rnn_outputs(
             h = h_new
             outs.append(h)
     return torch.stack(outs), h
+
+
+def rnn_outputs(
+    x: Tensor, h0: Tensor, w: RNNWeights, lengths: Tensor | None, nonlinearity: str
+) -> tuple[Tensor, Tensor]:
+    """out, h_n of :func:`rnn_forward`, differentiable twice (see :func:`lstm_outputs`)."""
+    xw = _input_projection(x, w.w_ih, w.b_ih, w.b_hh)
+    return _h_outputs(
+        lambda xw_t, h: rnn_cell.forward_step(xw_t, h, w.w_hh, nonlinearity), xw, h0, lengths
+    )
 
 
 def rnn_backward(
@@ -238,19 +246,11 @@ def gru_forward(x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None) ->
 def gru_outputs(
     x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None
 ) -> tuple[Tensor, Tensor]:
-    """out, h_n of :func:`gru_forward` without writing into buffers (see :func:`lstm_outputs`)."""
+    """out, h_n of :func:`gru_forward`, differentiable twice (see :func:`lstm_outputs`)."""
     xw = _input_projection(x, w.w_ih, w.b_ih, None)
-    mask = step_mask(lengths, x.shape[0])
-    h, outs = h0, []
-    for t in range(x.shape[0]):
-        _, h_new = gru_cell.forward_step(xw[t], h, w.w_hh, w.b_hh)
-        if mask is not None:
-            h = torch.where(mask[t], h_new, h)
-            outs.append(torch.where(mask[t], h_new, 0))
-        else:
-            h = h_new
-            outs.append(h)
-    return torch.stack(outs), h
+    return _h_outputs(
+        lambda xw_t, h: gru_cell.forward_step(xw_t, h, w.w_hh, w.b_hh)[1], xw, h0, lengths
+    )
 
 
 def gru_backward(

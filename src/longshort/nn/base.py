@@ -72,6 +72,11 @@ class RecurrentBase(nn.RNNBase):
         check_finite: bool = False,
     ) -> None:
         name = type(self).__name__
+        if proj_size and self.torch_class is not nn.LSTM:  # as torch.nn answers it
+            raise ValueError(
+                f"{name}: proj_size argument is only supported for LSTM, not {name}; "
+                f"got {proj_size!r}"
+            )
         self.check_finite = check_finite
         if recompute_segment is not None and (
             not isinstance(recompute_segment, int) or recompute_segment < 1

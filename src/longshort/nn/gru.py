@@ -42,10 +42,6 @@ class GRU(RecurrentBase):
         check_finite: bool = False,
         proj_size: int = 0,
     ) -> None:
-        if proj_size:  # as torch.nn.GRU answers it
-            raise ValueError(
-                f"GRU: proj_size argument is only supported for LSTM, not GRU; got {proj_size!r}"
-            )
         super().__init__(
             input_size,
             hidden_size,
@@ -54,7 +50,7 @@ class GRU(RecurrentBase):
             batch_first,
             dropout,
             bidirectional,
-            0,
+            proj_size,
             device,
             dtype,
             check_finite=check_finite,

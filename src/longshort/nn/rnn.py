@@ -39,10 +39,6 @@ class RNN(RecurrentBase):
         check_finite: bool = False,
         proj_size: int = 0,
     ) -> None:
-        if proj_size:  # as torch.nn.RNN answers it
-            raise ValueError(
-                f"RNN: proj_size argument is only supported for LSTM, not RNN; got {proj_size!r}"
-            )
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
@@ -54,7 +50,7 @@ class RNN(RecurrentBase):
             batch_first,
             dropout,
             bidirectional,
-            0,
+            proj_size,
             device,
             dtype,
             check_finite=check_finite,

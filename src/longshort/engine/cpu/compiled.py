@@ -24,6 +24,7 @@ from longshort.engine.cpu import cache
 
 cache.refresh()
 
+from longshort.engine import reference  # noqa: E402
 from longshort.engine.cpu import gru, lstm, rnn, rows  # noqa: E402
 from longshort.engine.cpu.activations import gate_coefficients  # noqa: E402
 from longshort.engine.cpu.blas import BF16, matmul_at, matmul_w, matmul_wt  # noqa: E402
@@ -310,12 +311,8 @@ def gru_forward(x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None) ->
 
     flops = 2 * batch * 3 * hidden * hidden
     rows.run(gru.forward, rows.ranges(batch, flops=flops * steps), args, flops)
-    out = hs.clone() if lengths is None else torch.where(_step_mask(lengths, steps), hs, 0)
+    out = hs.clone() if lengths is None else torch.where(reference.step_mask(lengths, steps), hs, 0)
     return GRUForward(out, h, gates, hs)
-
-
-def _step_mask(lengths: Tensor, steps: int) -> Tensor:
-    return (torch.arange(steps)[:, None] < lengths[None, :]).unsqueeze(-1)
 
 
 def gru_backward(
