@@ -171,7 +171,9 @@ def _budget(args: argparse.Namespace):
 def _policy(args: argparse.Namespace):
     from longshort.train import Policy
 
-    return Policy(args.patience, args.plateau, weight_decay=args.weight_decay)
+    policy = Policy(args.patience, args.plateau, weight_decay=args.weight_decay)
+    policy.check()  # before any run folder is touched
+    return policy
 
 
 def build_parser() -> argparse.ArgumentParser:

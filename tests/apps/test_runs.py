@@ -143,6 +143,9 @@ def test_command_line_mistakes_are_one_line(tmp_path, capsys):
         (["lm", "sample", str(tmp_path / "run")], "not a language model run"),
         (["lm", "sample", str(lm), "--length", "-5"], "argument --length"),
         (["train", "--task", "adding", "--seq-len", "5", "--max-minutes", "-1"], "--max-minutes"),
+        (["train", "--task", "adding", "--seq-len", "5", "--weight-decay", "-1"], "--weight-decay"),
+        ([*lm_args, "--dropout", "1.5", "--out", str(tmp_path / "lm2")], "--dropout"),
+        (["compare", "--task", "adding", "--seq-len", "5", "--seeds", "0"], "--seeds"),
     ]
     for argv, expected in cases:
         if argv[0] == "train" and "--device" in argv:
