@@ -14,9 +14,24 @@ from torch import Tensor
 
 from longshort.engine import eager, ops
 from longshort.engine.dispatch import cpu_engine, use_cpu_engine
-from longshort.engine.types import GRUForward, LSTMForward, RNNForward
+from longshort.engine.types import (
+    GRUForward,
+    LSTMForward,
+    LSTMVariant,
+    RNNForward,
+    VariantForward,
+    VariantMasks,
+    VariantWeights,
+)
 
-__all__ = ["cpu_engine", "gru_layer", "lstm_layer", "rnn_layer", "use_cpu_engine"]
+__all__ = [
+    "cpu_engine",
+    "gru_layer",
+    "lstm_layer",
+    "rnn_layer",
+    "use_cpu_engine",
+    "variant_layer",
+]
 
 
 def lstm_layer(
@@ -43,6 +58,35 @@ def lstm_layer(
     if torch.compiler.is_compiling():
         return LSTMForward(*ops.lstm_fwd(*args))
     return LSTMForward(*eager.LSTMLayer.apply(*eager.autocast(args)))
+
+
+def variant_layer(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w: VariantWeights,
+    v: LSTMVariant,
+    masks: VariantMasks = VariantMasks(),
+    lengths: Tensor | None = None,
+    segment: int = 0,
+) -> VariantForward:
+    """One layer of an LSTM variant (:mod:`longshort.cells.lstm_variant`), one direction.
+
+    x (T, B, I); h0 (B, P); c0 (B, H); w and masks as :class:`VariantWeights` and
+    :class:`VariantMasks` describe them. Returns out (T, B, P), h_n (B, P), c_n (B, H), the
+    gate blocks (T, B, G) and cs (T+1, B, H); rec is left empty. ``torch.compile`` runs the
+    layer eagerly (a graph break): the variants have no custom operator.
+    """
+    x, h0, c0, zone_c, zone_h, keep, *weights = eager.autocast((x, h0, c0, *masks, *w))
+    out, h_n, c_n, gates, cs = _variant_apply(
+        x, h0, c0, v, zone_c, zone_h, keep, lengths, segment, *weights
+    )
+    return VariantForward(out, h_n, c_n, gates, cs, x.new_empty(0))
+
+
+@torch.compiler.disable
+def _variant_apply(*args):
+    return eager.VariantLayer.apply(*args)
 
 
 def rnn_layer(

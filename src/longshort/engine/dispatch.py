@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 
 from longshort.engine import reference
-from longshort.engine.types import Engine, LSTMWeights
+from longshort.engine.types import Engine, LSTMWeights, VariantWeights
 
 _state = {"cpu": "compiled"}
 
@@ -30,6 +30,14 @@ def lstm_engine(x: torch.Tensor, w: LSTMWeights) -> Engine:
         return reference
     compiled = _compiled()
     return compiled if compiled.supports_lstm(x, w) else reference
+
+
+def variant_engine(x: torch.Tensor, w: VariantWeights) -> Engine:
+    """The engine that runs the loop of a variant LSTM layer on x with weights w."""
+    if x.device.type != "cpu" or _state["cpu"] != "compiled":
+        return reference
+    compiled = _compiled()
+    return compiled if compiled.supports_variant(x, w) else reference
 
 
 def rnn_engine(x: torch.Tensor) -> Engine:

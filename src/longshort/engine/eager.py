@@ -22,14 +22,18 @@ import contextlib
 import torch
 from torch import Tensor
 
-from longshort.engine import dispatch, gradient_norms, reference, segmented
+from longshort.engine import dispatch, gradient_norms, reference, segmented, variant
 from longshort.engine.types import (
     GRUForward,
     GRUWeights,
     LSTMForward,
+    LSTMVariant,
     LSTMWeights,
     RNNForward,
     RNNWeights,
+    VariantForward,
+    VariantMasks,
+    VariantWeights,
 )
 
 
@@ -167,6 +171,54 @@ class GRULayer(torch.autograd.Function):
             g.db_hh if has_bias else None,
             None,
         )
+
+
+class VariantLayer(torch.autograd.Function):
+    """apply(x, h0, c0, v, zone_c, zone_h, keep, lengths, segment, *VariantWeights fields)
+    -> out, h_n, c_n, gates, cs (the fields of VariantForward but rec)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, v, zone_c, zone_h, keep, lengths, segment, *weights):
+        w, masks = VariantWeights(*weights), VariantMasks(zone_c, zone_h, keep)
+        engine = dispatch.variant_engine(x, w)
+        with _no_autocast(x.device):
+            if segment > 0:
+                res = variant.segmented_forward(engine, segment, x, h0, c0, w, v, masks, lengths)
+                wx = x.new_empty(0)
+            else:
+                res, wx = variant.forward(engine, x, h0, c0, w, v, masks, lengths)
+        ctx.mark_non_differentiable(res.gates, res.cs)
+        ctx.engine, ctx.segment, ctx.v = engine, segment, v
+        ctx.save_for_backward(
+            x, h0, c0, *masks, lengths, res.out, res.gates, res.cs, res.rec, wx, *w
+        )
+        return res.out, res.h_n, res.c_n, res.gates, res.cs
+
+    @staticmethod
+    def backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cs):
+        x, h0, c0, zone_c, zone_h, keep, lengths, out, gates, cs, rec, wx, *weights = (
+            ctx.saved_tensors
+        )
+        w, masks, v = VariantWeights(*weights), VariantMasks(zone_c, zone_h, keep), ctx.v
+        if torch.is_grad_enabled():  # create_graph=True: a backward that can be differentiated
+            grads = _differentiable(
+                lambda *a: variant.outputs(*a[:3], VariantWeights(*a[3:]), v, masks, lengths),
+                (x, h0, c0, *w),
+                (d_out, d_hn, d_cn),
+            )
+            return (*grads[:3], *[None] * 6, *grads[3:])
+        with _no_autocast(x.device):
+            if ctx.segment > 0:
+                g = variant.segmented_backward(
+                    ctx.engine, ctx.segment, d_out, d_hn, d_cn, x, w, v, masks, lengths, cs
+                )
+            else:
+                saved = VariantForward(out, d_hn, d_cn, gates, cs, rec)  # h_n, c_n unread
+                g = variant.backward(
+                    ctx.engine, d_out, d_hn, d_cn, x, h0, w, v, masks, lengths, saved, wx
+                )
+        gradient_norms.record("lstm", g.norms)
+        return (g.dx, g.dh0, g.dc0, *[None] * 6, *g.weights)
 
 
 def _differentiable(forward, inputs: tuple, grad_outputs: tuple) -> tuple:

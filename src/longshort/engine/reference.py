@@ -16,6 +16,7 @@ from torch import Tensor
 
 from longshort.cells import gru as gru_cell
 from longshort.cells import lstm as lstm_cell
+from longshort.cells import lstm_variant as variant_cell
 from longshort.cells import rnn as rnn_cell
 from longshort.engine.types import (
     GRUForward,
@@ -23,10 +24,15 @@ from longshort.engine.types import (
     GRUWeights,
     LSTMForward,
     LSTMGrads,
+    LSTMVariant,
     LSTMWeights,
     RNNForward,
     RNNGrads,
     RNNWeights,
+    VariantForward,
+    VariantLoopGrads,
+    VariantMasks,
+    VariantWeights,
 )
 
 name = "reference"
@@ -286,3 +292,105 @@ def gru_backward(
     dw_ih = dgi2.T @ x.flatten(0, 1)
     dw_hh = dgh2.T @ h_prev.flatten(0, 1)
     return GRUGrads(dgi @ w.w_ih, dh, dw_ih, dw_hh, dgi2.sum(0), dgh2.sum(0), norms)
+
+
+def variant_forward(
+    xa: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w: VariantWeights,
+    v: LSTMVariant,
+    masks: VariantMasks,
+    lengths: Tensor | None,
+) -> VariantForward:
+    """The loop of a variant layer: see :class:`longshort.engine.types.VariantForward`."""
+    steps, batch, _ = xa.shape
+    mask = step_mask(lengths, steps)
+    out = xa.new_empty(steps, batch, h0.shape[1])
+    gates = torch.empty_like(xa)
+    rec = torch.empty_like(xa) if v.layer_norm else xa.new_empty(0)
+    cs = xa.new_empty(steps + 1, batch, c0.shape[1])
+    cs[0] = c0
+    h = h0
+    for t in range(steps):
+        gates[t], c, h_new, r = variant_cell.forward_step(xa[t], h, cs[t], w, v, masks.at(t))
+        if v.layer_norm:
+            rec[t] = r
+        if mask is not None:
+            c = torch.where(mask[t], c, cs[t])  # padding: carry the state unchanged
+            out[t] = torch.where(mask[t], h_new, 0)
+            h = torch.where(mask[t], h_new, h)
+        else:
+            out[t] = h = h_new
+        cs[t + 1] = c
+    return VariantForward(out, h.clone(), cs[steps].clone(), gates, cs, rec)
+
+
+def variant_outputs(
+    xa: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w: VariantWeights,
+    v: LSTMVariant,
+    masks: VariantMasks,
+    lengths: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """out, h_n, c_n of :func:`variant_forward`, differentiable twice (see
+    :func:`lstm_outputs`)."""
+    mask = step_mask(lengths, xa.shape[0])
+    h, c, outs = h0, c0, []
+    for t in range(xa.shape[0]):
+        _, c_new, h_new, _ = variant_cell.forward_step(xa[t], h, c, w, v, masks.at(t))
+        if mask is not None:
+            c, h = torch.where(mask[t], c_new, c), torch.where(mask[t], h_new, h)
+            outs.append(torch.where(mask[t], h_new, 0))
+        else:
+            c, h = c_new, h_new
+            outs.append(h)
+    return torch.stack(outs), h, c
+
+
+def variant_backward(
+    d_out: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+    h0: Tensor,
+    w: VariantWeights,
+    v: LSTMVariant,
+    masks: VariantMasks,
+    lengths: Tensor | None,
+    saved: VariantForward,
+) -> VariantLoopGrads:
+    """BPTT of :func:`variant_forward`: see :class:`longshort.engine.types.VariantLoopGrads`."""
+    gates, cs, rec = saved.gates, saved.cs, saved.rec
+    steps, batch, _ = gates.shape
+    mask = step_mask(lengths, steps)
+    da = torch.empty_like(gates)
+    dr = torch.empty_like(gates) if v.layer_norm else da
+    dn = torch.empty_like(cs[1:]) if v.layer_norm else None
+    dhp = torch.empty_like(saved.out) if w.w_hr is not None else None
+    norms = gates.new_empty(steps, batch, 2)
+    dh, dc = d_hn, d_cn
+    for t in reversed(range(steps)):
+        dh_t = dh + d_out[t]
+        if mask is not None:
+            dh_t = torch.where(mask[t], dh_t, 0)
+        r = rec[t] if v.layer_norm else None
+        da_t, dr_t, dn_t, dhp_t, dh_prev, dc_prev, dc_t = variant_cell.backward_step(
+            dh_t, dc, gates[t], cs[t], r, w, v, masks.at(t)
+        )
+        norms[t, :, 0] = dh_t.norm(dim=1)
+        norms[t, :, 1] = dc_t.norm(dim=1)
+        if mask is not None:  # padding: the gradient passes the step untouched
+            da_t, dr_t = torch.where(mask[t], da_t, 0), torch.where(mask[t], dr_t, 0)
+            dn_t = None if dn_t is None else torch.where(mask[t], dn_t, 0)
+            dh_prev = torch.where(mask[t], dh_prev, dh)
+            dc_prev = torch.where(mask[t], dc_prev, dc)
+            norms[t, :, 1:] = torch.where(mask[t], norms[t, :, 1:], 0)
+        da[t], dr[t] = da_t, dr_t
+        if dn is not None:
+            dn[t] = dn_t
+        if dhp is not None:
+            dhp[t] = dhp_t
+        dh, dc = dh_prev, dc_prev
+    return VariantLoopGrads(da, dr, dn, dhp, dh, dc, norms)

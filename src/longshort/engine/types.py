@@ -49,6 +49,108 @@ class LSTMGrads(NamedTuple):
     norms: Tensor  # (T, B, 2): ||dL/dh_t|| and ||dL/dC_t|| of every step, 0 at padding
 
 
+class LSTMVariant(NamedTuple):
+    """Which of the LSTM's variants a layer runs (hashable, fixed per module).
+
+    The gate blocks of the weights (G = blocks * H rows) are [i, f, g, o] with the forget gate,
+    [i, g, o] without it (``forget_gate=False``: f_t = 1, the 1997 LSTM) and [f, g, o] with
+    coupled gates (``coupled=True``: i_t = 1 - f_t). Peephole weights follow the same order
+    without g: [p_i, p_f, p_o], [p_i, p_o] or [p_f, p_o].
+    """
+
+    forget_gate: bool = True
+    peephole: bool = False
+    coupled: bool = False
+    layer_norm: bool = False
+
+    @property
+    def blocks(self) -> int:
+        """Gate blocks in the weights: 4, or 3 without a forget gate or with coupled gates."""
+        return 4 if self.forget_gate and not self.coupled else 3
+
+    @property
+    def has_input_gate(self) -> bool:
+        return not self.coupled
+
+
+class VariantWeights(NamedTuple):
+    """One variant LSTM layer and direction (G = blocks * H, see :class:`LSTMVariant`)."""
+
+    w_ih: Tensor  # (G, I)
+    w_hh: Tensor  # (G, P)
+    b_ih: Tensor | None = None  # (G,)
+    b_hh: Tensor | None = None  # (G,)
+    w_hr: Tensor | None = None  # (P, H), the projection (proj_size)
+    w_ch: Tensor | None = None  # ((blocks - 1) * H,), the peepholes, with peephole
+    ln_ih: Tensor | None = None  # (G,), gain of LN(W x_t), with layer_norm
+    ln_hh: Tensor | None = None  # (G,), gain of LN(U h_{t-1}), with layer_norm
+    ln_c_w: Tensor | None = None  # (H,), gain of LN(C_t), with layer_norm
+    ln_c_b: Tensor | None = None  # (H,), bias of LN(C_t), with layer_norm
+
+
+class VariantMasks(NamedTuple):
+    """The random (training) or expected (evaluation) masks of one call, drawn by the module.
+
+    zone_c (T or 1, B or 1, H) and zone_h (T or 1, B or 1, P): the probability (evaluation) or
+    the 0/1 draw (training) of each unit keeping its previous C or h (zoneout), None for none;
+    keep (B, P): the recurrent dropout mask on h_{t-1}, 0 or 1/(1-p), one per sequence, or None.
+    """
+
+    zone_c: Tensor | None = None
+    zone_h: Tensor | None = None
+    keep: Tensor | None = None
+
+    def at(self, t: int) -> VariantMasks:
+        """The masks of step t: zone_c (B or 1, H), zone_h (B or 1, P), keep (B, P)."""
+        zc, zh = self.zone_c, self.zone_h
+        return VariantMasks(
+            None if zc is None else zc[t if zc.shape[0] > 1 else 0],
+            None if zh is None else zh[t if zh.shape[0] > 1 else 0],
+            self.keep,
+        )
+
+    def steps(self, start: int, stop: int) -> VariantMasks:
+        """The masks of steps [start, stop) (recomputation in segments)."""
+
+        def part(m: Tensor | None) -> Tensor | None:
+            return m if m is None or m.shape[0] == 1 else m[start:stop]
+
+        return VariantMasks(part(self.zone_c), part(self.zone_h), self.keep)
+
+
+class VariantForward(NamedTuple):
+    """What a variant layer's recurrent loop returns; all but out, h_n, c_n are saved for BPTT."""
+
+    out: Tensor  # (T, B, P), zero at padded steps
+    h_n: Tensor  # (B, P)
+    c_n: Tensor  # (B, H)
+    gates: Tensor  # (T, B, G): the gate blocks after their nonlinearities
+    cs: Tensor  # (T+1, B, H) = [C_0 .. C_T], the carried cell states (after zoneout)
+    rec: Tensor  # (T, B, G) the recurrent products U h_{t-1} (layer_norm), else (0,)
+
+
+class VariantLoopGrads(NamedTuple):
+    """What a variant layer's BPTT loop returns; the weight gradients follow from these."""
+
+    da: Tensor  # (T, B, G): dL/da_t at the gates' pre-activations (input and bias path)
+    dr: Tensor  # (T, B, G): dL/d(U h_{t-1}) (layer_norm), else the same tensor as da
+    dn: Tensor | None  # (T, B, H): dL/dLN(C_t) (layer_norm), else None
+    dhp: Tensor | None  # (T, B, P): dL/dh'_t at the projection's output (proj_size), else None
+    dh0: Tensor  # (B, P)
+    dc0: Tensor  # (B, H)
+    norms: Tensor  # (T, B, 2): ||dL/dh_t|| and ||dL/dC_t|| of every step, 0 at padding
+
+
+class VariantGrads(NamedTuple):
+    """What a variant layer's BPTT returns, one gradient per input of the layer."""
+
+    dx: Tensor  # (T, B, I)
+    dh0: Tensor  # (B, P)
+    dc0: Tensor  # (B, H)
+    weights: VariantWeights  # gradients in the weights' fields; None where a weight is None
+    norms: Tensor  # (T, B, 2)
+
+
 class RNNWeights(NamedTuple):
     """One vanilla RNN layer and direction."""
 
@@ -149,6 +251,32 @@ class Engine(Protocol):
     def gru_forward(
         self, x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None
     ) -> GRUForward: ...
+
+    def variant_forward(
+        self,
+        xa: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        w: VariantWeights,
+        v: LSTMVariant,
+        masks: VariantMasks,
+        lengths: Tensor | None,
+    ) -> VariantForward:
+        """The recurrent loop of a variant LSTM layer; xa (T, B, G) is its input part."""
+        ...
+
+    def variant_backward(
+        self,
+        d_out: Tensor,
+        d_hn: Tensor,
+        d_cn: Tensor,
+        h0: Tensor,
+        w: VariantWeights,
+        v: LSTMVariant,
+        masks: VariantMasks,
+        lengths: Tensor | None,
+        saved: VariantForward,
+    ) -> VariantLoopGrads: ...
 
     def gru_backward(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -15,7 +15,10 @@ from longshort.nn import GRU, LSTM, RNN
 class Trace:
     """One layer and direction, time-major (T, B, H) each, zero at padded steps.
 
-    LSTM: i, f, g (= C~), o, c and h (before any projection). GRU: r, z, n and h; its update
+    LSTM: i, f, g (= C~), o, c and h (before any projection). The LSTM's variants show
+    f = 1 without a forget gate and i = 1 - f with coupled gates; c is the carried C_t (after
+    zoneout), h is o_t ⊙ tanh(C'_t) (after layer norm, before zoneout), and extras holds
+    "c_new" (C'_t before zoneout) and, with layer norm, "c_norm" (LN(C'_t)·γ + β). GRU: r, z, n and h; its update
     gate z is the LSTM's forget gate's counterpart (∂h_t/∂h_{t-1} = z_t along the additive
     path), so ``carousel(tr.z)`` is its carousel. RNN: h only.
     """
@@ -31,6 +34,7 @@ class Trace:
     r: Tensor | None = None
     z: Tensor | None = None
     n: Tensor | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
 
 def trace(
@@ -72,6 +76,12 @@ def trace(
             continue
         i, f, g, o = gates.chunk(4, dim=2)
         c = layer.cells if mask is None else torch.where(mask, layer.cells, 0)
-        h = o * torch.tanh(c)  # h_t = o_t ⊙ tanh(C_t) (before any projection)
-        result.append(Trace(layer_index, direction, h, i, f, g, o, c))
+        extras = {
+            k: t if mask is None else torch.where(mask, t, 0)
+            for k, t in (layer.extras or {}).items()
+        }
+        h = extras.pop("h_new", None)
+        if h is None:
+            h = o * torch.tanh(c)  # h_t = o_t ⊙ tanh(C_t) (before any projection)
+        result.append(Trace(layer_index, direction, h, i, f, g, o, c, extras=extras))
     return result

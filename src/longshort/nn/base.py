@@ -27,12 +27,16 @@ class LayerTrace(NamedTuple):
     [r, z, n, W_hn h_{t-1} + b_hn] (G = 4H), for the RNN h_t (G = H);
     cells: (T, B, H) the cell states C_1 .. C_T (LSTM), None for the others;
     states: (T, B, H) the hidden states h_1 .. h_T (GRU), None for the others.
+    extras: for the LSTM's variants, "c_new" C'_t before zoneout, "h_new" o_t ⊙ tanh(·)
+    before projection and zoneout, "c_norm" LN(C'_t) with layer norm.
     Steps past a sequence's length hold what the engine computed there (masked by callers).
     """
 
     gates: Tensor
     cells: Tensor | None
     states: Tensor | None = None
+    extras: dict[str, Tensor] | None = None  # a variant's own quantities, (T, B, H) each
+    variant: tuple | None = None  # (weights, LSTMVariant) until the trace is finished
 
 
 class Prepared(NamedTuple):
@@ -280,6 +284,10 @@ class RecurrentBase(nn.RNNBase):
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         raise NotImplementedError
 
+    def _finish_trace(self, trace: LayerTrace) -> LayerTrace:
+        """The trace a user sees, from what the engine saved (subclasses may override)."""
+        return trace
+
     def _run(
         self, prep: Prepared, states: tuple[Tensor, ...], want_trace: bool = False
     ) -> tuple[Tensor, tuple[Tensor, ...], list[LayerTrace]]:
@@ -304,10 +312,10 @@ class RecurrentBase(nn.RNNBase):
                     _check_layer_finite(type(self).__name__, out, layer, direction)
                 if direction:
                     out = sequence.reverse(out, rev)
+                if want_trace:
+                    trace = self._finish_trace(trace)
                 if direction and want_trace:
-                    trace = LayerTrace(
-                        *(None if t is None else sequence.reverse(t, rev) for t in trace)
-                    )
+                    trace = _reverse_trace(trace, rev)
                 outs.append(out)
                 if want_trace:
                     traces.append(trace)
@@ -354,6 +362,13 @@ class RecurrentBase(nn.RNNBase):
         if self.batch_first:
             out = out.transpose(0, 1)
         return out, finals, traces
+
+
+def _reverse_trace(trace: LayerTrace, rev: Tensor) -> LayerTrace:
+    """A reverse direction's trace in input order."""
+    flip = lambda t: None if t is None else sequence.reverse(t, rev)  # noqa: E731
+    extras = None if trace.extras is None else {k: flip(t) for k, t in trace.extras.items()}
+    return LayerTrace(flip(trace.gates), flip(trace.cells), flip(trace.states), extras)
 
 
 def _check_layer_finite(owner: str, out: Tensor, layer: int, direction: int) -> None:

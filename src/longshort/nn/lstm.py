@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from longshort import engine
+from longshort.nn import variants
 from longshort.nn.base import LayerTrace, RecurrentBase
 
 
@@ -32,6 +33,20 @@ class LSTM(RecurrentBase):
       recompute_segment: if set to S, training runs each layer in segments of S steps and
         recomputes a segment's gates during BPTT instead of keeping them, so memory grows
         with T/S + S instead of T (S near sqrt(T) is the usual choice). Same results.
+      Variants (any combination; equations in the README and in
+        :mod:`longshort.cells.lstm_variant`; ``to_torch()`` refuses them):
+      forget_gate: False runs the LSTM of Hochreiter and Schmidhuber (1997), f_t = 1: the
+        pure constant error carousel; the weights then hold 3 gate blocks [i, g, o].
+      peephole: True lets i_t and f_t see C_{t-1} and o_t see C_t (Gers and Schmidhuber
+        2000) through diagonal weights ``weight_ch_l{k}``.
+      coupled_gates: True sets i_t = 1 - f_t (CIFG); 3 gate blocks [f, g, o].
+      layer_norm: True normalises the input and recurrent pre-activations and the cell state
+        before tanh (Ba et al. 2016), with gains ``weight_ln_{ih,hh,c}_l{k}`` and bias
+        ``bias_ln_c_l{k}``.
+      zoneout: z or (z_c, z_h): in training each unit keeps its previous C (h) with
+        probability z_c (z_h); in evaluation the expectation (Krueger et al. 2017).
+      recurrent_dropout: p: in training, one dropout mask per sequence on h_{t-1} in the
+        recurrent product (Gal and Ghahramani 2016).
       check_finite: if True, a NaN or inf in the input or the initial states raises ValueError
         naming where it is, and one in a layer's output raises FloatingPointError naming the
         layer, the direction and the first step where it appeared. Off by default, as in
@@ -58,10 +73,49 @@ class LSTM(RecurrentBase):
         *args,
         forget_bias: float | None = None,
         input_bias: float | None = None,
+        forget_gate: bool = True,
+        peephole: bool = False,
+        coupled_gates: bool = False,
+        layer_norm: bool = False,
+        zoneout: float | tuple[float, float] = 0.0,
+        recurrent_dropout: float = 0.0,
         **kwargs,
     ) -> None:
+        name = type(self).__name__
+        self.options = variants.options(
+            name, forget_gate, peephole, coupled_gates, layer_norm, zoneout, recurrent_dropout
+        )
+        variants.check_biases(name, self.options, forget_bias, input_bias)
         self.forget_bias, self.input_bias = forget_bias, input_bias
         super().__init__(*args, **kwargs)
+        if self.options.active:
+            variants.make_parameters(self, self.options.variant, self._suffixes())
+            self._init_flat_weights()
+            self.reset_parameters()
+
+    def _suffixes(self) -> list[str]:
+        return [
+            self._param_name("", layer, direction)
+            for layer in range(self.num_layers)
+            for direction in range(self.num_directions)
+        ]
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s + ", " + self.options.describe() if self.options.active else s
+
+    def flatten_parameters(self) -> None:
+        """torch.nn's (cuDNN's weight layout); a no-op for variants, which cuDNN cannot run."""
+        if not getattr(self, "options", variants.Options()).active:
+            super().flatten_parameters()
+
+    def to_torch(self) -> nn.RNNBase:
+        if self.options.active:
+            raise ValueError(
+                f"{type(self).__name__}.to_torch: torch.nn.LSTM cannot express "
+                f"{self.options.describe()}; only the plain LSTM converts"
+            )
+        return super().to_torch()
 
     def _mode(self) -> str:
         return "LSTM"
@@ -71,12 +125,17 @@ class LSTM(RecurrentBase):
         if not self.bias:
             return
         h = self.hidden_size
+        options = getattr(self, "options", variants.Options())  # torch.nn's init calls this
+        if options.active:
+            variants.reset_extras(self, self._suffixes(), h)
+        blocks = variants.bias_blocks(options.variant)
         with torch.no_grad():
             for layer in range(self.num_layers):
                 for direction in range(self.num_directions):
                     _, _, b_ih, b_hh, _ = self.layer_weights(layer, direction)
-                    for block, value in ((1, self.forget_bias), (0, self.input_bias)):
+                    for gate, value in (("forget", self.forget_bias), ("input", self.input_bias)):
                         if value is not None:
+                            block = blocks[gate]
                             b_ih[block * h : (block + 1) * h] = value
                             b_hh[block * h : (block + 1) * h] = 0.0
 
@@ -90,7 +149,35 @@ class LSTM(RecurrentBase):
         segment: int = 0,
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         h0, c0 = states
+        if self.options.active:
+            return self._run_variant(x, states, layer, direction, lengths, segment)
         out, h_n, c_n, gates, cs = engine.lstm_layer(
             x, h0, c0, *self.layer_weights(layer, direction), lengths=lengths, segment=segment
         )
         return out, (h_n, c_n), LayerTrace(gates, cs[1:])
+
+    def _run_variant(
+        self,
+        x: Tensor,
+        states: tuple[Tensor, ...],
+        layer: int,
+        direction: int,
+        lengths: Tensor | None,
+        segment: int,
+    ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
+        sizes = (self.hidden_size, self.output_size)
+        masks = variants.draw_masks(self.options, x, x.shape[0], x.shape[1], sizes, self.training)
+        w = variants.weights(self, self._param_name("", layer, direction))
+        v = self.options.variant
+        res = engine.variant_layer(x, *states, w, v, masks, lengths, segment)
+        return res.out, (res.h_n, res.c_n), LayerTrace(res.gates, res.cs, variant=(w, v))
+
+    def _finish_trace(self, trace: LayerTrace) -> LayerTrace:
+        """A variant's trace in the plain LSTM's terms: [i, f, g, o], C_t, and the extras."""
+        if trace.variant is None:
+            return trace
+        w, v = trace.variant
+        gates, cs = trace.gates.detach(), trace.cells.detach()
+        with torch.no_grad():
+            extras = variants.cell_output(gates, cs, w, v)
+        return LayerTrace(variants.full_gates(gates, v), cs[1:], extras=extras)

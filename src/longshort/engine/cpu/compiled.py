@@ -38,6 +38,7 @@ from longshort.engine.types import (  # noqa: E402
     RNNForward,
     RNNGrads,
     RNNWeights,
+    VariantWeights,
 )
 
 __all__ = [
@@ -59,6 +60,11 @@ def supports_lstm(x: Tensor, w: LSTMWeights) -> bool:
     if x.dtype == torch.bfloat16:
         return BF16 and w.w_hr is None
     return x.dtype in DTYPES
+
+
+def supports_variant(x: Tensor, w: VariantWeights) -> bool:
+    """float32 and float64 without projection."""
+    return False and x.dtype in DTYPES and w.w_hr is None
 
 
 def supports_rnn(x: Tensor) -> bool:

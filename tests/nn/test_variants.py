@@ -1,0 +1,353 @@
+"""The LSTM's variants against an independent implementation written here in plain torch ops.
+
+``manual`` below is an LSTMCell-style loop, written from the papers' equations with
+``torch.nn.functional.layer_norm`` and autograd, sharing no code with longshort. Every variant,
+alone and together, runs through both CPU engines and is compared with it: forward at 1e-5,
+gradients of every parameter and of the input and initial states at 1e-4 (float32); float64
+gradcheck covers the handwritten BPTT itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.autograd import gradcheck
+
+import longshort
+from longshort import engine
+from longshort.engine import gradient_norms
+from longshort.inspect import trace
+from longshort.engine.types import LSTMVariant, VariantMasks
+from longshort.nn import variants
+from tests.helpers import record, rel_err
+
+T, B, I, H = 6, 3, 5, 4
+
+ALONE = {
+    "no_forget": {"forget_gate": False},
+    "peephole": {"peephole": True},
+    "coupled": {"coupled_gates": True},
+    "layer_norm": {"layer_norm": True},
+    "zoneout": {"zoneout": (0.3, 0.2)},
+    "recurrent_dropout": {"recurrent_dropout": 0.25},
+}
+TOGETHER = {
+    "all_coupled": {
+        "peephole": True,
+        "coupled_gates": True,
+        "layer_norm": True,
+        "zoneout": (0.3, 0.2),
+        "recurrent_dropout": 0.25,
+    },
+    "all_no_forget": {
+        "forget_gate": False,
+        "peephole": True,
+        "layer_norm": True,
+        "zoneout": 0.1,
+        "recurrent_dropout": 0.1,
+    },
+    "peephole_ln": {"peephole": True, "layer_norm": True},
+}
+CASES = {**ALONE, **TOGETHER}
+
+
+def manual(x, h0, c0, params, kw, masks, proj=False):
+    """One layer, time-major, from the equations: a plain loop with autograd.
+
+    params: the module's parameters of layer 0 by name; masks: (zone_c (T,B,H) or None,
+    zone_h (T,B,P) or None, keep (B,P) or None)."""
+    zone_c, zone_h, keep = masks
+    names = ["i", "f", "g", "o"]
+    if kw.get("forget_gate") is False:
+        names = ["i", "g", "o"]
+    if kw.get("coupled_gates"):
+        names = ["f", "g", "o"]
+    w, u = params["weight_ih_l0"], params["weight_hh_l0"]
+    b = params["bias_ih_l0"] + params["bias_hh_l0"]
+    ln = kw.get("layer_norm", False)
+    peep = {}
+    if kw.get("peephole"):
+        peep = dict(zip([n for n in names if n != "g"], params["weight_ch_l0"].split(H)))
+
+    def norm(a, gain, bias=None):
+        return F.layer_norm(a, a.shape[-1:], eps=1e-5) * gain + (0 if bias is None else bias)
+
+    h, c, outs = h0, c0, []
+    for t in range(x.shape[0]):
+        hr = h if keep is None else h * keep
+        if ln:
+            a = norm(x[t] @ w.T, params["weight_ln_ih_l0"])
+            a = a + norm(hr @ u.T, params["weight_ln_hh_l0"]) + b
+        else:
+            a = x[t] @ w.T + hr @ u.T + b
+        blk = dict(zip(names, a.split(H, dim=1)))
+        f = torch.sigmoid(blk["f"] + peep.get("f", 0) * c) if "f" in blk else 1.0
+        i = torch.sigmoid(blk["i"] + peep.get("i", 0) * c) if "i" in blk else 1 - f
+        g = torch.tanh(blk["g"])
+        c_new = f * c + i * g
+        o = torch.sigmoid(blk["o"] + peep.get("o", 0) * c_new)
+        if ln:
+            h_new = o * torch.tanh(norm(c_new, params["weight_ln_c_l0"], params["bias_ln_c_l0"]))
+        else:
+            h_new = o * torch.tanh(c_new)
+        if proj:
+            h_new = h_new @ params["weight_hr_l0"].T
+        c = c_new if zone_c is None else zone_c[t] * c + (1 - zone_c[t]) * c_new
+        h = h_new if zone_h is None else zone_h[t] * h + (1 - zone_h[t]) * h_new
+        outs.append(h)
+    return torch.stack(outs), h, c
+
+
+def _model(kw, proj=0, dtype=torch.float32, seed=0):
+    torch.manual_seed(seed)
+    m = longshort.LSTM(I, H, proj_size=proj, dtype=dtype, **kw)
+    with torch.no_grad():  # spread the gains and biases away from their neutral start
+        for name, p in m.named_parameters():
+            if "ln" in name or "weight_ch" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+    return m
+
+
+def _masks(kw, p_size, seed=1, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    zc, zh = (
+        kw.get("zoneout", (0, 0))
+        if isinstance(kw.get("zoneout"), tuple)
+        else (kw.get("zoneout", 0),) * 2
+    )
+    p = kw.get("recurrent_dropout", 0)
+    bern = lambda prob, *s: torch.bernoulli(torch.full(s, prob, dtype=dtype), generator=g)  # noqa: E731
+    zone_c = bern(zc, T, B, H) if zc else None
+    zone_h = bern(zh, T, B, p_size) if zh else None
+    keep = bern(1 - p, B, p_size) / (1 - p) if p else None
+    return zone_c, zone_h, keep
+
+
+def _run_engine(m, x, h0, c0, masks, lengths=None, segment=0):
+    w = variants.weights(m, "_l0")
+    res = engine.variant_layer(
+        x, h0, c0, w, m.options.variant, VariantMasks(*masks), lengths, segment
+    )
+    return res.out, res.h_n, res.c_n
+
+
+@pytest.mark.parametrize("proj", [0, 3])
+@pytest.mark.parametrize("case", list(CASES))
+def test_variant_matches_manual_loop(cpu_engine, case, proj):
+    kw = CASES[case]
+    m = _model(kw, proj)
+    p_size = proj or H
+    x = torch.randn(T, B, I, requires_grad=True)
+    h0 = torch.randn(B, p_size, requires_grad=True)
+    c0 = torch.randn(B, H, requires_grad=True)
+    masks = _masks(kw, p_size)
+    got = _run_engine(m, x, h0, c0, masks)
+    params = dict(m.named_parameters())
+    want = manual(x, h0, c0, params, kw, masks, proj=bool(proj))
+    for a, b in zip(got, want, strict=True):
+        assert record("variant forward", rel_err(a, b)) < 1e-5
+    weights = torch.randn_like(want[0])
+    inputs = [x, h0, c0, *params.values()]
+    g_got = torch.autograd.grad((got[0] * weights).sum() + got[2].sum(), inputs)
+    g_want = torch.autograd.grad((want[0] * weights).sum() + want[2].sum(), inputs)
+    for name, a, b in zip(["x", "h0", "c0", *params], g_got, g_want, strict=True):
+        assert record("variant gradient", rel_err(a, b)) < 1e-4, name
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_variant_gradcheck(cpu_engine, case):
+    kw = CASES[case]
+    m = _model(kw, dtype=torch.float64)
+    masks = _masks(kw, H, dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    rnd = lambda *s: (torch.randn(*s, generator=g, dtype=torch.float64) * 0.7).requires_grad_()  # noqa: E731
+    w = variants.weights(m, "_l0")
+    names = [k for k, t in w._asdict().items() if t is not None]
+    args = [rnd(T, B, I), rnd(B, H), rnd(B, H)] + [
+        getattr(w, k).detach().clone().requires_grad_() for k in names
+    ]
+    lengths = torch.tensor([6, 2, 4])
+
+    def f(x, h0, c0, *ws):
+        weights = w._replace(**dict(zip(names, ws, strict=True)))
+        res = engine.variant_layer(
+            x, h0, c0, weights, m.options.variant, VariantMasks(*masks), lengths
+        )
+        return res.out, res.h_n, res.c_n
+
+    assert gradcheck(f, tuple(args), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_variant_gradgradcheck():
+    m = _model(TOGETHER["all_coupled"], dtype=torch.float64)
+    x = torch.randn(3, 2, I, dtype=torch.float64, requires_grad=True)
+    m.eval()  # zoneout's expectation, no random masks
+
+    def f(x):
+        return m(x)[0]
+
+    assert torch.autograd.gradgradcheck(f, (x,), eps=1e-6, atol=1e-6)
+
+
+def test_compiled_engine_matches_reference():
+    kw = TOGETHER["all_no_forget"]
+    m = _model(kw)
+    x, h0, c0 = torch.randn(T, B, I), torch.randn(B, H), torch.randn(B, H)
+    masks = _masks(kw, H)
+    with engine.use_cpu_engine("reference"):
+        want = _run_engine(m, x, h0, c0, masks)
+    got = _run_engine(m, x, h0, c0, masks)
+    for a, b in zip(got, want, strict=True):
+        assert rel_err(a, b) < 1e-5
+
+
+@pytest.mark.parametrize("case", ["layer_norm", "all_coupled"])
+def test_layers_bidirectional_lengths_and_segments(cpu_engine, case):
+    """Two bidirectional layers with lengths: against running each direction by hand (reversed
+    sequences), and recomputation in segments gives the same gradients."""
+    kw = {k: v for k, v in CASES[case].items() if k not in ("zoneout", "recurrent_dropout")}
+    torch.manual_seed(0)
+    m = longshort.LSTM(I, H, num_layers=2, bidirectional=True, **kw).eval()
+    x = torch.randn(T, B, I)
+    lengths = torch.tensor([6, 3, 5])
+    out, (h_n, c_n) = m(x, lengths=lengths)
+    params = dict(m.named_parameters())
+    for b in range(B):  # each sequence alone, cut to its length
+        n = int(lengths[b])
+        seq = x[:n, b : b + 1]
+        layer_in = seq
+        for layer in range(2):
+            outs = []
+            for d, sfx in enumerate(["", "_reverse"]):
+                p = {k.replace(f"_l{layer}{sfx}", "_l0"): v for k, v in params.items()
+                     if k.endswith(f"_l{layer}{sfx}")}  # fmt: skip
+                inp = layer_in.flip(0) if d else layer_in
+                zero = torch.zeros(1, H)
+                o, hh, cc = manual(inp, zero, zero, p, kw, (None, None, None))
+                outs.append(o.flip(0) if d else o)
+                k = 2 * layer + d
+                assert rel_err(hh, h_n[k, b : b + 1]) < 1e-5
+                assert rel_err(cc, c_n[k, b : b + 1]) < 1e-5
+            layer_in = torch.cat(outs, dim=2)
+        assert rel_err(layer_in[:, 0], out[:n, b]) < 1e-5
+        assert out[n:, b].abs().max() == 0 if n < T else True
+    m.train()
+    m_seg = longshort.LSTM(I, H, num_layers=2, bidirectional=True, recompute_segment=2, **kw)
+    m_seg.load_state_dict(m.state_dict())
+    grads = []
+    for model in (m, m_seg):
+        model.zero_grad()
+        y, _ = model(x, lengths=lengths)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        assert rel_err(a, b) < 1e-5
+
+
+def test_zoneout_and_recurrent_dropout_masks_follow_the_seed_and_modes():
+    m = longshort.LSTM(I, H, zoneout=(0.5, 0.5), recurrent_dropout=0.5)
+    x = torch.randn(T, B, I)
+    torch.manual_seed(7)
+    a = m(x)[0]
+    torch.manual_seed(7)
+    b = m(x)[0]
+    torch.manual_seed(8)
+    c = m(x)[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    m.eval()  # the expectation: deterministic, and equal to the manual loop with z in place
+    e1, e2 = m(x)[0], m(x)[0]
+    assert torch.equal(e1, e2)
+    zc = torch.full((T, B, H), 0.5)
+    want = manual(x, torch.zeros(B, H), torch.zeros(B, H), dict(m.named_parameters()),
+                  {}, (zc, zc, None))[0]  # fmt: skip
+    assert rel_err(e1, want) < 1e-5
+
+
+def test_traces_show_every_gate_and_the_variant_quantities():
+    kw = {"coupled_gates": True, "layer_norm": True, "zoneout": (0.4, 0.0)}
+    m = _model(kw).eval()
+    x = torch.randn(T, B, I)
+    tr = trace(m, x)[0]
+    assert torch.allclose(tr.i, 1 - tr.f)  # coupled
+    assert torch.allclose(tr.c[0], 0.4 * 0 + 0.6 * (tr.f[0] * 0 + tr.i[0] * tr.g[0]), atol=1e-6)
+    ln = F.layer_norm(tr.extras["c_new"], (H,), m.weight_ln_c_l0, m.bias_ln_c_l0, eps=1e-5)
+    assert torch.allclose(tr.h, tr.o * torch.tanh(ln), atol=1e-6)
+    out = m(x)[0]
+    assert torch.allclose(out, tr.h, atol=1e-6)  # no zoneout on h, no projection
+    nf = trace(_model({"forget_gate": False}), x)[0]
+    assert torch.equal(nf.f, torch.ones_like(nf.f))
+
+
+def test_gradient_norms_are_recorded_for_variants():
+    m = _model({"peephole": True})
+    with gradient_norms.recording() as records:
+        m(torch.randn(T, B, I))[0].sum().backward()
+    assert records and records[0][1].shape == (T, B, 2)
+
+
+@pytest.mark.parametrize("case", ["no_forget", "all_coupled"])
+def test_bf16_variants_run_close_to_fp32(case):
+    m = _model(CASES[case]).eval()
+    x = torch.randn(T, B, I)
+    want = m(x)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = m(x)[0]
+    assert got.dtype == torch.bfloat16
+    assert rel_err(got.float(), want) < 3e-2
+
+
+def test_parameters_shapes_names_and_init():
+    m = longshort.LSTM(I, H, coupled_gates=True, peephole=True, layer_norm=True)
+    shapes = {k: tuple(p.shape) for k, p in m.named_parameters()}
+    assert shapes["weight_ih_l0"] == (3 * H, I) and shapes["weight_hh_l0"] == (3 * H, H)
+    assert shapes["weight_ch_l0"] == (2 * H,)
+    assert shapes["weight_ln_ih_l0"] == (3 * H,) and shapes["bias_ln_c_l0"] == (H,)
+    assert torch.equal(m.weight_ln_c_l0, torch.ones(H))
+    assert torch.equal(m.bias_ln_c_l0, torch.zeros(H))
+    assert m.weight_ch_l0.abs().max() <= 1 / H**0.5
+    nf = longshort.LSTM(I, H, forget_gate=False, input_bias=-2.0)
+    assert torch.equal(nf.bias_ih_l0[:H], torch.full((H,), -2.0))
+    cf = longshort.LSTM(I, H, coupled_gates=True, forget_bias=1.0)
+    assert torch.equal(cf.bias_ih_l0[:H], torch.ones(H))
+    assert "coupled_gates=True" in repr(cf)
+    assert longshort.LSTM(I, H).state_dict().keys() == torch.nn.LSTM(I, H).state_dict().keys()
+
+
+@pytest.mark.parametrize(
+    ("kw", "exc", "words"),
+    [
+        ({"forget_gate": False, "coupled_gates": True}, ValueError, "coupled_gates"),
+        ({"zoneout": 1.5}, ValueError, "zoneout"),
+        ({"zoneout": (0.1, 0.2, 0.3)}, ValueError, "zoneout"),
+        ({"recurrent_dropout": 1.0}, ValueError, "recurrent_dropout"),
+        ({"peephole": "yes"}, TypeError, "peephole"),
+        ({"forget_gate": False, "forget_bias": 1.0}, ValueError, "forget_bias"),
+        ({"coupled_gates": True, "input_bias": -1.0}, ValueError, "input_bias"),
+    ],
+)
+def test_bad_options_are_named(kw, exc, words):
+    with pytest.raises(exc, match=words):
+        longshort.LSTM(I, H, **kw)
+
+
+def test_to_torch_refuses_variants_and_converts_plain():
+    with pytest.raises(ValueError, match="peephole=True"):
+        longshort.LSTM(I, H, peephole=True).to_torch()
+    assert isinstance(longshort.LSTM(I, H).to_torch(), torch.nn.LSTM)
+
+
+def test_every_combination_runs_forward_and_backward():
+    flags = ["forget_gate", "peephole", "coupled_gates", "layer_norm"]
+    for values in itertools.product([False, True], repeat=4):
+        kw = dict(zip(flags, values, strict=True))
+        kw["forget_gate"] = not kw["forget_gate"]
+        if kw["coupled_gates"] and not kw["forget_gate"]:
+            continue
+        m = longshort.LSTM(I, H, zoneout=0.1, recurrent_dropout=0.1, **kw)
+        out, (h, c) = m(torch.randn(T, B, I))
+        out.sum().backward()
+        assert all(p.grad is not None for p in m.parameters()), kw
+        assert isinstance(m.options.variant, LSTMVariant)
