@@ -6,11 +6,15 @@ Runtime's LSTM operator (nn.LSTM exported with the same weights, as many intra-o
 torch), a training step of the nn.LSTMCell loop people write for custom cells, longshort in
 bfloat16, and GFLOP/s against an fp32 GEMM peak measured in the same run.
 
+Variants (--variants): each of the LSTM's variants, and all at once, against the plain
+longshort.LSTM (training step and inference, same run) and against the same variant written as
+a plain-torch loop with autograd (the LSTMCell-style code people write for it).
+
 Cells (--cells): one call of longshort.LSTMCell / RNNCell against torch.nn's, forward and forward
 plus backward, float32 and float64.
 
     python benchmarks/speed.py [--reps 7] [--shapes 100,32,32,128 ...] [--threads N] [--load]
-                               [--cells] [--gru] [--no-layers]
+                               [--cells] [--gru] [--variants] [--no-layers]
 
 --threads sets torch's (and so longshort's) thread count; --load runs a busy process beside
 the benchmark for its whole duration. Each time is the best of 3 interleaved medians of --reps
@@ -275,6 +279,103 @@ def layer_table(shapes: list[Shape], reps: int, peak: float) -> None:
         print(layer_row(shape, reps, peak), flush=True)
 
 
+VARIANTS = {
+    "no forget gate": {"forget_gate": False},
+    "peephole": {"peephole": True},
+    "coupled gates": {"coupled_gates": True},
+    "layer norm": {"layer_norm": True},
+    "zoneout 0.1": {"zoneout": 0.1},
+    "recurrent dropout 0.25": {"recurrent_dropout": 0.25},
+    "all (coupled)": {
+        "coupled_gates": True,
+        "peephole": True,
+        "layer_norm": True,
+        "zoneout": 0.1,
+        "recurrent_dropout": 0.25,
+    },
+}
+VARIANT_SHAPES = [Shape(100, 32, 32, 128), Shape(100, 64, 256, 256), Shape(500, 16, 16, 64)]
+
+
+class VariantLoop(nn.Module):
+    """A variant LSTM as people write it without longshort: a loop of plain torch ops over the
+    steps, autograd for the backward, the parameters copied from a longshort.LSTM."""
+
+    def __init__(self, model: longshort.LSTM):
+        super().__init__()
+        self.p = nn.ParameterDict({k: nn.Parameter(v.detach().clone()) for k, v in
+                                   model.named_parameters()})  # fmt: skip
+        self.kw, self.h = model.options, model.hidden_size
+
+    def forward(self, x):
+        p, v, hid = self.p, self.kw.variant, self.h
+        names = ["i", "f", "g", "o"] if v.blocks == 4 else (["f"] if v.coupled else ["i"])
+        names = names if v.blocks == 4 else [*names, "g", "o"]
+        peep = dict(zip([n for n in names if n != "g"], p["weight_ch_l0"].split(hid),
+                        strict=True)) if v.peephole else {}  # fmt: skip
+        ln = lambda a, w, b=None: nn.functional.layer_norm(a, a.shape[-1:], w, b)  # noqa: E731
+        (zc, zh), rd = self.kw.zoneout, self.kw.recurrent_dropout
+        batch = x.shape[1]
+        h = c = x.new_zeros(batch, hid)
+        keep = torch.bernoulli(x.new_full((batch, hid), 1 - rd)) / (1 - rd) if rd else None
+        wx = x @ p["weight_ih_l0"].T
+        if v.layer_norm:
+            wx = ln(wx, p["weight_ln_ih_l0"])
+        wx = wx + p["bias_ih_l0"] + p["bias_hh_l0"]
+        outs = []
+        for t in range(x.shape[0]):
+            r = (h if keep is None else h * keep) @ p["weight_hh_l0"].T
+            a = wx[t] + (ln(r, p["weight_ln_hh_l0"]) if v.layer_norm else r)
+            blk = dict(zip(names, a.split(hid, dim=1), strict=True))
+            f = torch.sigmoid(blk["f"] + peep.get("f", 0) * c) if "f" in blk else 1.0
+            i = torch.sigmoid(blk["i"] + peep.get("i", 0) * c) if "i" in blk else 1 - f
+            c_new = f * c + i * torch.tanh(blk["g"])
+            o = torch.sigmoid(blk["o"] + peep.get("o", 0) * c_new)
+            n = ln(c_new, p["weight_ln_c_l0"], p["bias_ln_c_l0"]) if v.layer_norm else c_new
+            h_new = o * torch.tanh(n)
+            if zc and self.training:
+                d = torch.bernoulli(torch.full_like(c, zc))
+                c_new = d * c + (1 - d) * c_new
+            if zh and self.training:
+                d = torch.bernoulli(torch.full_like(h, zh))
+                h_new = d * h + (1 - d) * h_new
+            c, h = c_new, h_new
+            outs.append(h)
+        return torch.stack(outs), (h, c)
+
+
+def variant_table(shapes: list[Shape], reps: int) -> None:
+    print(
+        "\n| variant | T, B, I, H | train | vs plain | infer | vs plain | torch loop train "
+        "| loop/longshort |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for shape in shapes:
+        torch.manual_seed(0)
+        steps, batch, inp, hid = shape[:4]
+        x = torch.randn(steps, batch, inp)
+        plain = longshort.LSTM(inp, hid)
+        for name, kw in VARIANTS.items():
+            ours = longshort.LSTM(inp, hid, **kw)
+            loop = VariantLoop(ours)
+            fns = {"train": train_step(ours, x), "plain": train_step(plain, x)}
+            if steps * batch * hid <= 500 * 16 * 64:  # the loop costs minutes at larger shapes
+                fns["loop"] = train_step(loop, x)
+            t = interleaved(fns, reps)
+            ours.eval()
+            t.update(interleaved({"infer": infer(ours, x), "plain_i": infer(plain.eval(), x)}, reps))
+            plain.train()
+            loop_cols = "| - | - |"
+            if "loop" in t:
+                loop_cols = f"| {t['loop'] * 1e3:.1f} ms | {t['loop'] / t['train']:.1f}x |"
+            print(
+                f"| {name} | {shape.label()} | {t['train'] * 1e3:.1f} ms "
+                f"| {t['train'] / t['plain']:.2f}x | {t['infer'] * 1e3:.2f} ms "
+                f"| {t['infer'] / t['plain_i']:.2f}x {loop_cols}",
+                flush=True,
+            )
+
+
 def cell_fns(cls, theirs_cls, batch, inp, hid, dtype) -> dict[str, Callable[[], None]]:
     theirs = theirs_cls(inp, hid, dtype=dtype)
     ours = cls(inp, hid, dtype=dtype)
@@ -333,6 +434,7 @@ def main() -> None:
     parser.add_argument("--cells", action="store_true", help="also the cells table")
     parser.add_argument("--no-layers", action="store_true", help="skip the layers table")
     parser.add_argument("--gru", action="store_true", help="also the GRU table")
+    parser.add_argument("--variants", action="store_true", help="also the LSTM variants table")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -356,6 +458,8 @@ def main() -> None:
             )
         if args.gru:
             gru_table(shapes, args.reps)
+        if args.variants:
+            variant_table(shapes if args.shapes else VARIANT_SHAPES, args.reps)
         if args.cells:
             cell_table(args.reps)
 

@@ -19,8 +19,8 @@ from torch.autograd import gradcheck
 import longshort
 from longshort import engine
 from longshort.engine import gradient_norms
-from longshort.inspect import trace
 from longshort.engine.types import LSTMVariant, VariantMasks
+from longshort.inspect import trace
 from longshort.nn import variants
 from tests.helpers import record, rel_err
 
@@ -70,7 +70,7 @@ def manual(x, h0, c0, params, kw, masks, proj=False):
     ln = kw.get("layer_norm", False)
     peep = {}
     if kw.get("peephole"):
-        peep = dict(zip([n for n in names if n != "g"], params["weight_ch_l0"].split(H)))
+        peep = dict(zip([n for n in names if n != "g"], params["weight_ch_l0"].split(H), strict=True))
 
     def norm(a, gain, bias=None):
         return F.layer_norm(a, a.shape[-1:], eps=1e-5) * gain + (0 if bias is None else bias)
@@ -83,7 +83,7 @@ def manual(x, h0, c0, params, kw, masks, proj=False):
             a = a + norm(hr @ u.T, params["weight_ln_hh_l0"]) + b
         else:
             a = x[t] @ w.T + hr @ u.T + b
-        blk = dict(zip(names, a.split(H, dim=1)))
+        blk = dict(zip(names, a.split(H, dim=1), strict=True))
         f = torch.sigmoid(blk["f"] + peep.get("f", 0) * c) if "f" in blk else 1.0
         i = torch.sigmoid(blk["i"] + peep.get("i", 0) * c) if "i" in blk else 1 - f
         g = torch.tanh(blk["g"])
@@ -347,7 +347,7 @@ def test_every_combination_runs_forward_and_backward():
         if kw["coupled_gates"] and not kw["forget_gate"]:
             continue
         m = longshort.LSTM(I, H, zoneout=0.1, recurrent_dropout=0.1, **kw)
-        out, (h, c) = m(torch.randn(T, B, I))
+        out, _ = m(torch.randn(T, B, I))
         out.sum().backward()
         assert all(p.grad is not None for p in m.parameters()), kw
         assert isinstance(m.options.variant, LSTMVariant)

@@ -66,7 +66,7 @@ def variant_layer(
     c0: Tensor,
     w: VariantWeights,
     v: LSTMVariant,
-    masks: VariantMasks = VariantMasks(),
+    masks: VariantMasks | None = None,
     lengths: Tensor | None = None,
     segment: int = 0,
 ) -> VariantForward:
@@ -77,6 +77,7 @@ def variant_layer(
     gate blocks (T, B, G) and cs (T+1, B, H); rec is left empty. ``torch.compile`` runs the
     layer eagerly (a graph break): the variants have no custom operator.
     """
+    masks = VariantMasks() if masks is None else masks
     x, h0, c0, zone_c, zone_h, keep, *weights = eager.autocast((x, h0, c0, *masks, *w))
     out, h_n, c_n, gates, cs = _variant_apply(
         x, h0, c0, v, zone_c, zone_h, keep, lengths, segment, *weights

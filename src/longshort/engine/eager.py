@@ -27,7 +27,6 @@ from longshort.engine.types import (
     GRUForward,
     GRUWeights,
     LSTMForward,
-    LSTMVariant,
     LSTMWeights,
     RNNForward,
     RNNWeights,

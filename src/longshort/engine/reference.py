@@ -58,6 +58,20 @@ def _input_projection(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor
     return xw
 
 
+def project(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
+    """W x_t + bias for all T steps: (T, B, G)."""
+    return _input_projection(x, w_ih, bias, None)
+
+
+def product_grads(
+    d_in: Tensor, d_rec: Tensor, x: Tensor, h_prev: Tensor, w_ih: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """dx = d_in W, dW_ih = Σ_t d_in_tᵀ x_t, dW_hh = Σ_t d_rec_tᵀ h_prev_t over all T*B rows;
+    d_in, d_rec (T, B, G), x (T, B, I), h_prev (T, B, P) the operand of the recurrent product."""
+    d2 = d_in.flatten(0, 1)
+    return d_in @ w_ih, d2.T @ x.flatten(0, 1), d_rec.flatten(0, 1).T @ h_prev.flatten(0, 1)
+
+
 def _weight_grads(dz: Tensor, x: Tensor, h_prev: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """dW_ih, dW_hh and db, each one reduction over all T*B rows after the loop."""
     dz2 = dz.flatten(0, 1)

@@ -252,6 +252,16 @@ class Engine(Protocol):
         self, x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None
     ) -> GRUForward: ...
 
+    def project(self, x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
+        """W x_t + bias for all T steps: (T, B, G)."""
+        ...
+
+    def product_grads(
+        self, d_in: Tensor, d_rec: Tensor, x: Tensor, h_prev: Tensor, w_ih: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """dx, dW_ih, dW_hh from the gradients at the input and recurrent products."""
+        ...
+
     def variant_forward(
         self,
         xa: Tensor,
@@ -262,7 +272,8 @@ class Engine(Protocol):
         masks: VariantMasks,
         lengths: Tensor | None,
     ) -> VariantForward:
-        """The recurrent loop of a variant LSTM layer; xa (T, B, G) is its input part."""
+        """The recurrent loop of a variant LSTM layer; xa (T, B, G) is its input part, made
+        for this call (an engine may turn it into the gates in place)."""
         ...
 
     def variant_backward(

@@ -1,8 +1,8 @@
 """A variant LSTM layer around an engine's recurrent loop: what is done for all steps at once.
 
 Before the loop, the input part of the pre-activations for all T steps in one product
-(with layer norm, LN(W x_t)·γ_x, normalised row by row); after it, every weight gradient as a
-reduction over all T*B rows. The loop itself, forward and BPTT, is the engine's
+(with layer norm, LN(W x_t)·γ_x + b through torch's fused layer norm); after it, every weight
+gradient as a reduction over all T*B rows, the large products in the engine's BLAS. The loop itself, forward and BPTT, is the engine's
 (``variant_forward``/``variant_backward`` of :class:`longshort.engine.types.Engine`), so both
 engines share this code. Equations: :mod:`longshort.cells.lstm_variant`.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from longshort.cells.lstm_variant import normalise, normalise_backward, split
+from longshort.cells.lstm_variant import EPS, split
 from longshort.engine.types import (
     Engine,
     LSTMVariant,
@@ -25,14 +25,25 @@ from longshort.engine.types import (
 _SUM = (0, 1)  # over steps and batch rows
 
 
-def input_part(x: Tensor, w: VariantWeights, v: LSTMVariant) -> tuple[Tensor, Tensor]:
+def _bias(w: VariantWeights) -> Tensor | None:
+    return None if w.b_ih is None else (w.b_ih if w.b_hh is None else w.b_ih + w.b_hh)
+
+
+def _normalised(a: Tensor) -> Tensor:
+    """(a - μ) / sqrt(σ² + ε) over the last dimension, one fused pass."""
+    return torch.native_layer_norm(a, a.shape[-1:], None, None, EPS)[0]
+
+
+def input_part(
+    engine: Engine, x: Tensor, w: VariantWeights, v: LSTMVariant
+) -> tuple[Tensor, Tensor]:
     """xa (T, B, G) = W x_t + b, or LN(W x_t)·γ_x + b, and W x_t (T, B, G) (layer_norm) or an
-    empty tensor: what the backward needs."""
-    wx = x @ w.w_ih.T  # W x_t for all steps in one product
-    xa = normalise(wx)[0] * w.ln_ih if v.layer_norm else wx
-    if w.b_ih is not None:
-        xa = xa + (w.b_ih if w.b_hh is None else w.b_ih + w.b_hh)
-    return xa, (wx if v.layer_norm else x.new_empty(0))
+    empty tensor: what the backward needs. xa is a new tensor the loop may overwrite."""
+    if not v.layer_norm:
+        return engine.project(x, w.w_ih, _bias(w)), x.new_empty(0)
+    wx = engine.project(x, w.w_ih, None)  # W x_t for all steps in one product
+    xa = torch.native_layer_norm(wx, wx.shape[-1:], w.ln_ih, _bias(w), EPS)[0]
+    return xa, wx
 
 
 def forward(
@@ -46,8 +57,8 @@ def forward(
     lengths: Tensor | None,
 ) -> tuple[VariantForward, Tensor]:
     """The layer over x (T, B, I); returns the loop's result and the saved W x_t."""
-    xa, wx = input_part(x, w, v)
-    return engine.variant_forward(xa.contiguous(), h0, c0, w, v, masks, lengths), wx
+    xa, wx = input_part(engine, x, w, v)
+    return engine.variant_forward(xa, h0, c0, w, v, masks, lengths), wx
 
 
 def outputs(
@@ -62,7 +73,7 @@ def outputs(
     """out, h_n, c_n as a graph of torch ops, for double backward."""
     from longshort.engine import reference
 
-    xa, _ = input_part(x, w, v)
+    xa, _ = input_part(reference, x, w, v)
     return reference.variant_outputs(xa, h0, c0, w, v, masks, lengths)
 
 
@@ -82,30 +93,32 @@ def backward(
 ) -> VariantGrads:
     """BPTT of :func:`forward`: the engine's loop, then the weight gradients over all rows."""
     g = engine.variant_backward(d_out, d_hn, d_cn, h0, w, v, masks, lengths, saved)
-    da = g.da
-    d_ln_ih = None
-    if v.layer_norm:  # back through LN(W x_t)·γ_x
-        wx_hat, rstd = normalise(wx)
-        d_ln_ih = (da * wx_hat).sum(_SUM)
-        da = normalise_backward(da * w.ln_ih, wx_hat, rstd)
-    da2, x2 = da.flatten(0, 1), x.flatten(0, 1)
+    d_wx, d_ln_ih, db = g.da, None, None
+    if v.layer_norm:  # back through LN(W x_t)·γ_x + b
+        bias = _bias(w)
+        _, mean, rstd = torch.native_layer_norm(wx, wx.shape[-1:], w.ln_ih, bias, EPS)
+        d_wx, d_ln_ih, db = torch.ops.aten.native_layer_norm_backward(
+            g.da, wx, wx.shape[-1:], mean, rstd, w.ln_ih, bias, [True, True, bias is not None]
+        )
+    elif w.b_ih is not None:
+        db = g.da.sum(_SUM)
     h_prev = torch.cat((h0[None], saved.out[:-1]))  # h_{t-1} for every t
     if masks.keep is not None:
         h_prev = h_prev * masks.keep
-    db = g.da.sum(_SUM) if w.b_ih is not None else None
+    dx, dw_ih, dw_hh = engine.product_grads(d_wx, g.dr, x, h_prev, w.w_ih)
     grads = VariantWeights(
-        w_ih=da2.T @ x2,
-        w_hh=g.dr.flatten(0, 1).T @ h_prev.flatten(0, 1),
+        w_ih=dw_ih,
+        w_hh=dw_hh,
         b_ih=db,
         b_hh=db if w.b_hh is not None else None,
         w_hr=_projection_grad(g.dhp, saved, w, v),
         w_ch=_peephole_grad(g.da, saved, v) if v.peephole else None,
         ln_ih=d_ln_ih,
-        ln_hh=(g.da * normalise(saved.rec)[0]).sum(_SUM) if v.layer_norm else None,
-        ln_c_w=(g.dn * normalise(_new_cells(saved, v))[0]).sum(_SUM) if v.layer_norm else None,
+        ln_hh=(g.da * _normalised(saved.rec)).sum(_SUM) if v.layer_norm else None,
+        ln_c_w=(g.dn * _normalised(_new_cells(saved, v))).sum(_SUM) if v.layer_norm else None,
         ln_c_b=g.dn.sum(_SUM) if v.layer_norm else None,
     )
-    return VariantGrads(da @ w.w_ih, g.dh0, g.dc0, grads, g.norms)
+    return VariantGrads(dx, g.dh0, g.dc0, grads, g.norms)
 
 
 def _new_cells(saved: VariantForward, v: LSTMVariant) -> Tensor:
@@ -131,7 +144,7 @@ def _projection_grad(
     if dhp is None:
         return None
     c_new = _new_cells(saved, v)
-    n = normalise(c_new)[0] * w.ln_c_w + w.ln_c_b if v.layer_norm else c_new
+    n = _normalised(c_new) * w.ln_c_w + w.ln_c_b if v.layer_norm else c_new
     m = split(saved.gates, v)[3] * torch.tanh(n)
     return dhp.flatten(0, 1).T @ m.flatten(0, 1)
 
@@ -197,5 +210,5 @@ def segmented_backward(
         g = backward(engine, d_out[s : s + segment], dh, dc, xs, h0, w, v, ms, ls, saved, wx)
         dx[s : s + segment], dh, dc = g.dx, g.dh0, g.dc0
         norms[s : s + segment] = g.norms
-        total = [a if b is None else (b if a is None else a + b) for a, b in zip(total, g.weights)]
+        total = [a if b is None else (b if a is None else a + b) for a, b in zip(total, g.weights, strict=True)]
     return VariantGrads(dx, dh, dc, VariantWeights(*total), norms)

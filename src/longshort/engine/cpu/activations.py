@@ -26,13 +26,16 @@ _C5, _C6, _C7 = np.float32(1 / 120), np.float32(1 / 720), np.float32(1 / 5040)
 _ONE, _LIMIT = np.float32(1.0), np.float32(87.0)  # e^x stays a normal float32
 
 
-def gate_coefficients(hidden: int, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scale, shift, gain) over the 4H gate columns [i, f, g, o] so that
-    shift + gain / (1 + exp(scale * z)) is σ(z) for i, f, o and tanh(z) for g."""
-    scale = np.full(4 * hidden, -1.0, dtype)
-    shift = np.zeros(4 * hidden, dtype)
-    gain = np.ones(4 * hidden, dtype)
-    g = slice(2 * hidden, 3 * hidden)
+def gate_coefficients(
+    hidden: int, dtype, blocks: int = 4
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scale, shift, gain) over the gate columns [i, f, g, o] (or a variant's three blocks,
+    g always second to last) so that shift + gain / (1 + exp(scale * z)) is σ(z) for the gates
+    and tanh(z) for g."""
+    scale = np.full(blocks * hidden, -1.0, dtype)
+    shift = np.zeros(blocks * hidden, dtype)
+    gain = np.ones(blocks * hidden, dtype)
+    g = slice((blocks - 2) * hidden, (blocks - 1) * hidden)
     scale[g], shift[g], gain[g] = 2.0, 1.0, -2.0  # tanh(z) = 1 - 2 / (1 + e^2z)
     return scale, shift, gain
 

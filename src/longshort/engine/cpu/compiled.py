@@ -25,7 +25,7 @@ from longshort.engine.cpu import cache
 cache.refresh()
 
 from longshort.engine import reference  # noqa: E402
-from longshort.engine.cpu import gru, lstm, rnn, rows  # noqa: E402
+from longshort.engine.cpu import gru, lstm, lstm_variant, rnn, rows  # noqa: E402
 from longshort.engine.cpu.activations import gate_coefficients  # noqa: E402
 from longshort.engine.cpu.blas import BF16, matmul_at, matmul_w, matmul_wt  # noqa: E402
 from longshort.engine.types import (  # noqa: E402
@@ -38,6 +38,10 @@ from longshort.engine.types import (  # noqa: E402
     RNNForward,
     RNNGrads,
     RNNWeights,
+    LSTMVariant,
+    VariantForward,
+    VariantLoopGrads,
+    VariantMasks,
     VariantWeights,
 )
 
@@ -64,7 +68,7 @@ def supports_lstm(x: Tensor, w: LSTMWeights) -> bool:
 
 def supports_variant(x: Tensor, w: VariantWeights) -> bool:
     """float32 and float64 without projection."""
-    return False and x.dtype in DTYPES and w.w_hr is None
+    return x.dtype in DTYPES and w.w_hr is None
 
 
 def supports_rnn(x: Tensor) -> bool:
@@ -84,9 +88,9 @@ _NO_BF16 = np.empty((1, 1), np.uint16)  # the bf16 scratch, unused by float32/fl
 
 
 @functools.lru_cache(maxsize=64)
-def _coefficients(hidden: int, dtype: np.dtype) -> np.ndarray:
-    """(3, 4H) gate coefficients, made once per size and dtype (read-only)."""
-    coef = np.stack(gate_coefficients(hidden, dtype))
+def _coefficients(hidden: int, dtype: np.dtype, blocks: int = 4) -> np.ndarray:
+    """(3, blocks * H) gate coefficients, made once per size and dtype (read-only)."""
+    coef = np.stack(gate_coefficients(hidden, dtype, blocks))
     coef.flags.writeable = False
     return coef
 
@@ -138,6 +142,24 @@ def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) 
         zn[:] = (bias if b_hh is None else bias + b_hh.detach().to(z.dtype)).numpy()
     matmul_wt(_rows(_np(x)), _np(w_ih), _rows(zn), 1.0)
     return z
+
+
+def project(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
+    """W x_t + bias for all T steps as one product: (T, B, G)."""
+    return _project(x, w_ih, bias, None)
+
+
+def product_grads(
+    d_in: Tensor, d_rec: Tensor, x: Tensor, h_prev: Tensor, w_ih: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """See :func:`longshort.engine.reference.product_grads` (float32 and float64)."""
+    din = _rows(_np(d_in))
+    dx = x.new_empty(x.shape)
+    dw_ih, dw_hh = torch.empty_like(w_ih), w_ih.new_empty(d_rec.shape[2], h_prev.shape[2])
+    matmul_w(din, _np(w_ih), _rows(dx.numpy()), 0.0)
+    matmul_at(din, _rows(_np(x)), dw_ih.numpy(), 0.0)
+    matmul_at(_rows(_np(d_rec)), _rows(_np(h_prev)), dw_hh.numpy(), 0.0)
+    return dx, dw_ih, dw_hh
 
 
 def _input_and_weight_grads(
@@ -367,3 +389,97 @@ def gru_backward(
     db_ih = torch.from_numpy(dgin.sum(axis=0))
     db_hh = torch.from_numpy(dghn.sum(axis=0))
     return GRUGrads(dx, dh, dw_ih, dw_hh, db_ih, db_hh, norms)
+
+
+def _opt(t: Tensor | None, dims: int, dtype: np.dtype) -> np.ndarray:
+    """An optional operand of the variant kernels: its array, or an empty one of dims dims."""
+    return np.empty((0,) * dims, dtype) if t is None else _np(t.to(_TORCH[dtype]))
+
+
+_TORCH = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+def _variant_operands(w: VariantWeights, v: LSTMVariant, masks: VariantMasks, dtype) -> tuple:
+    """w_ch, ln_hh, ln_c (2, H), zone_c, zone_h, keep and the flags, as the kernels take them."""
+    ln_c = None if w.ln_c_w is None else torch.stack((w.ln_c_w, w.ln_c_b))
+    flags = np.array([v.has_input_gate, v.forget_gate, v.peephole, v.layer_norm], np.int64)
+    return (
+        _opt(w.w_ch if v.peephole else None, 1, dtype),
+        _opt(w.ln_hh if v.layer_norm else None, 1, dtype),
+        _opt(ln_c if v.layer_norm else None, 2, dtype),
+        _opt(masks.zone_c, 3, dtype),
+        _opt(masks.zone_h, 3, dtype),
+        _opt(masks.keep, 2, dtype),
+        flags,
+    )
+
+
+def variant_forward(
+    xa: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w: VariantWeights,
+    v: LSTMVariant,
+    masks: VariantMasks,
+    lengths: Tensor | None,
+) -> VariantForward:
+    """See :func:`longshort.engine.reference.variant_forward`."""
+    steps, batch, n_gates = xa.shape
+    hidden = c0.shape[1]
+    gates = xa.contiguous()  # a tensor of the caller's own, which becomes the gates in place
+    rec = torch.empty_like(gates) if v.layer_norm else gates.new_empty(0, 0, 0)
+    out = xa.new_empty(steps, batch, hidden)
+    cs = xa.new_empty(steps + 1, batch, hidden)
+    cs[0] = c0
+    h = h0.clone(memory_format=torch.contiguous_format)
+    dtype = out.numpy().dtype
+    w_ch, ln_hh, ln_c, zc, zh, keep, flags = _variant_operands(w, v, masks, dtype)
+    coef = _coefficients(hidden, dtype, v.blocks)
+    fixed = (gates.numpy(), rec.numpy(), h.numpy(), cs.numpy(), _np(w.w_hh), w_ch, ln_hh, ln_c)
+    fixed += (zc, zh, keep, _lengths(lengths), out.numpy())
+
+    def args(b0: int, b1: int) -> tuple:
+        scratch = (np.empty((b1 - b0, hidden), dtype) for _ in range(2))
+        return (*fixed, *scratch, coef, np.empty(n_gates, np.int32), flags, b0, b1)
+
+    flops = 2 * batch * n_gates * hidden
+    rows.run(lstm_variant.forward, rows.ranges(batch, flops=flops * steps), args, flops)
+    return VariantForward(out, h, cs[steps].clone(), gates, cs, rec)
+
+
+def variant_backward(
+    d_out: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+    h0: Tensor,
+    w: VariantWeights,
+    v: LSTMVariant,
+    masks: VariantMasks,
+    lengths: Tensor | None,
+    saved: VariantForward,
+) -> VariantLoopGrads:
+    """See :func:`longshort.engine.reference.variant_backward`."""
+    gates, cs = saved.gates, saved.cs
+    steps, batch, n_gates = gates.shape
+    hidden = cs.shape[2]
+    dh = d_hn.clone(memory_format=torch.contiguous_format)
+    dc = d_cn.clone(memory_format=torch.contiguous_format)
+    da = torch.empty_like(gates)
+    dr = torch.empty_like(gates) if v.layer_norm else da
+    dn = torch.empty_like(cs[1:]) if v.layer_norm else gates.new_empty(0, 0, 0)
+    dht = torch.empty_like(dh)
+    norms = gates.new_empty(steps, batch, 2)
+    dtype = da.numpy().dtype
+    w_ch, ln_hh, ln_c, zc, zh, keep, flags = _variant_operands(w, v, masks, dtype)
+    rec = _np(saved.rec) if v.layer_norm else np.empty((0, 0, 0), dtype)
+    fixed = (_np(d_out), dh.numpy(), dc.numpy(), _np(gates), _np(cs), rec)
+    fixed += (_np(w.w_hh.t()), w_ch, ln_hh, ln_c, zc, zh, keep, _lengths(lengths))
+    fixed += (da.numpy(), dr.numpy(), dn.numpy(), dht.numpy())
+
+    def args(b0: int, b1: int) -> tuple:
+        scratch = (np.empty((b1 - b0, hidden), dtype) for _ in range(4))
+        return (*fixed, *scratch, norms.numpy(), np.empty(n_gates, np.int32), flags, b0, b1)
+
+    flops = 2 * batch * n_gates * hidden
+    rows.run(lstm_variant.backward, rows.ranges(batch, flops=flops * steps), args, flops)
+    return VariantLoopGrads(da, dr, dn if v.layer_norm else None, None, dh, dc, norms)

@@ -1,0 +1,259 @@
+"""The LSTM's variants over a whole sequence, compiled: forward loop and BPTT loop side by side.
+
+Same equations as :mod:`longshort.cells.lstm_variant`, written for numba like :mod:`.lstm`:
+per step one recurrent GEMM through BLAS for the rows [b0, b1), then the gate math fused per
+row. The plain LSTM keeps its own kernel; this one serves every variant and combination.
+
+Shapes: T steps, B batch, H hidden (= P, no projection here), G = nb * H gate columns in the
+blocks [i, f, g, o], [i, g, o] (no forget gate) or [f, g, o] (coupled): g and o are always the
+last two blocks. Absent options are passed as empty arrays:
+  w_ch ((nb-1) H,) peepholes; ln_hh (G,) gain of LN(U h); ln_c (2, H) gain and bias of LN(C);
+  zone_c, zone_h (T or 1, B or 1, H) zoneout keep probabilities or draws; keep (B, H) the
+  recurrent dropout mask; lengths (B,) int64.
+flags (4,) int64: [has input gate block, has forget gate block, peephole, layer norm].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from longshort.engine.cpu.activations import JIT, affine_logistic, tanh_into
+from longshort.engine.cpu.blas import matmul_wt
+
+EPS = 1e-5
+
+
+@njit(inline="always", **JIT)
+def _stats(a):
+    """Mean and 1 / sqrt(var + ε) of a 1-D row."""
+    mu = 0.0
+    for j in range(a.shape[0]):
+        mu += a[j]
+    mu /= a.shape[0]
+    var = 0.0
+    for j in range(a.shape[0]):
+        var += (a[j] - mu) * (a[j] - mu)
+    return mu, 1.0 / np.sqrt(var / a.shape[0] + EPS)
+
+
+@njit(**JIT)
+def _activate(z, scale, shift, gain, bits, two_k):
+    """z's gate nonlinearities in place (a call, not inlined: numba's SSA pass mishandles the
+    activation inlined twice in one function)."""
+    affine_logistic(z, z, scale, shift, gain, bits, two_k)
+
+
+@njit(inline="always", **JIT)
+def _new_cell(zb, c_prev, cn, hidden, f_off, g_off, has_i, has_f):
+    """C'_t = f_t ⊙ C_{t-1} + i_t ⊙ C~_t, one loop per layout so that each vectorises."""
+    g = zb[g_off : g_off + hidden]
+    if has_i and has_f:
+        i, f = zb[:hidden], zb[f_off : f_off + hidden]
+        for j in range(hidden):
+            cn[j] = f[j] * c_prev[j] + i[j] * g[j]
+    elif has_f:
+        f = zb[f_off : f_off + hidden]
+        for j in range(hidden):
+            cn[j] = f[j] * c_prev[j] + (1.0 - f[j]) * g[j]  # coupled: i_t = 1 - f_t
+    else:
+        i = zb[:hidden]
+        for j in range(hidden):
+            cn[j] = c_prev[j] + i[j] * g[j]  # no forget gate: f_t = 1
+    return cn
+
+
+@njit(inline="always", **JIT)
+def _row(m, t, b):
+    """Row (t, b) of a (T or 1, B or 1, H) mask."""
+    return m[t if m.shape[0] > 1 else 0, b if m.shape[1] > 1 else 0]
+
+
+@njit(**JIT)
+def forward(
+    z, rec, h, cs, w_hh, w_ch, ln_hh, ln_c, zone_c, zone_h, keep, lengths, out,
+    hd, cn_buf, coef, bits, flags, b0, b1,
+):  # fmt: skip
+    """z (T, B, G): the input part on entry, the gate blocks on return (in place). rec (T, B, G)
+    or (0, 0, 0): U h_{t-1} kept for layer norm's BPTT. h (B, H): h_0 in, h_n out. cs (T+1, B, H)
+    with C_0 set. out (T, B, H). hd (N, H), cn_buf (N, H): scratch; coef (3, G), bits (G,)
+    int32: as in :mod:`.lstm`. Rows [b0, b1) only."""
+    has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
+    scale, shift, gain = coef[0], coef[1], coef[2]
+    two_k = bits.view(np.float32)
+    steps, _, n_gates = z.shape
+    hidden = cs.shape[2]
+    g_off, o_off = n_gates - 2 * hidden, n_gates - hidden
+    f_off = hidden if has_i else 0
+    pf_off, po_off = (hidden if has_i else 0), w_ch.shape[0] - hidden
+    zc_on, zh_on, keep_on = zone_c.shape[0] > 0, zone_h.shape[0] > 0, keep.shape[0] > 0
+    for t in range(steps):
+        zt = z[t]
+        src = h[b0:b1]
+        if keep_on:
+            for b in range(b0, b1):
+                for j in range(hidden):
+                    hd[b - b0, j] = keep[b, j] * h[b, j]  # m ⊙ h_{t-1}: recurrent dropout
+            src = hd
+        if ln:
+            matmul_wt(src, w_hh, rec[t, b0:b1], 0.0)  # U h_{t-1}, normalised below
+        else:
+            matmul_wt(src, w_hh, zt[b0:b1], 1.0)  # a_t = W x_t + b + U h_{t-1}
+        for b in range(b0, b1):
+            if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
+                zt[b, :] = 0.0
+                cs[t + 1, b, :] = cs[t, b, :]
+                continue
+            zb, c_prev = zt[b], cs[t, b]
+            if ln:
+                r = rec[t, b]
+                mu, rstd = _stats(r)
+                for j in range(n_gates):
+                    zb[j] += ln_hh[j] * (r[j] - mu) * rstd  # + LN(U h_{t-1})·γ_h
+            if peep:
+                if has_i:
+                    for j in range(hidden):
+                        zb[j] += w_ch[j] * c_prev[j]  # i_t sees C_{t-1}
+                if has_f:
+                    for j in range(hidden):
+                        zb[f_off + j] += w_ch[pf_off + j] * c_prev[j]  # f_t sees C_{t-1}
+            head = zb[:o_off] if peep else zb  # o waits for C'_t when it peeps at it
+            _activate(head, scale, shift, gain, bits, two_k)  # σ(i, f, o), tanh(g)
+            cn = cn_buf[b - b0] if zc_on else cs[t + 1, b]
+            _new_cell(zb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)
+            o = zb[o_off:]
+            if peep:
+                for j in range(hidden):
+                    o[j] += w_ch[po_off + j] * cn[j]  # o_t sees C'_t
+                _activate(o, scale[o_off:], shift[o_off:], gain[o_off:], bits, two_k)
+            m, n = out[t, b], cn
+            if ln:
+                mu, rstd = _stats(cn)
+                for j in range(hidden):
+                    m[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]  # LN(C'_t)·γ_c + β_c
+                n = m
+            tanh_into(n, m, bits, two_k)
+            for j in range(hidden):
+                m[j] *= o[j]  # h'_t = o_t ⊙ tanh(·)
+            if zh_on:
+                zh = _row(zone_h, t, b)
+                for j in range(hidden):
+                    m[j] = zh[j] * h[b, j] + (1.0 - zh[j]) * m[j]  # h_t = d ⊙ h_{t-1} + (1-d) ⊙ h'_t
+            if zc_on:
+                zc, c = _row(zone_c, t, b), cs[t + 1, b]
+                for j in range(hidden):
+                    c[j] = zc[j] * c_prev[j] + (1.0 - zc[j]) * cn[j]  # C_t, zoneout
+        for b in range(b0, b1):
+            if lengths.shape[0] and t >= lengths[b]:
+                out[t, b, :] = 0.0
+            else:
+                h[b, :] = out[t, b]
+
+
+@njit(**JIT)
+def backward(
+    d_out, dh, dc, gates, cs, rec, w_hh_t, w_ch, ln_hh, ln_c, zone_c, zone_h, keep, lengths,
+    da, dr, dn, dht, cn_buf, tn_buf, dn_buf, dh_buf, norms, bits, flags, b0, b1,
+):  # fmt: skip
+    """BPTT of :func:`forward`. w_hh_t (H, G) = U^T. dh, dc (B, H): dL/dh_T, dL/dC_T in,
+    dL/dh_0, dL/dC_0 out. da (T, B, G) out: dL/da_t. dr (T, B, G) out: dL/d(U h_{t-1}) with
+    layer norm (else da itself). dn (T, B, H) out with layer norm: dL/dLN(C'_t) (else unused).
+    dht (B, H), cn_buf, tn_buf, dn_buf (N, H), dh_buf (N, H): scratch. norms (T, B, 2) out."""
+    has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
+    two_k = bits.view(np.float32)
+    steps, _, n_gates = gates.shape
+    hidden = cs.shape[2]
+    g_off, o_off = n_gates - 2 * hidden, n_gates - hidden
+    f_off = hidden if has_i else 0
+    pf_off, po_off = (hidden if has_i else 0), w_ch.shape[0] - hidden
+    zc_on, zh_on, keep_on = zone_c.shape[0] > 0, zone_h.shape[0] > 0, keep.shape[0] > 0
+    for t in range(steps - 1, -1, -1):
+        for b in range(b0, b1):
+            padded = lengths.shape[0] and t >= lengths[b]
+            sq = 0.0
+            for j in range(hidden):
+                dht[b, j] = 0.0 if padded else dh[b, j] + d_out[t, b, j]  # from output and t+1
+                sq += dht[b, j] * dht[b, j]
+            norms[t, b, 0] = sq**0.5
+        for b in range(b0, b1):
+            if lengths.shape[0] and t >= lengths[b]:  # padding: the gradient passes untouched
+                da[t, b, :] = 0.0
+                dr[t, b, :] = 0.0
+                norms[t, b, 1] = 0.0
+                if ln:
+                    dn[t, b, :] = 0.0
+                continue
+            gb, dab, c_prev = gates[t, b], da[t, b], cs[t, b]
+            cn, tn, dnb = cn_buf[b - b0], tn_buf[b - b0], dn_buf[b - b0]
+            _new_cell(gb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)  # C'_t, recomputed
+            mu, rstd, n = 0.0, 1.0, cn
+            if ln:
+                mu, rstd = _stats(cn)
+                for j in range(hidden):
+                    tn[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]
+                n = tn
+            tanh_into(n, tn, bits, two_k)
+            zh = _row(zone_h, t, b) if zh_on else tn
+            for j in range(hidden):
+                dhn = dht[b, j] * (1.0 - zh[j]) if zh_on else dht[b, j]  # zoneout of h
+                o = gb[o_off + j]
+                dab[o_off + j] = dhn * tn[j] * o * (1.0 - o)  # h' = o ⊙ tanh(n); σ' = σ(1 - σ)
+                dnb[j] = dhn * o * (1.0 - tn[j] * tn[j])  # … and through tanh
+            m1, m2 = 0.0, 0.0
+            if ln:
+                for j in range(hidden):
+                    dn[t, b, j] = dnb[j]
+                    c_hat = (cn[j] - mu) * rstd
+                    m1 += dnb[j] * ln_c[0, j]
+                    m2 += dnb[j] * ln_c[0, j] * c_hat
+                m1, m2 = m1 / hidden, m2 / hidden
+            zc = _row(zone_c, t, b) if zc_on else tn
+            sq = 0.0
+            for j in range(hidden):
+                if ln:  # back through LN(C'_t)·γ_c + β_c
+                    dcn = rstd * (dnb[j] * ln_c[0, j] - m1 - (cn[j] - mu) * rstd * m2)
+                else:
+                    dcn = dnb[j]
+                dcn += (1.0 - zc[j]) * dc[b, j] if zc_on else dc[b, j]  # zoneout of C
+                if peep:
+                    dcn += dab[o_off + j] * w_ch[po_off + j]  # o_t sees C'_t
+                sq += dcn * dcn
+                f = gb[f_off + j] if has_f else 1.0
+                i = gb[j] if has_i else 1.0 - f
+                g = gb[g_off + j]
+                di = dcn * g  # C'_t = f ⊙ C_{t-1} + i ⊙ C~_t
+                dab[g_off + j] = dcn * i * (1.0 - g * g)  # tanh' = 1 - tanh²
+                dcp = dcn * f  # ∂C'_t/∂C_{t-1} = f_t: the carousel
+                if zc_on:
+                    dcp += zc[j] * dc[b, j]
+                if has_i:
+                    dai = di * i * (1.0 - i)
+                    dab[j] = dai
+                    if peep:
+                        dcp += dai * w_ch[j]
+                if has_f:
+                    df = dcn * c_prev[j] - (0.0 if has_i else di)  # coupled: i_t = 1 - f_t
+                    daf = df * f * (1.0 - f)
+                    dab[f_off + j] = daf
+                    if peep:
+                        dcp += daf * w_ch[pf_off + j]
+                dc[b, j] = dcp
+            norms[t, b, 1] = sq**0.5
+            if ln:  # back through LN(U h_{t-1})·γ_h
+                r, drb = rec[t, b], dr[t, b]
+                mu, rstd = _stats(r)
+                m1, m2 = 0.0, 0.0
+                for j in range(n_gates):
+                    m1 += dab[j] * ln_hh[j]
+                    m2 += dab[j] * ln_hh[j] * (r[j] - mu) * rstd
+                m1, m2 = m1 / n_gates, m2 / n_gates
+                for j in range(n_gates):
+                    drb[j] = rstd * (dab[j] * ln_hh[j] - m1 - (r[j] - mu) * rstd * m2)
+        matmul_wt(dr[t, b0:b1], w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = dr_t U
+        for b in range(b0, b1):
+            if lengths.shape[0] and t >= lengths[b]:
+                continue
+            zh = _row(zone_h, t, b) if zh_on else dht[b]
+            for j in range(hidden):
+                v = dh_buf[b - b0, j] * keep[b, j] if keep_on else dh_buf[b - b0, j]
+                dh[b, j] = v + zh[j] * dht[b, j] if zh_on else v
