@@ -363,7 +363,9 @@ def variant_table(shapes: list[Shape], reps: int) -> None:
                 fns["loop"] = train_step(loop, x)
             t = interleaved(fns, reps)
             ours.eval()
-            t.update(interleaved({"infer": infer(ours, x), "plain_i": infer(plain.eval(), x)}, reps))
+            t.update(
+                interleaved({"infer": infer(ours, x), "plain_i": infer(plain.eval(), x)}, reps)
+            )
             plain.train()
             loop_cols = "| - | - |"
             if "loop" in t:

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from longshort.tasks import TASKS
-
-CELLS = ("lstm", "gru", "rnn")
+from longshort.train.model import CELLS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -197,7 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     _loop_args(compare, hidden=32, steps=2000, batch=64, lr=1e-2, out="runs/compare", resume=False)
     compare.add_argument("--seq-len", type=_lengths, required=True, help="e.g. 50,100,200")
     compare.add_argument(
-        "--cell", type=_cells, default=["rnn", "lstm"], help="cells side by side, e.g. rnn,gru,lstm"
+        "--cell",
+        type=_cells,
+        default=["rnn", "lstm"],
+        help="cells side by side, e.g. rnn,gru,lstm or lstm,lstm-no-forget,lstm-peephole,lstm-ln",
     )
     compare.add_argument(
         "--seeds", type=_positive_int, default=1, help="seeds per run: mean and spread"

@@ -83,3 +83,14 @@ def test_trains_with_optimizer_and_clipping():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0]
+
+
+def test_torch_compile_runs_the_variants_eagerly():
+    """The variants have no custom operator yet: torch.compile breaks the graph around the layer
+    and runs it eagerly, with the same results."""
+    torch.manual_seed(0)
+    rnn = longshort.LSTM(3, 8, peephole=True, layer_norm=True, batch_first=True).eval()
+    x = torch.randn(4, 10, 3)
+    torch._dynamo.reset()
+    y = torch.compile(rnn, backend="aot_eager")(x)[0]
+    torch.testing.assert_close(y, rnn(x)[0], rtol=1e-5, atol=1e-6)

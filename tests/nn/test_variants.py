@@ -70,7 +70,9 @@ def manual(x, h0, c0, params, kw, masks, proj=False):
     ln = kw.get("layer_norm", False)
     peep = {}
     if kw.get("peephole"):
-        peep = dict(zip([n for n in names if n != "g"], params["weight_ch_l0"].split(H), strict=True))
+        peep = dict(
+            zip([n for n in names if n != "g"], params["weight_ch_l0"].split(H), strict=True)
+        )
 
     def norm(a, gain, bias=None):
         return F.layer_norm(a, a.shape[-1:], eps=1e-5) * gain + (0 if bias is None else bias)
@@ -351,3 +353,25 @@ def test_every_combination_runs_forward_and_backward():
         out.sum().backward()
         assert all(p.grad is not None for p in m.parameters()), kw
         assert isinstance(m.options.variant, LSTMVariant)
+
+
+@pytest.mark.parametrize("case", ["no_forget", "peephole_ln", "all_coupled"])
+def test_cell_loop_matches_the_layer(cpu_engine, case):
+    """An LSTMCell variant stepped by hand over a sequence gives the LSTM variant's outputs and
+    gradients (evaluation mode: zoneout's expectation, no recurrent dropout)."""
+    kw = CASES[case]
+    layer = _model(kw).eval()
+    cell = longshort.LSTMCell(I, H, **kw).eval()
+    cell.load_state_dict({k.removesuffix("_l0"): v for k, v in layer.state_dict().items()})
+    x = torch.randn(T, B, I)
+    out, (_, c_n) = layer(x)
+    h = c = torch.zeros(B, H)
+    outs = []
+    for t in range(T):
+        h, c = cell(x[t], (h, c))
+        outs.append(h)
+    assert rel_err(torch.stack(outs), out) < 1e-5 and rel_err(c, c_n[0]) < 1e-5
+    out.sum().backward()
+    torch.stack(outs).sum().backward()
+    for name, p in cell.named_parameters():
+        assert rel_err(p.grad, getattr(layer, name + "_l0").grad) < 1e-4, name

@@ -29,6 +29,18 @@ def test_checkpoint_round_trip(tmp_path):
         assert torch.equal(a, b), k
 
 
+@pytest.mark.parametrize("cell", ["lstm-no-forget", "lstm-coupled", "lstm-ln", "lstm-peephole"])
+def test_variant_cells_train_and_round_trip(tmp_path, cell):
+    run = train_one("adding", 5, cell, Budget(8, 3, batch_size=16), progress=False)
+    save(run.model, tmp_path, {"task": run.task.describe()})
+    model, _ = load(tmp_path)
+    assert model.config["cell"] == cell
+    for (k, a), (_, b) in zip(
+        run.model.state_dict().items(), model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), k
+
+
 def test_corrupt_and_crafted_checkpoints_refused(tmp_path):
     run = train_one("adding", 4, "rnn", Budget(4, 2, batch_size=8), progress=False)
     save(run.model, tmp_path)

@@ -14,7 +14,7 @@ from longshort.inspect import gradient_flow
 from longshort.report import figures
 from longshort.tasks import Task, make_task
 from longshort.train import History, Policy, model_for_task
-from longshort.train.model import SequenceModel
+from longshort.train.model import LSTM_VARIANTS, SequenceModel
 
 
 @dataclass
@@ -81,7 +81,7 @@ def train_one(
     task = make_task(task_name, seq_len)
     torch.manual_seed(b.seed)
     biases = {"forget_bias": default_forget_bias(task)}
-    if cell == "lstm" and default_input_bias(task) is not None:
+    if cell in LSTM_VARIANTS and default_input_bias(task) is not None:
         biases["input_bias"] = default_input_bias(task)
     model = model_for_task(task, cell, b.hidden, **biases)
     config = {"task": task.describe(), "seed": b.seed, "lr": b.lr, "batch_size": b.batch_size}

@@ -64,6 +64,13 @@ def peepholes(w_ch: Tensor, v: LSTMVariant) -> tuple[Tensor | None, Tensor | Non
     return (None, first[0], p_o) if v.coupled else (first[0], None, p_o)
 
 
+def new_cells(gates: Tensor, c_prev: Tensor, v: LSTMVariant) -> Tensor:
+    """C'_t = f_t ⊙ C_{t-1} + i_t ⊙ C~_t from saved gate blocks (…, G) and C_{t-1} (…, H)."""
+    i, f, g, _ = split(gates, v)
+    i = 1 - f if i is None else i
+    return i * g + (c_prev if f is None else f * c_prev)
+
+
 def forward_step(
     xa: Tensor,
     h_prev: Tensor,
@@ -126,7 +133,7 @@ def backward_step(
     """
     i, f, g, o = split(gates, v)
     i = 1 - f if i is None else i
-    c_new = i * g + (c_prev if f is None else f * c_prev)  # C'_t, recomputed
+    c_new = new_cells(gates, c_prev, v)  # C'_t, recomputed
     p_i, p_f, p_o = peepholes(w.w_ch, v) if v.peephole else (None, None, None)
     dh_new = dh if masks.zone_h is None else (1 - masks.zone_h) * dh  # zoneout of h
     dm = dh_new @ w.w_hr if w.w_hr is not None else dh_new  # back through h' = W_hr m

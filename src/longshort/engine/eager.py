@@ -183,21 +183,20 @@ class VariantLayer(torch.autograd.Function):
         with _no_autocast(x.device):
             if segment > 0:
                 res = variant.segmented_forward(engine, segment, x, h0, c0, w, v, masks, lengths)
-                wx = x.new_empty(0)
+                empty = x.new_empty(0)
+                part = variant.InputPart(empty, empty, empty)
             else:
-                res, wx = variant.forward(engine, x, h0, c0, w, v, masks, lengths)
+                res, part = variant.forward(engine, x, h0, c0, w, v, masks, lengths)
         ctx.mark_non_differentiable(res.gates, res.cs)
         ctx.engine, ctx.segment, ctx.v = engine, segment, v
-        ctx.save_for_backward(
-            x, h0, c0, *masks, lengths, res.out, res.gates, res.cs, res.rec, wx, *w
-        )
+        saved = (res.out, res.gates, res.cs, res.rec, *part)
+        ctx.save_for_backward(x, h0, c0, *masks, lengths, *saved, *w)
         return res.out, res.h_n, res.c_n, res.gates, res.cs
 
     @staticmethod
     def backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cs):
-        x, h0, c0, zone_c, zone_h, keep, lengths, out, gates, cs, rec, wx, *weights = (
-            ctx.saved_tensors
-        )
+        x, h0, c0, zone_c, zone_h, keep, lengths, out, gates, cs, rec, *rest = ctx.saved_tensors
+        part, weights = variant.InputPart(*rest[:3]), rest[3:]
         w, masks, v = VariantWeights(*weights), VariantMasks(zone_c, zone_h, keep), ctx.v
         if torch.is_grad_enabled():  # create_graph=True: a backward that can be differentiated
             grads = _differentiable(
@@ -214,7 +213,7 @@ class VariantLayer(torch.autograd.Function):
             else:
                 saved = VariantForward(out, d_hn, d_cn, gates, cs, rec)  # h_n, c_n unread
                 g = variant.backward(
-                    ctx.engine, d_out, d_hn, d_cn, x, h0, w, v, masks, lengths, saved, wx
+                    ctx.engine, d_out, d_hn, d_cn, x, h0, w, v, masks, lengths, saved, part
                 )
         gradient_norms.record("lstm", g.norms)
         return (g.dx, g.dh0, g.dc0, *[None] * 6, *g.weights)

@@ -381,7 +381,7 @@ def variant_backward(
     mask = step_mask(lengths, steps)
     da = torch.empty_like(gates)
     dr = torch.empty_like(gates) if v.layer_norm else da
-    dn = torch.empty_like(cs[1:]) if v.layer_norm else None
+    dn = torch.empty_like(cs[1:]) if v.layer_norm else None  # dL/dLN(C'_t)
     dhp = torch.empty_like(saved.out) if w.w_hr is not None else None
     norms = gates.new_empty(steps, batch, 2)
     dh, dc = d_hn, d_cn
@@ -407,4 +407,22 @@ def variant_backward(
         if dhp is not None:
             dhp[t] = dhp_t
         dh, dc = dh_prev, dc_prev
-    return VariantLoopGrads(da, dr, dn, dhp, dh, dc, norms)
+    grads = VariantLoopGrads(da, dr, dhp, dh, dc, norms)
+    return grads._replace(**_variant_param_grads(da, dn, saved, v))
+
+
+def _variant_param_grads(
+    da: Tensor, dn: Tensor | None, saved: VariantForward, v: LSTMVariant
+) -> dict[str, Tensor]:
+    """The peepholes' and the loop's layer-norm gains' gradients, summed over steps and rows."""
+    grads, rows = {}, (0, 1)
+    c_prev, c_new = saved.cs[:-1], variant_cell.new_cells(saved.gates, saved.cs[:-1], v)
+    if v.peephole:  # Σ da_i ⊙ C_{t-1}, Σ da_f ⊙ C_{t-1}, Σ da_o ⊙ C'_t
+        dai, daf, _, dao = variant_cell.split(da, v)
+        parts = [(d * c_prev).sum(rows) for d in (dai, daf) if d is not None]
+        grads["w_ch"] = torch.cat((*parts, (dao * c_new).sum(rows)))
+    if v.layer_norm:
+        grads["ln_hh"] = (da * variant_cell.normalise(saved.rec)[0]).sum(rows)
+        grads["ln_c_w"] = (dn * variant_cell.normalise(c_new)[0]).sum(rows)
+        grads["ln_c_b"] = dn.sum(rows)
+    return grads

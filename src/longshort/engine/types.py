@@ -134,11 +134,14 @@ class VariantLoopGrads(NamedTuple):
 
     da: Tensor  # (T, B, G): dL/da_t at the gates' pre-activations (input and bias path)
     dr: Tensor  # (T, B, G): dL/d(U h_{t-1}) (layer_norm), else the same tensor as da
-    dn: Tensor | None  # (T, B, H): dL/dLN(C_t) (layer_norm), else None
     dhp: Tensor | None  # (T, B, P): dL/dh'_t at the projection's output (proj_size), else None
     dh0: Tensor  # (B, P)
     dc0: Tensor  # (B, H)
     norms: Tensor  # (T, B, 2): ||dL/dh_t|| and ||dL/dC_t|| of every step, 0 at padding
+    w_ch: Tensor | None = None  # the gradients of the weights used inside the loop, or None
+    ln_hh: Tensor | None = None
+    ln_c_w: Tensor | None = None
+    ln_c_b: Tensor | None = None
 
 
 class VariantGrads(NamedTuple):

@@ -20,7 +20,8 @@ class Trace:
     zoneout), h is o_t ⊙ tanh(C'_t) (after layer norm, before zoneout), and extras holds
     "c_new" (C'_t before zoneout) and, with layer norm, "c_norm" (LN(C'_t)·γ + β).
     GRU: r, z, n and h; its update gate z is the LSTM's forget gate's counterpart
-    (∂h_t/∂h_{t-1} = z_t along the additive path), so ``carousel(tr.z)`` is its carousel. RNN: h only.
+    (∂h_t/∂h_{t-1} = z_t along the additive path), so ``carousel(tr.z)`` is its carousel.
+    RNN: h only.
     """
 
     layer: int

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from longshort import engine
 from longshort.cells.rnn import NONLINEARITIES
-from longshort.nn import checks
+from longshort.nn import checks, variants
 
 
 class _CellBase(nn.RNNCellBase):
@@ -60,9 +60,54 @@ class _CellBase(nn.RNNCellBase):
 
 
 class LSTMCell(_CellBase, nn.LSTMCell):
-    """One LSTM step. forward(input (B, I) or (I,), hx=(h (B, H), c (B, H))) -> (h', c')."""
+    """One LSTM step. forward(input (B, I) or (I,), hx=(h (B, H), c (B, H))) -> (h', c').
+
+    The variant options of :class:`longshort.LSTM` apply here too (forget_gate, peephole,
+    coupled_gates, layer_norm, zoneout, recurrent_dropout), with the parameters named without
+    the layer suffix (``weight_ch``, ``weight_ln_ih``, ...). A cell sees one step, so in
+    training it draws its zoneout and recurrent dropout masks at every call; for one recurrent
+    dropout mask per sequence, run :class:`longshort.LSTM` over the sequence instead.
+    """
 
     gate_multiplier = 4
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        forget_gate: bool = True,
+        peephole: bool = False,
+        coupled_gates: bool = False,
+        layer_norm: bool = False,
+        zoneout: float | tuple[float, float] = 0.0,
+        recurrent_dropout: float = 0.0,
+    ) -> None:
+        self.options = variants.options(
+            type(self).__name__,
+            forget_gate,
+            peephole,
+            coupled_gates,
+            layer_norm,
+            zoneout,
+            recurrent_dropout,
+        )
+        super().__init__(input_size, hidden_size, bias, device, dtype)
+        if self.options.active:
+            variants.make_parameters(self, self.options.variant, [""])
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if getattr(self, "options", variants.Options()).active:
+            variants.reset_extras(self, [""], self.hidden_size)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s + ", " + self.options.describe() if self.options.active else s
 
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
@@ -70,9 +115,19 @@ class LSTMCell(_CellBase, nn.LSTMCell):
         if hx is not None and (not isinstance(hx, tuple | list) or len(hx) != 2):
             raise TypeError(f"LSTMCell: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
         x, (h0, c0), unbatched = self._check(input, hx, 2)
-        w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        _, h, c, _, _ = engine.lstm_layer(x[None], h0, c0, *w)
+        if self.options.active:
+            h, c = self._variant_step(x, h0, c0)
+        else:
+            w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+            _, h, c, _, _ = engine.lstm_layer(x[None], h0, c0, *w)
         return (h[0], c[0]) if unbatched else (h, c)
+
+    def _variant_step(self, x: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor]:
+        size = (self.hidden_size, self.hidden_size)
+        masks = variants.draw_masks(self.options, x, 1, x.shape[0], size, self.training)
+        w = variants.weights(self, "")
+        res = engine.variant_layer(x[None], h0, c0, w, self.options.variant, masks)
+        return res.h_n, res.c_n
 
 
 class RNNCell(_CellBase, nn.RNNCell):

@@ -174,16 +174,19 @@ def draw_masks(
     (zc, zh), p = opts.zoneout, opts.recurrent_dropout
     hidden, out_size = sizes
 
+    def uniform(*shape: int) -> Tensor:
+        return torch.rand(shape, dtype=x.dtype, device=x.device)
+
     def zone(z: float, size: int) -> Tensor | None:
         if z == 0:
             return None
         if not training:
             return x.new_full((1, 1, size), z)
-        return torch.bernoulli(x.new_full((steps, batch, size), z))
+        return (uniform(steps, batch, size) < z).to(x.dtype)  # 1 with probability z
 
     keep = None
     if p > 0 and training:
-        keep = torch.bernoulli(x.new_full((batch, out_size), 1 - p)) / (1 - p)
+        keep = (uniform(batch, out_size) >= p).to(x.dtype) / (1 - p)
     return VariantMasks(zone(zc, hidden), zone(zh, out_size), keep)
 
 

@@ -8,13 +8,21 @@ from torch import Tensor, nn
 
 from longshort.nn import GRU, LSTM, RNN
 
-CELLS = ("lstm", "gru", "rnn")
+LSTM_VARIANTS: dict[str, dict[str, Any]] = {
+    "lstm": {},
+    "lstm-no-forget": {"forget_gate": False},  # the 1997 LSTM: f = 1
+    "lstm-peephole": {"peephole": True},
+    "lstm-coupled": {"coupled_gates": True},
+    "lstm-ln": {"layer_norm": True},
+}
+CELLS = (*LSTM_VARIANTS, "gru", "rnn")
 
 
 class SequenceModel(nn.Module):
-    """Embedding (token tasks) -> LSTM, GRU or RNN -> linear head at the last step or every
-    step. ``dropout`` applies to the recurrent layer's input and output (and between layers)
-    in training.
+    """Embedding (token tasks) -> LSTM (or one of its variants in :data:`LSTM_VARIANTS`), GRU
+    or RNN -> linear head at the last step or every step. A variant without the gate a bias
+    starts (no forget gate; no input gate when coupled) ignores that bias. ``dropout``
+    applies to the recurrent layer's input and output (and between layers) in training.
 
     forward(x (B, T) int64 or (B, T, F) float, lengths (B,) or None) returns (B, out) for
     readout "last" (each sequence's own last step) or (B, T, out) for "all".
@@ -57,14 +65,16 @@ class SequenceModel(nn.Module):
         between = {"dropout": dropout} if num_layers > 1 else {}
         self.embed = nn.Embedding(input_size, embedding_size) if tokens else None
         features = embedding_size if tokens else input_size
-        if cell == "lstm":
+        if cell in LSTM_VARIANTS:
+            options = LSTM_VARIANTS[cell]
             self.rnn = LSTM(
                 features,
                 hidden_size,
                 num_layers,
                 batch_first=True,
-                forget_bias=forget_bias,
-                input_bias=input_bias,
+                forget_bias=forget_bias if options.get("forget_gate", True) else None,
+                input_bias=None if options.get("coupled_gates") else input_bias,
+                **options,
                 **between,
             )
         elif cell == "gru":

@@ -34,11 +34,11 @@ from longshort.engine.types import (  # noqa: E402
     GRUWeights,
     LSTMForward,
     LSTMGrads,
+    LSTMVariant,
     LSTMWeights,
     RNNForward,
     RNNGrads,
     RNNWeights,
-    LSTMVariant,
     VariantForward,
     VariantLoopGrads,
     VariantMasks,
@@ -466,7 +466,10 @@ def variant_backward(
     dc = d_cn.clone(memory_format=torch.contiguous_format)
     da = torch.empty_like(gates)
     dr = torch.empty_like(gates) if v.layer_norm else da
-    dn = torch.empty_like(cs[1:]) if v.layer_norm else gates.new_empty(0, 0, 0)
+    peep, ln = v.peephole, v.layer_norm
+    g_ch = gates.new_empty((batch, len(w.w_ch)) if peep else (0, 0))  # per row, summed below
+    g_ln_hh = gates.new_empty((batch, n_gates) if ln else (0, 0))
+    g_ln_c = gates.new_empty((batch, 2, hidden) if ln else (0, 0, 0))
     dht = torch.empty_like(dh)
     norms = gates.new_empty(steps, batch, 2)
     dtype = da.numpy().dtype
@@ -474,7 +477,7 @@ def variant_backward(
     rec = _np(saved.rec) if v.layer_norm else np.empty((0, 0, 0), dtype)
     fixed = (_np(d_out), dh.numpy(), dc.numpy(), _np(gates), _np(cs), rec)
     fixed += (_np(w.w_hh.t()), w_ch, ln_hh, ln_c, zc, zh, keep, _lengths(lengths))
-    fixed += (da.numpy(), dr.numpy(), dn.numpy(), dht.numpy())
+    fixed += (da.numpy(), dr.numpy(), g_ch.numpy(), g_ln_hh.numpy(), g_ln_c.numpy(), dht.numpy())
 
     def args(b0: int, b1: int) -> tuple:
         scratch = (np.empty((b1 - b0, hidden), dtype) for _ in range(4))
@@ -482,4 +485,10 @@ def variant_backward(
 
     flops = 2 * batch * n_gates * hidden
     rows.run(lstm_variant.backward, rows.ranges(batch, flops=flops * steps), args, flops)
-    return VariantLoopGrads(da, dr, dn if v.layer_norm else None, None, dh, dc, norms)
+    grads = VariantLoopGrads(da, dr, None, dh, dc, norms)
+    if peep:
+        grads = grads._replace(w_ch=g_ch.sum(0))
+    if ln:
+        ln_c = g_ln_c.sum(0)
+        grads = grads._replace(ln_hh=g_ln_hh.sum(0), ln_c_w=ln_c[0], ln_c_b=ln_c[1])
+    return grads

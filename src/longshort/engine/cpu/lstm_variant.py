@@ -138,7 +138,9 @@ def forward(
             if zh_on:
                 zh = _row(zone_h, t, b)
                 for j in range(hidden):
-                    m[j] = zh[j] * h[b, j] + (1.0 - zh[j]) * m[j]  # h_t = d ⊙ h_{t-1} + (1-d) ⊙ h'_t
+                    m[j] = (
+                        zh[j] * h[b, j] + (1.0 - zh[j]) * m[j]
+                    )  # h_t = d ⊙ h_{t-1} + (1-d) ⊙ h'_t
             if zc_on:
                 zc, c = _row(zone_c, t, b), cs[t + 1, b]
                 for j in range(hidden):
@@ -153,12 +155,14 @@ def forward(
 @njit(**JIT)
 def backward(
     d_out, dh, dc, gates, cs, rec, w_hh_t, w_ch, ln_hh, ln_c, zone_c, zone_h, keep, lengths,
-    da, dr, dn, dht, cn_buf, tn_buf, dn_buf, dh_buf, norms, bits, flags, b0, b1,
+    da, dr, g_ch, g_ln_hh, g_ln_c, dht, cn_buf, tn_buf, dn_buf, dh_buf, norms, bits, flags, b0, b1,
 ):  # fmt: skip
     """BPTT of :func:`forward`. w_hh_t (H, G) = U^T. dh, dc (B, H): dL/dh_T, dL/dC_T in,
     dL/dh_0, dL/dC_0 out. da (T, B, G) out: dL/da_t. dr (T, B, G) out: dL/d(U h_{t-1}) with
-    layer norm (else da itself). dn (T, B, H) out with layer norm: dL/dLN(C'_t) (else unused).
-    dht (B, H), cn_buf, tn_buf, dn_buf (N, H), dh_buf (N, H): scratch. norms (T, B, 2) out."""
+    layer norm (else da itself). Per batch row, summed over the steps (the caller sums the rows):
+    g_ch (B, (nb-1) H) the peepholes' gradient, g_ln_hh (B, G) γ_h's, g_ln_c (B, 2, H) γ_c's and
+    β_c's (empty without the option). dht (B, H), cn_buf, tn_buf, dn_buf, dh_buf (N, H):
+    scratch. norms (T, B, 2) out."""
     has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
     two_k = bits.view(np.float32)
     steps, _, n_gates = gates.shape
@@ -167,6 +171,11 @@ def backward(
     f_off = hidden if has_i else 0
     pf_off, po_off = (hidden if has_i else 0), w_ch.shape[0] - hidden
     zc_on, zh_on, keep_on = zone_c.shape[0] > 0, zone_h.shape[0] > 0, keep.shape[0] > 0
+    if peep:
+        g_ch[b0:b1] = 0.0
+    if ln:
+        g_ln_hh[b0:b1] = 0.0
+        g_ln_c[b0:b1] = 0.0
     for t in range(steps - 1, -1, -1):
         for b in range(b0, b1):
             padded = lengths.shape[0] and t >= lengths[b]
@@ -180,8 +189,6 @@ def backward(
                 da[t, b, :] = 0.0
                 dr[t, b, :] = 0.0
                 norms[t, b, 1] = 0.0
-                if ln:
-                    dn[t, b, :] = 0.0
                 continue
             gb, dab, c_prev = gates[t, b], da[t, b], cs[t, b]
             cn, tn, dnb = cn_buf[b - b0], tn_buf[b - b0], dn_buf[b - b0]
@@ -202,21 +209,22 @@ def backward(
             m1, m2 = 0.0, 0.0
             if ln:
                 for j in range(hidden):
-                    dn[t, b, j] = dnb[j]
                     c_hat = (cn[j] - mu) * rstd
+                    g_ln_c[b, 0, j] += dnb[j] * c_hat  # dL/dγ_c
+                    g_ln_c[b, 1, j] += dnb[j]  # dL/dβ_c
                     m1 += dnb[j] * ln_c[0, j]
                     m2 += dnb[j] * ln_c[0, j] * c_hat
                 m1, m2 = m1 / hidden, m2 / hidden
             zc = _row(zone_c, t, b) if zc_on else tn
             sq = 0.0
             for j in range(hidden):
+                dcn = dnb[j]
                 if ln:  # back through LN(C'_t)·γ_c + β_c
-                    dcn = rstd * (dnb[j] * ln_c[0, j] - m1 - (cn[j] - mu) * rstd * m2)
-                else:
-                    dcn = dnb[j]
+                    dcn = rstd * (dcn * ln_c[0, j] - m1 - (cn[j] - mu) * rstd * m2)
                 dcn += (1.0 - zc[j]) * dc[b, j] if zc_on else dc[b, j]  # zoneout of C
                 if peep:
                     dcn += dab[o_off + j] * w_ch[po_off + j]  # o_t sees C'_t
+                    g_ch[b, po_off + j] += dab[o_off + j] * cn[j]
                 sq += dcn * dcn
                 f = gb[f_off + j] if has_f else 1.0
                 i = gb[j] if has_i else 1.0 - f
@@ -231,12 +239,14 @@ def backward(
                     dab[j] = dai
                     if peep:
                         dcp += dai * w_ch[j]
+                        g_ch[b, j] += dai * c_prev[j]
                 if has_f:
                     df = dcn * c_prev[j] - (0.0 if has_i else di)  # coupled: i_t = 1 - f_t
                     daf = df * f * (1.0 - f)
                     dab[f_off + j] = daf
                     if peep:
                         dcp += daf * w_ch[pf_off + j]
+                        g_ch[b, pf_off + j] += daf * c_prev[j]
                 dc[b, j] = dcp
             norms[t, b, 1] = sq**0.5
             if ln:  # back through LN(U h_{t-1})·γ_h
@@ -248,7 +258,9 @@ def backward(
                     m2 += dab[j] * ln_hh[j] * (r[j] - mu) * rstd
                 m1, m2 = m1 / n_gates, m2 / n_gates
                 for j in range(n_gates):
-                    drb[j] = rstd * (dab[j] * ln_hh[j] - m1 - (r[j] - mu) * rstd * m2)
+                    r_hat = (r[j] - mu) * rstd
+                    g_ln_hh[b, j] += dab[j] * r_hat  # dL/dγ_h
+                    drb[j] = rstd * (dab[j] * ln_hh[j] - m1 - r_hat * m2)
         matmul_wt(dr[t, b0:b1], w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = dr_t U
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:
