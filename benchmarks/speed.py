@@ -10,11 +10,16 @@ Variants (--variants): each of the LSTM's variants, and all at once, against the
 longshort.LSTM (training step and inference, same run) and against the same variant written as
 a plain-torch loop with autograd (the LSTMCell-style code people write for it).
 
+CUDA (--device cuda): per shape and dtype, longshort's plain LSTM (cuDNN through PyTorch's
+fused op), its own engine (traces on: the reference engine on the device) and the LSTMCell loop,
+each against nn.LSTM (cuDNN), training step and inference, synchronised timings.
+
 Cells (--cells): one call of longshort.LSTMCell / RNNCell against torch.nn's, forward and forward
 plus backward, float32 and float64.
 
     python benchmarks/speed.py [--reps 7] [--shapes 100,32,32,128 ...] [--threads N] [--load]
                                [--cells] [--gru] [--variants] [--no-layers]
+                               [--device cuda]
 
 --threads sets torch's (and so longshort's) thread count; --load runs a busy process beside
 the benchmark for its whole duration. Each time is the best of 3 interleaved medians of --reps
@@ -378,6 +383,71 @@ def variant_table(shapes: list[Shape], reps: int) -> None:
             )
 
 
+CUDA_SHAPES = [
+    Shape(100, 64, 256, 256),
+    Shape(100, 256, 512, 512),
+    Shape(1000, 64, 256, 256),
+    Shape(1000, 256, 1024, 1024),
+]
+
+
+def synced(fn: Callable[[], object]) -> Callable[[], None]:
+    def run():
+        fn()
+        torch.cuda.synchronize()
+
+    return run
+
+
+def cuda_table(shapes: list[Shape], reps: int) -> None:
+    """longshort on CUDA against cuDNN's nn.LSTM, fp32, bf16 and fp16."""
+    print(
+        "\n| T, B, I, H | dtype | train: plain / cuDNN | traced / cuDNN | traced / plain "
+        "| cell loop / cuDNN | infer: plain / cuDNN | traced / cuDNN |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for shape in shapes:
+        steps, batch, inp, hid = shape[:4]
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
+            torch.manual_seed(0)
+            theirs = nn.LSTM(inp, hid).to("cuda", dtype)
+            ours = longshort.LSTM.from_torch(theirs)
+            loop = CellLoop(inp, hid).to("cuda", dtype)
+            x = torch.randn(steps, batch, inp, device="cuda", dtype=dtype)
+            fns = {
+                "plain": train_step(ours, x),
+                "torch": train_step(theirs, x),
+                "traced": _traced_train(ours, x),
+                "i_plain": infer(ours, x),
+                "i_torch": infer(theirs, x),
+                "i_traced": infer(ours, x, return_trace=True),
+            }
+            if steps * batch <= 100 * 256:
+                fns["loop"] = train_step(loop, x)
+            t = interleaved({k: synced(f) for k, f in fns.items()}, reps)
+            loop_col = f"{t['loop'] / t['torch']:.2f}x" if "loop" in t else "-"
+            print(
+                f"| {shape.label()} | {str(dtype)[6:]} | {t['plain'] / t['torch']:.2f}x "
+                f"| {t['traced'] / t['torch']:.2f}x | {t['traced'] / t['plain']:.2f}x "
+                f"| {loop_col} | {t['i_plain'] / t['i_torch']:.2f}x "
+                f"| {t['i_traced'] / t['i_torch']:.2f}x |",
+                flush=True,
+            )
+
+
+def _traced_train(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """A training step that also returns the trace (longshort's own engine on the device)."""
+    params = list(model.parameters())
+
+    def step():
+        for p in params:
+            p.grad = None
+        out, _, _ = model(x, return_trace=True)
+        out.float().sum().backward()
+
+    return step
+
+
 def cell_fns(cls, theirs_cls, batch, inp, hid, dtype) -> dict[str, Callable[[], None]]:
     theirs = theirs_cls(inp, hid, dtype=dtype)
     ours = cls(inp, hid, dtype=dtype)
@@ -437,12 +507,16 @@ def main() -> None:
     parser.add_argument("--no-layers", action="store_true", help="skip the layers table")
     parser.add_argument("--gru", action="store_true", help="also the GRU table")
     parser.add_argument("--variants", action="store_true", help="also the LSTM variants table")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     shapes = SHAPES
     if args.shapes:
         shapes = [Shape(*map(int, s.split(","))) for s in args.shapes]
+    if args.device == "cuda":
+        cuda_table(shapes if args.shapes else CUDA_SHAPES, args.reps)
+        return
     first = first_call_seconds()
     with busy_process(args.load):
         peak = gemm_peak(args.reps)

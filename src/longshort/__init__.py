@@ -14,12 +14,13 @@ from longshort.nn import (
     RNNCell,
     pack_padded_sequence,
 )
+from longshort.nn.variants import LSTMVariant, Options
 
 __version__ = "0.1.0"
 
 # For whole pickled models loaded with torch.load(..., weights_only=True):
 #     torch.serialization.add_safe_globals(longshort.SAFE_GLOBALS)
-SAFE_GLOBALS = [LSTM, RNN, GRU, LSTMCell, RNNCell, GRUCell]
+SAFE_GLOBALS = [LSTM, RNN, GRU, LSTMCell, RNNCell, GRUCell, Options, LSTMVariant]
 
 __all__ = [
     "GRU",

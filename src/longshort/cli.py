@@ -186,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale", type=_positive_float, default=1.0, help="multiply the training steps"
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to train")
     train = sub.add_parser("train", help="train one model on a task")
     train.add_argument("--task", required=True, choices=sorted(TASKS))
     _loop_args(train, hidden=32, steps=2000, batch=64, lr=1e-2, out=None)
@@ -322,7 +323,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from longshort.report.demo import DemoConfig, format_table, run_demo
 
     summary = run_demo(
-        DemoConfig(out=args.out, seed=args.seed, scale=args.scale, progress=not args.no_progress)
+        DemoConfig(
+            out=args.out,
+            seed=args.seed,
+            scale=args.scale,
+            progress=not args.no_progress,
+            device=args.device,
+        )
     )
     print(format_table(summary["rows"]))
     print(f"\n{summary['verdict']}")

@@ -375,3 +375,16 @@ def test_cell_loop_matches_the_layer(cpu_engine, case):
     torch.stack(outs).sum().backward()
     for name, p in cell.named_parameters():
         assert rel_err(p.grad, getattr(layer, name + "_l0").grad) < 1e-4, name
+
+
+def test_whole_variant_model_saves_and_loads_with_the_safe_globals():
+    import io
+
+    m = longshort.LSTM(I, H, peephole=True, zoneout=0.1).eval()
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    with torch.serialization.safe_globals(longshort.SAFE_GLOBALS):
+        loaded = torch.load(buf, weights_only=True)
+    x = torch.randn(T, B, I)
+    torch.testing.assert_close(loaded(x)[0], m(x)[0], rtol=0, atol=0)

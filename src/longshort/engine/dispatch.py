@@ -3,6 +3,10 @@
 CPU tensors run on the compiled engine (:mod:`longshort.engine.cpu.compiled`) where it supports
 the dtype and options, everything else on the reference engine (:mod:`longshort.engine.reference`,
 any device). The custom ops' real and fake kernels both ask here, so they agree on what is saved.
+
+Plain runs on CUDA (the modules decide what is plain: no trace, no gradient norms, no variant,
+no ``lengths=``) go to PyTorch's own fused recurrent op, cuDNN, which computes exactly these
+equations with these weights; :func:`native_layers` says where, :func:`use_native` changes it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import torch
 from longshort.engine import reference
 from longshort.engine.types import Engine, LSTMWeights, VariantWeights
 
-_state = {"cpu": "compiled"}
+_state: dict = {"cpu": "compiled", "native": ("cuda",)}
 
 
 def _compiled() -> Engine:
@@ -71,3 +75,19 @@ def use_cpu_engine(name: str) -> Iterator[None]:
         yield
     finally:
         _state["cpu"] = old
+
+
+def native_layers(device: torch.device) -> bool:
+    """Whether plain runs on this device go to PyTorch's fused recurrent op (cuDNN on CUDA)."""
+    return device.type in _state["native"]
+
+
+@contextlib.contextmanager
+def use_native(device_types: tuple[str, ...]) -> Iterator[None]:
+    """Send plain runs on these device types to PyTorch's fused op in the block; () for none.
+    ("cpu",) lets the CPU tests check the CUDA path's dispatch against oneDNN's op."""
+    old, _state["native"] = _state["native"], tuple(device_types)
+    try:
+        yield
+    finally:
+        _state["native"] = old

@@ -11,8 +11,8 @@ penalties and Hessian-vector products do) recomputes the layer with the referenc
 plain torch ops and differentiates that by autograd, so double backward works as in torch.nn;
 an ordinary backward runs the handwritten BPTT.
 
-Autocast: under ``torch.autocast("cpu", dtype=...)`` the layer runs in the autocast dtype (as
-the custom ops' registered autocast rule does); inside, nothing is autocast again.
+Autocast: under ``torch.autocast(device, dtype=...)`` the layer runs in the autocast dtype (as
+the custom ops' registered autocast rule does on CPU); inside, nothing is autocast again.
 """
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 
 def autocast(tensors: tuple) -> tuple:
-    """The floating tensors cast to the CPU autocast dtype when CPU autocast is on."""
-    x = tensors[0]
-    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+    """The floating tensors cast to the autocast dtype of x's device when autocast is on there
+    (the first tensor is x)."""
+    device = tensors[0].device.type
+    if not torch.is_autocast_enabled(device):
         return tensors
-    dtype = torch.get_autocast_dtype("cpu")
+    dtype = torch.get_autocast_dtype(device)
     return tuple(
         t.to(dtype) if isinstance(t, Tensor) and t.is_floating_point() else t for t in tensors
     )

@@ -20,6 +20,11 @@ def record(cell: str, norms: Tensor) -> None:
         records.append((cell, norms.detach()))
 
 
+def listening() -> bool:
+    """Whether a ``recording()`` block is open (layers then run an engine that records)."""
+    return bool(_listeners)
+
+
 @contextlib.contextmanager
 def recording() -> Iterator[list[tuple[str, Tensor]]]:
     records: list[tuple[str, Tensor]] = []

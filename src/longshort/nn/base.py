@@ -14,9 +14,10 @@ import warnings
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from longshort.engine import dispatch, gradient_norms
 from longshort.nn import checks, sequence
 
 
@@ -284,6 +285,31 @@ class RecurrentBase(nn.RNNBase):
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         raise NotImplementedError
 
+    def _plain(self, prep: Prepared) -> bool:
+        """Whether this call is one PyTorch's fused op computes alike: no lengths or packing,
+        no variant, no recomputation, no NaN scan per layer, no gradient norms recorded."""
+        options = getattr(self, "options", None)  # the LSTM's variants
+        return (
+            prep.lengths is None
+            and (options is None or not options.active)
+            and not self.recompute_segment
+            and not self.check_finite
+            and not gradient_norms.listening()
+            and not torch.compiler.is_compiling()
+        )
+
+    def _run_native(
+        self, x: Tensor, states: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...], list[LayerTrace]]:
+        """All layers through PyTorch's fused recurrent op (cuDNN on CUDA), time-major."""
+        op = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}
+        hx = states if self.state_count == 2 else states[0]
+        res = op[self.mode](
+            x, hx, self._flat_weights, self.bias, self.num_layers, float(self.dropout),
+            self.training, self.bidirectional, False,
+        )  # fmt: skip
+        return res[0], tuple(res[1:]), []
+
     def _finish_trace(self, trace: LayerTrace) -> LayerTrace:
         """The trace a user sees, from what the engine saved (subclasses may override)."""
         return trace
@@ -294,6 +320,8 @@ class RecurrentBase(nn.RNNBase):
         """All layers and directions; returns output (T, B, D*P), final states and, if
         want_trace, a trace per layer and direction."""
         x, lengths = prep.x, prep.lengths
+        if not want_trace and self._plain(prep) and dispatch.native_layers(x.device):
+            return self._run_native(x, states)
         rev = sequence.reverse_index(lengths, x.shape[0]) if self.bidirectional else None
         finals: list[list[Tensor]] = [[] for _ in states]
         traces: list[LayerTrace] = []

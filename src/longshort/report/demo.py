@@ -31,6 +31,7 @@ class DemoConfig:
     hidden: int = 32
     scale: float = 1.0  # multiplies steps and seconds; the tests use a small one
     progress: bool = True
+    device: str = "cpu"  # where the models train; the figures are drawn on the CPU
 
 
 PLAN = (  # task, length attribute, steps, evaluation interval, lr, batch
@@ -96,9 +97,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, object]:
                     ),
                     cfg.out / f"{task_name}-{cell}",
                     cfg.progress,
+                    device=cfg.device,
                     force=True,
                 )
             )
+        for r in pair:
+            r.model.cpu()  # traces and figures run on the CPU
         runs += pair
         task = pair[0].task
         name = f"curves-{task_name}.png"
