@@ -37,11 +37,10 @@ def _stats(a):
     return mu, 1.0 / np.sqrt(var / a.shape[0] + EPS)
 
 
-@njit(**JIT)
-def _activate(z, scale, shift, gain, bits, two_k):
-    """z's gate nonlinearities in place (a call, not inlined: numba's SSA pass mishandles the
-    activation inlined twice in one function)."""
-    affine_logistic(z, z, scale, shift, gain, bits, two_k)
+@njit(inline="always", **JIT)
+def _sigmoid(v):
+    """σ(v) of one scalar (the peephole's o_t, which waits for C'_t)."""
+    return 1.0 / (1.0 + np.exp(-v))
 
 
 @njit(inline="always", **JIT)
@@ -80,6 +79,7 @@ def forward(
     int32: as in :mod:`.lstm`. Rows [b0, b1) only."""
     has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
     scale, shift, gain = coef[0], coef[1], coef[2]
+    o_pre = np.empty(cs.shape[2], z.dtype)
     two_k = bits.view(np.float32)
     steps, _, n_gates = z.shape
     hidden = cs.shape[2]
@@ -117,15 +117,15 @@ def forward(
                 if has_f:
                     for j in range(hidden):
                         zb[f_off + j] += w_ch[pf_off + j] * c_prev[j]  # f_t sees C_{t-1}
-            head = zb[:o_off] if peep else zb  # o waits for C'_t when it peeps at it
-            _activate(head, scale, shift, gain, bits, two_k)  # σ(i, f, o), tanh(g)
-            cn = cn_buf[b - b0] if zc_on else cs[t + 1, b]
-            _new_cell(zb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)
             o = zb[o_off:]
             if peep:
+                o_pre[:] = o  # o waits for C'_t, which it peeps at
+            affine_logistic(zb, zb, scale, shift, gain, bits, two_k)  # σ(i, f, o), tanh(g)
+            cn = cn_buf[b - b0] if zc_on else cs[t + 1, b]
+            _new_cell(zb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)
+            if peep:
                 for j in range(hidden):
-                    o[j] += w_ch[po_off + j] * cn[j]  # o_t sees C'_t
-                _activate(o, scale[o_off:], shift[o_off:], gain[o_off:], bits, two_k)
+                    o[j] = _sigmoid(o_pre[j] + w_ch[po_off + j] * cn[j])  # o_t sees C'_t
             m, n = out[t, b], cn
             if ln:
                 mu, rstd = _stats(cn)
