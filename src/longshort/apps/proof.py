@@ -60,7 +60,7 @@ REFERENCES = {
         "Hochreiter & Schmidhuber 1997, exp. 6a (T = 100-110, no forget gate): solved after "
         "31,390 training sequences on average"
     ),
-    "sentiment": "longshort's own task (a negation N words before the verdict): no published figure",
+    "sentiment": "longshort's own task (a negation N words before the verdict): none published",
 }
 
 

@@ -26,15 +26,15 @@ EPS = 1e-5
 
 @njit(inline="always", **JIT)
 def _stats(a):
-    """Mean and 1 / sqrt(var + ε) of a 1-D row."""
-    mu = 0.0
+    """Mean and 1 / sqrt(var + ε) of a 1-D row, in one pass with float64 sums."""
+    s, sq = 0.0, 0.0
     for j in range(a.shape[0]):
-        mu += a[j]
-    mu /= a.shape[0]
-    var = 0.0
-    for j in range(a.shape[0]):
-        var += (a[j] - mu) * (a[j] - mu)
-    return mu, 1.0 / np.sqrt(var / a.shape[0] + EPS)
+        v = np.float64(a[j])
+        s += v
+        sq += v * v
+    mu = s / a.shape[0]
+    var = max(sq / a.shape[0] - mu * mu, 0.0)
+    return a.dtype.type(mu), a.dtype.type(1.0 / np.sqrt(var + EPS))
 
 
 @njit(inline="always", **JIT)
