@@ -27,20 +27,24 @@ class Experiment:
     cells: tuple[str, ...]
     steps: int
     eval_every: int = 100
+    hidden: int = 32
+    lr: float = 1e-2
 
     def command(self, seeds: int) -> str:
         """The ``longshort compare`` command that makes the same runs."""
-        every = f" --eval-every {self.eval_every}" if self.eval_every != 100 else ""
+        extra = f" --eval-every {self.eval_every}" if self.eval_every != 100 else ""
+        if (self.hidden, self.lr) != (32, 1e-2):
+            extra += f" --hidden {self.hidden} --lr {self.lr:g}"
         return (
             f"longshort compare --task {self.task} --seq-len {','.join(map(str, self.lengths))} "
-            f"--cell {','.join(self.cells)} --seeds {seeds} --steps {self.steps}{every}"
+            f"--cell {','.join(self.cells)} --seeds {seeds} --steps {self.steps}{extra}"
         )
 
 
 GATED = ("rnn", "gru", "lstm", "lstm-no-forget")
 PLAN = (
     Experiment("adding", (100, 200, 400), GATED, 3000),
-    Experiment("copy", (100, 200), ("rnn", "gru", "lstm"), 3000),
+    Experiment("copy", (100,), ("rnn", "lstm"), 4000, hidden=128, lr=3e-3),  # 30 bits to hold
     Experiment("temporal-order", (100, 200), GATED, 2000),
     Experiment("sentiment", (50, 100), ("rnn", "gru", "lstm"), 1500, 20),
 )
@@ -71,7 +75,7 @@ def run_proof(
     of :func:`longshort.apps.experiment.seed_rows` (also written to out/proof.json)."""
     rows: list[dict[str, object]] = []
     for e in plan:
-        budget = Budget(steps=e.steps, batch_size=BATCH, eval_every=e.eval_every)
+        budget = Budget(e.hidden, e.steps, lr=e.lr, batch_size=BATCH, eval_every=e.eval_every)
         rows += compare(
             e.task, list(e.lengths), list(e.cells), budget, out / e.task, progress,
             force=True, seeds=seeds,
