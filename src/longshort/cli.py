@@ -259,9 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--season", type=_positive_int, default=336, help="period of the seasonal naive"
     )
     ft.add_argument(
-        "--residual",
-        action="store_true",
-        help="learn the correction to the seasonal-naive forecast",
+        "--base",
+        choices=["linear", "seasonal", "none"],
+        default="linear",
+        help="the forecast the LSTM learns to correct: a ridge regression from the window "
+        "(fitted on the training part), the seasonal naive, or none (the values themselves)",
+    )
+    ft.add_argument(
+        "--residual", action="store_true", help="the same as --base seasonal (older flag)"
     )
     _loop_args(ft, hidden=64, steps=1500, batch=32, lr=3e-3, out="runs/forecast")
     inspect = sub.add_parser("inspect", help="figures and a JSON summary of a trained run")
@@ -389,7 +394,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         args.horizon,
         args.test_steps,
         args.season,
-        residual=args.residual,
+        base="seasonal" if args.residual else args.base,
         **_loop_kwargs(args),
     )
     print(json.dumps(summary, indent=2))

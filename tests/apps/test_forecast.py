@@ -79,3 +79,31 @@ def test_residual_mode_adds_the_seasonal_naive_forecast():
     forecast = task.forecast(Zero())
     truth = torch.stack([series[o : o + 5] for o in task.origins])
     torch.testing.assert_close(forecast, truth)
+
+
+class _Zero(torch.nn.Module):
+    def __init__(self, horizon: int) -> None:
+        super().__init__()
+        self.horizon = horizon
+
+    def forward(self, x, lengths=None):
+        return torch.zeros(x.shape[0], self.horizon)
+
+
+def test_linear_base_is_a_ridge_forecast_the_lstm_corrects():
+    """On a noiseless sum of two sines the direct linear forecast is exact, so the targets the
+    LSTM sees are near zero, and a zero correction gives the linear baseline's own errors."""
+    t = torch.arange(400, dtype=torch.float64)
+    series = (torch.sin(2 * torch.pi * t / 24) + 0.5 * torch.sin(2 * torch.pi * t / 9)).float()
+    task = Forecast(series, window=48, horizon=12, test_steps=48, season=24, base="linear")
+    b = task.batch(8, torch.Generator().manual_seed(0))
+    assert b.y.abs().max() < 1e-2
+    errors = task._errors(task.forecast(_Zero(12)))
+    linear = next(v for k, v in task.baselines.items() if k.startswith("linear"))
+    assert errors == linear and linear["MAE"] < 1e-2
+    assert task.baselines["seasonal_naive"]["MAE"] > 10 * linear["MAE"]
+
+
+def test_bad_base_is_named():
+    with pytest.raises(ValueError, match="base must be one of none, seasonal, linear"):
+        Forecast(torch.randn(200), window=24, horizon=6, test_steps=24, season=12, base="arima")

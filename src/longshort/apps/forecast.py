@@ -33,6 +33,7 @@ def train_forecaster(
     resume: bool = False,
     device: str = "cpu",
     residual: bool = False,
+    base: str | None = None,
     force: bool = False,
     policy: Policy | None = None,
 ) -> dict[str, object]:
@@ -43,11 +44,11 @@ def train_forecaster(
     else:
         raise ValueError("give --dataset taylor, or --csv FILE with --column NAME")
     policy = test_set_policy(policy, "the held-out tail")
-    task = Forecast(series, window, horizon, test_steps, season, residual)
+    task = Forecast(series, window, horizon, test_steps, season, residual, base)
     torch.manual_seed(seed)
     model = SequenceModel("lstm", 1, hidden, horizon, forget_bias=1.0)
     config = {
-        "task": {"task": "forecast", "seq_len": window, "horizon": horizon, "residual": residual}
+        "task": {"task": "forecast", "seq_len": window, "horizon": horizon, "base": task.base}
     }
     history = fit_in(
         out,
@@ -72,7 +73,7 @@ def train_forecaster(
         "steps_in_series": len(series),
         "window": window,
         "horizon": horizon,
-        "residual": residual,
+        "base": task.base,
         "held_out_steps": test_steps,
         "season": season,
         "errors": task.report(model),
