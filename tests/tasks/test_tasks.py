@@ -85,3 +85,18 @@ def test_bad_task_arguments():
         CopyMemory(0)
     with pytest.raises(ValueError, match="at least 20"):
         TemporalOrder(5)
+
+
+def test_every_task_joins_the_one_registry():
+    import longshort.data  # noqa: F401 - defines the real-data tasks
+    from longshort.tasks import REGISTRY, TASKS, Task
+
+    assert set(TASKS) < set(REGISTRY)
+    assert {"forecast", "classify", "charlm"} < set(REGISTRY)
+    assert all(issubclass(cls, Task) for cls in REGISTRY.values())
+    with pytest.raises(ValueError, match="made from its data"):
+        make_task("forecast", 10)
+    with pytest.raises(TypeError, match="taken"):
+
+        class Impostor(Task):
+            name = "adding"

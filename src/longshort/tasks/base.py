@@ -41,8 +41,14 @@ class TrainingTask(Protocol):
     def solved(self, metric: float) -> bool: ...
 
 
+REGISTRY: dict[str, type[Task]] = {}
+
+
 class Task:
     """A seeded generator of batches with a loss, a metric and a baseline.
+
+    Every subclass with a name joins :data:`REGISTRY` when it is defined: the synthetic tasks
+    here and the real-data tasks of :mod:`longshort.data` alike (two of one name are refused).
 
     Subclasses set: name, input_size (features, or vocabulary size when ``tokens``), output_size,
     readout ("last": predict from the last step; "all": at every step), metric_name,
@@ -64,6 +70,17 @@ class Task:
     # one batch into the next (truncated BPTT) and saves `position` with the training state.
     stateful: bool = False
     position: int = 0
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is None:
+            return
+        if name in REGISTRY and REGISTRY[name] is not cls:
+            raise TypeError(
+                f"task name {name!r} of {cls.__qualname__} is taken by {REGISTRY[name].__qualname__}"
+            )
+        REGISTRY[name] = cls
 
     def __init__(self, seq_len: int) -> None:
         if not isinstance(seq_len, int) or seq_len < 1:
