@@ -77,9 +77,8 @@ class Task:
         if name is None:
             return
         if name in REGISTRY and REGISTRY[name] is not cls:
-            raise TypeError(
-                f"task name {name!r} of {cls.__qualname__} is taken by {REGISTRY[name].__qualname__}"
-            )
+            taken = REGISTRY[name].__qualname__
+            raise TypeError(f"task name {name!r} of {cls.__qualname__} is taken by {taken}")
         REGISTRY[name] = cls
 
     def __init__(self, seq_len: int) -> None:
