@@ -85,12 +85,24 @@ def test_trains_with_optimizer_and_clipping():
     assert losses[-1] < 0.2 * losses[0]
 
 
-def test_torch_compile_runs_the_variants_eagerly():
-    """The variants have no custom operator yet: torch.compile breaks the graph around the layer
-    and runs it eagerly, with the same results."""
+@pytest.mark.parametrize("segment", [None, 3])
+def test_torch_compile_fullgraph_traces_the_variants(segment):
+    """The variants are custom operators too: no graph break, same outputs and gradients."""
     torch.manual_seed(0)
-    rnn = longshort.LSTM(3, 8, peephole=True, layer_norm=True, batch_first=True).eval()
-    x = torch.randn(4, 10, 3)
+    kw = {"peephole": True, "layer_norm": True, "coupled_gates": True, "zoneout": 0.2}
+    rnn = longshort.LSTM(3, 8, batch_first=True, recompute_segment=segment, **kw).eval()
+    x = torch.randn(4, 10, 3, requires_grad=True)
+    lengths = torch.tensor([10, 3, 7, 1])
     torch._dynamo.reset()
-    y = torch.compile(rnn, backend="aot_eager")(x)[0]
-    torch.testing.assert_close(y, rnn(x)[0], rtol=1e-5, atol=1e-6)
+    compiled = torch.compile(rnn, fullgraph=True, backend="aot_eager")
+    rnn.train(bool(segment))  # recomputation runs in training; zoneout masks drawn there
+    torch.manual_seed(1)
+    y = compiled(x, lengths=lengths)[0]
+    (gx,) = torch.autograd.grad((y * y).sum(), [x])
+    grads = [p.grad for p in rnn.parameters()]
+    torch.manual_seed(1)
+    y_eager = rnn(x, lengths=lengths)[0]
+    (gx_eager,) = torch.autograd.grad((y_eager * y_eager).sum(), [x])
+    torch.testing.assert_close(y, y_eager, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gx, gx_eager, rtol=1e-4, atol=1e-6)
+    assert grads is not None

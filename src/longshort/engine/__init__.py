@@ -74,20 +74,17 @@ def variant_layer(
 
     x (T, B, I); h0 (B, P); c0 (B, H); w and masks as :class:`VariantWeights` and
     :class:`VariantMasks` describe them. Returns out (T, B, P), h_n (B, P), c_n (B, H), the
-    gate blocks (T, B, G) and cs (T+1, B, H); rec is left empty. ``torch.compile`` runs the
-    layer eagerly (a graph break): the variants have no custom operator.
+    gate blocks (T, B, G) and cs (T+1, B, H); rec is left empty.
     """
     masks = VariantMasks() if masks is None else masks
+    if torch.compiler.is_compiling():
+        res = ops.variant_fwd(x, h0, c0, *masks, lengths, segment, *v, *w)
+        return VariantForward(*res[:5], x.new_empty(0))
     x, h0, c0, zone_c, zone_h, keep, *weights = eager.autocast((x, h0, c0, *masks, *w))
-    out, h_n, c_n, gates, cs = _variant_apply(
+    out, h_n, c_n, gates, cs = eager.VariantLayer.apply(
         x, h0, c0, v, zone_c, zone_h, keep, lengths, segment, *weights
     )
     return VariantForward(out, h_n, c_n, gates, cs, x.new_empty(0))
-
-
-@torch.compiler.disable
-def _variant_apply(*args):
-    return eager.VariantLayer.apply(*args)
 
 
 def rnn_layer(

@@ -16,14 +16,18 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from longshort.engine import dispatch, gradient_norms, segmented
+from longshort.engine import dispatch, gradient_norms, segmented, variant
 from longshort.engine.types import (
     GRUForward,
     GRUWeights,
     LSTMForward,
+    LSTMVariant,
     LSTMWeights,
     RNNForward,
     RNNWeights,
+    VariantForward,
+    VariantMasks,
+    VariantWeights,
 )
 
 _EMPTY = (0,)
@@ -329,3 +333,175 @@ torch.library.register_autocast(gru_fwd, "cpu", torch.bfloat16)
 
 def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
+
+
+# The LSTM's variants: the flags as four bools, the weights and masks as optional tensors.
+@torch.library.custom_op("longshort::variant_fwd", mutates_args=())
+def variant_fwd(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    zone_c: Tensor | None,
+    zone_h: Tensor | None,
+    keep: Tensor | None,
+    lengths: Tensor | None,
+    segment: int,
+    forget_gate: bool,
+    peephole: bool,
+    coupled: bool,
+    layer_norm: bool,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_hr: Tensor | None,
+    w_ch: Tensor | None,
+    ln_ih: Tensor | None,
+    ln_hh: Tensor | None,
+    ln_c_w: Tensor | None,
+    ln_c_b: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """out, h_n, c_n, gates, cs, rec and the input part's wx, mean, rstd (empty (0,) where a
+    variant has none); the arguments are the fields of VariantMasks, LSTMVariant and
+    VariantWeights."""
+    v = LSTMVariant(forget_gate, peephole, coupled, layer_norm)
+    w = VariantWeights(w_ih, w_hh, b_ih, b_hh, w_hr, w_ch, ln_ih, ln_hh, ln_c_w, ln_c_b)
+    masks = VariantMasks(zone_c, zone_h, keep)
+    engine = dispatch.variant_engine(x, w)
+    if segment > 0:
+        res = variant.segmented_forward(engine, segment, x, h0, c0, w, v, masks, lengths)
+        empty = x.new_empty(_EMPTY)
+        return _distinct((*res, empty, empty, empty), (x, h0, c0))
+    res, part = variant.forward(engine, x, h0, c0, w, v, masks, lengths)
+    return _distinct((*res, *part), (x, h0, c0))
+
+
+@variant_fwd.register_fake
+def _(x, h0, c0, zone_c, zone_h, keep, lengths, segment, forget_gate, peephole, coupled,
+      layer_norm, w_ih, *_weights):  # fmt: skip
+    steps, batch = x.shape[0], x.shape[1]
+    hidden, rows = c0.shape[1], w_ih.shape[0]
+    empty = x.new_empty(_EMPTY)
+    common = (
+        x.new_empty(steps, batch, h0.shape[1]),
+        h0.new_empty(h0.shape),
+        c0.new_empty(c0.shape),
+    )
+    if segment > 0:
+        starts = x.new_empty((steps + segment - 1) // segment, batch, h0.shape[1] + hidden)
+        return (*common, empty, starts, empty, empty, empty, empty)
+    gates, cs = x.new_empty(steps, batch, rows), x.new_empty(steps + 1, batch, hidden)
+    if not layer_norm:
+        return (*common, gates, cs, empty, empty, empty, empty)
+    stats = (x.new_empty(steps, batch, 1), x.new_empty(steps, batch, 1))
+    grid = (x.new_empty(steps, batch, rows), x.new_empty(steps, batch, rows))
+    return (*common, gates, cs, grid[0], grid[1], *stats)
+
+
+@torch.library.custom_op("longshort::variant_bwd", mutates_args=())
+def variant_bwd(
+    d_out: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    zone_c: Tensor | None,
+    zone_h: Tensor | None,
+    keep: Tensor | None,
+    lengths: Tensor | None,
+    segment: int,
+    forget_gate: bool,
+    peephole: bool,
+    coupled: bool,
+    layer_norm: bool,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_hr: Tensor | None,
+    w_ch: Tensor | None,
+    ln_ih: Tensor | None,
+    ln_hh: Tensor | None,
+    ln_c_w: Tensor | None,
+    ln_c_b: Tensor | None,
+    out: Tensor,
+    gates: Tensor,
+    cs: Tensor,
+    rec: Tensor,
+    wx: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+) -> tuple[
+    Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+    Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+]:  # fmt: skip
+    """dx, dh0, dc0, the norms, then the gradients of the ten weights (empty (0,) where a
+    weight is absent)."""
+    v = LSTMVariant(forget_gate, peephole, coupled, layer_norm)
+    w = VariantWeights(w_ih, w_hh, b_ih, b_hh, w_hr, w_ch, ln_ih, ln_hh, ln_c_w, ln_c_b)
+    masks = VariantMasks(zone_c, zone_h, keep)
+    engine = dispatch.variant_engine(x, w)
+    if segment > 0:
+        g = variant.segmented_backward(
+            engine, segment, d_out, d_hn, d_cn, x, w, v, masks, lengths, cs
+        )
+    else:
+        res = VariantForward(out, d_hn, d_cn, gates, cs, rec)  # h_n, c_n are not read
+        part = variant.InputPart(wx, mean, rstd)
+        g = variant.backward(engine, d_out, d_hn, d_cn, x, h0, w, v, masks, lengths, res, part)
+    grads = [x.new_empty(_EMPTY) if t is None else t for t in g.weights]
+    return _distinct((g.dx, g.dh0, g.dc0, g.norms, *grads), (d_out, d_hn, d_cn))
+
+
+def _distinct(outputs: tuple, inputs: tuple) -> tuple:
+    """outputs, each with storage of its own (a custom op's outputs may not alias each other or
+    its inputs: the biases' two gradients are one tensor, the layer norm's gain and bias of the
+    cell two rows of one)."""
+    seen = {id(t) for t in inputs} | {t.untyped_storage().data_ptr() for t in inputs if t.numel()}
+    result = []
+    for t in outputs:
+        ptr = t.untyped_storage().data_ptr() if t.numel() else None
+        if id(t) in seen or ptr in seen or t._base is not None:
+            t = t.clone()
+            ptr = t.untyped_storage().data_ptr() if t.numel() else None
+        seen |= {id(t), ptr} - {None}
+        result.append(t)
+    return tuple(result)
+
+
+@variant_bwd.register_fake
+def _(d_out, d_hn, d_cn, x, h0, zone_c, zone_h, keep, lengths, segment, forget_gate, peephole,
+      coupled, layer_norm, *rest):  # fmt: skip
+    weights = rest[:10]
+    grads = [x.new_empty(_EMPTY) if t is None else t.new_empty(t.shape) for t in weights]
+    norms = x.new_empty(x.shape[0], x.shape[1], 2)
+    return (x.new_empty(x.shape), h0.new_empty(h0.shape), d_cn.new_empty(d_cn.shape), norms,
+            *grads)  # fmt: skip
+
+
+def _variant_setup(ctx, inputs: Sequence, output: Sequence) -> None:
+    x, h0, c0, zone_c, zone_h, keep, lengths, segment, *flags = inputs[:12]
+    weights = inputs[12:]
+    out, _h_n, _c_n, gates, cs, rec, wx, mean, rstd = output
+    ctx.mark_non_differentiable(gates, cs, rec, wx, mean, rstd)
+    ctx.segment, ctx.flags = segment, flags
+    ctx.save_for_backward(
+        x, h0, c0, zone_c, zone_h, keep, lengths, *weights, out, gates, cs, rec, wx, mean, rstd
+    )
+
+
+def _variant_backward(ctx, d_out, d_hn, d_cn, *_unused):
+    x, h0, c0, zone_c, zone_h, keep, lengths, *rest = ctx.saved_tensors
+    weights, saved = rest[:10], rest[10:]
+    dx, dh0, dc0, norms, *grads = variant_bwd(
+        _or_zeros(d_out, saved[0]),
+        _or_zeros(d_hn, h0),
+        _or_zeros(d_cn, c0),
+        x, h0, zone_c, zone_h, keep, lengths, ctx.segment, *ctx.flags, *weights, *saved,
+    )  # fmt: skip
+    gradient_norms.record("lstm", norms)
+    grads = [g if w is not None else None for g, w in zip(grads, weights, strict=True)]
+    return (dx, dh0, dc0, *[None] * 9, *grads)
+
+
+variant_fwd.register_autograd(_variant_backward, setup_context=_variant_setup)
