@@ -14,7 +14,7 @@ from torch import Tensor
 from longshort.engine.types import Engine, LSTMForward, LSTMGrads, LSTMWeights
 
 
-def _segment_lengths(lengths: Tensor | None, start: int, size: int) -> Tensor | None:
+def segment_lengths(lengths: Tensor | None, start: int, size: int) -> Tensor | None:
     return None if lengths is None else (lengths - start).clamp(0, size)
 
 
@@ -37,7 +37,7 @@ def lstm_forward(
     for k, s in enumerate(range(0, steps, segment)):
         starts[k] = torch.cat((h, c), dim=1)
         xs = x[s : s + segment]
-        part = engine.lstm_forward(xs, h, c, w, _segment_lengths(lengths, s, xs.shape[0]))
+        part = engine.lstm_forward(xs, h, c, w, segment_lengths(lengths, s, xs.shape[0]))
         out[s : s + segment], h, c = part.out, part.h_n, part.c_n
     return LSTMForward(out, h, c, x.new_empty(0, batch, 4 * hidden), starts)
 
@@ -65,7 +65,7 @@ def lstm_backward(
     for k in reversed(range(starts.shape[0])):
         s = k * segment
         xs = x[s : s + segment]
-        ls = _segment_lengths(lengths, s, xs.shape[0])
+        ls = segment_lengths(lengths, s, xs.shape[0])
         h0, c0 = starts[k, :, :out_size], starts[k, :, out_size:]
         saved = engine.lstm_forward(xs, h0, c0, w, ls)
         g = engine.lstm_backward(d_out[s : s + segment], dh, dc, xs, h0, w, ls, saved)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from longshort.cells.lstm_variant import EPS, new_cells, normalise, split
+from longshort.engine.segmented import segment_lengths
 from longshort.engine.types import (
     Engine,
     LSTMVariant,
@@ -140,10 +141,6 @@ def _projection_grad(
     return dhp.flatten(0, 1).T @ m.flatten(0, 1)
 
 
-def _segment_lengths(lengths: Tensor | None, start: int, size: int) -> Tensor | None:
-    return None if lengths is None else (lengths - start).clamp(0, size)
-
-
 def segmented_forward(
     engine: Engine,
     segment: int,
@@ -166,7 +163,7 @@ def segmented_forward(
         xs = x[s : s + segment]
         part, _ = forward(
             engine, xs, h, c, w, v, masks.steps(s, s + segment),
-            _segment_lengths(lengths, s, xs.shape[0]),
+            segment_lengths(lengths, s, xs.shape[0]),
         )  # fmt: skip
         out[s : s + segment], h, c = part.out, part.h_n, part.c_n
     empty = x.new_empty(0)
@@ -195,7 +192,7 @@ def segmented_backward(
     for k in reversed(range(starts.shape[0])):
         s = k * segment
         xs = x[s : s + segment]
-        ls, ms = _segment_lengths(lengths, s, xs.shape[0]), masks.steps(s, s + segment)
+        ls, ms = segment_lengths(lengths, s, xs.shape[0]), masks.steps(s, s + segment)
         h0, c0 = starts[k, :, :out_size], starts[k, :, out_size:]
         saved, part = forward(engine, xs, h0, c0, w, v, ms, ls)
         g = backward(engine, d_out[s : s + segment], dh, dc, xs, h0, w, v, ms, ls, saved, part)

@@ -285,13 +285,16 @@ class RecurrentBase(nn.RNNBase):
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         raise NotImplementedError
 
+    def _runs_variant(self) -> bool:
+        """Whether this module runs one of the LSTM's variants (see :class:`longshort.LSTM`)."""
+        return False
+
     def _plain(self, prep: Prepared) -> bool:
         """Whether this call is one PyTorch's fused op computes alike: no lengths or packing,
         no variant, no recomputation, no NaN scan per layer, no gradient norms recorded."""
-        options = getattr(self, "options", None)  # the LSTM's variants
         return (
             prep.lengths is None
-            and (options is None or not options.active)
+            and not self._runs_variant()
             and not self.recompute_segment
             and not self.check_finite
             and not gradient_norms.listening()

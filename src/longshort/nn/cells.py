@@ -70,6 +70,7 @@ class LSTMCell(_CellBase, nn.LSTMCell):
     """
 
     gate_multiplier = 4
+    options = variants.Options()  # the plain LSTM until __init__ says otherwise
 
     def __init__(
         self,
@@ -102,7 +103,7 @@ class LSTMCell(_CellBase, nn.LSTMCell):
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        if getattr(self, "options", variants.Options()).active:
+        if self.options.active:
             variants.reset_extras(self, [""], self.hidden_size)
 
     def extra_repr(self) -> str:
@@ -124,7 +125,7 @@ class LSTMCell(_CellBase, nn.LSTMCell):
 
     def _variant_step(self, x: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor]:
         size = (self.hidden_size, self.hidden_size)
-        masks = variants.draw_masks(self.options, x, 1, x.shape[0], size, self.training)
+        masks = variants.draw_masks(self.options, x[None], size, self.training)
         w = variants.weights(self, "")
         res = engine.variant_layer(x[None], h0, c0, w, self.options.variant, masks)
         return res.h_n, res.c_n

@@ -62,6 +62,7 @@ class LSTM(RecurrentBase):
 
     gate_multiplier = 4
     state_count = 2
+    options = variants.Options()  # the plain LSTM until __init__ says otherwise
     torch_class = nn.LSTM
     # torch.nn.LSTM's own versions of RNNBase's hooks, for code that calls or overrides them
     get_expected_cell_size = nn.LSTM.get_expected_cell_size
@@ -100,13 +101,16 @@ class LSTM(RecurrentBase):
             for direction in range(self.num_directions)
         ]
 
+    def _runs_variant(self) -> bool:
+        return self.options.active
+
     def extra_repr(self) -> str:
         s = super().extra_repr()
         return s + ", " + self.options.describe() if self.options.active else s
 
     def flatten_parameters(self) -> None:
         """torch.nn's (cuDNN's weight layout); a no-op for variants, which cuDNN cannot run."""
-        if not getattr(self, "options", variants.Options()).active:
+        if not self.options.active:
             super().flatten_parameters()
 
     def to_torch(self) -> nn.RNNBase:
@@ -125,10 +129,9 @@ class LSTM(RecurrentBase):
         if not self.bias:
             return
         h = self.hidden_size
-        options = getattr(self, "options", variants.Options())  # torch.nn's init calls this
-        if options.active:
+        if self.options.active:
             variants.reset_extras(self, self._suffixes(), h)
-        blocks = variants.bias_blocks(options.variant)
+        blocks = variants.bias_blocks(self.options.variant)
         with torch.no_grad():
             for layer in range(self.num_layers):
                 for direction in range(self.num_directions):
@@ -166,7 +169,7 @@ class LSTM(RecurrentBase):
         segment: int,
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         sizes = (self.hidden_size, self.output_size)
-        masks = variants.draw_masks(self.options, x, x.shape[0], x.shape[1], sizes, self.training)
+        masks = variants.draw_masks(self.options, x, sizes, self.training)
         w = variants.weights(self, self._param_name("", layer, direction))
         v = self.options.variant
         res = engine.variant_layer(x, *states, w, v, masks, lengths, segment)

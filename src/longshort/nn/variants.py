@@ -119,7 +119,7 @@ def make_parameters(module: nn.Module, v: LSTMVariant, suffixes: list[str]) -> N
     for a cell): gate weights with v.blocks blocks in place of torch.nn's four, and the extras."""
     for sfx in suffixes:
         w_ih = getattr(module, "weight_ih" + sfx)
-        hidden = w_ih.shape[0] // 4
+        hidden = module.hidden_size
         rows = v.blocks * hidden
         like = {"device": w_ih.device, "dtype": w_ih.dtype}
         for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
@@ -165,12 +165,11 @@ def weights(module: nn.Module, sfx: str) -> VariantWeights:
     )
 
 
-def draw_masks(
-    opts: Options, x: Tensor, steps: int, batch: int, sizes: tuple[int, int], training: bool
-) -> VariantMasks:
-    """Zoneout and recurrent dropout masks for one layer and direction, drawn from torch's
-    generator in training (so a seed reproduces them), the expectation in evaluation.
-    sizes: (H, P)."""
+def draw_masks(opts: Options, x: Tensor, sizes: tuple[int, int], training: bool) -> VariantMasks:
+    """Zoneout and recurrent dropout masks for one layer and direction over x (T, B, ...),
+    drawn from torch's generator in training (so a seed reproduces them), the expectation in
+    evaluation. sizes: (H, P)."""
+    steps, batch = x.shape[0], x.shape[1]
     (zc, zh), p = opts.zoneout, opts.recurrent_dropout
     hidden, out_size = sizes
 

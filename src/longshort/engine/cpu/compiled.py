@@ -393,10 +393,7 @@ def gru_backward(
 
 def _opt(t: Tensor | None, dims: int, dtype: np.dtype) -> np.ndarray:
     """An optional operand of the variant kernels: its array, or an empty one of dims dims."""
-    return np.empty((0,) * dims, dtype) if t is None else _np(t.to(_TORCH[dtype]))
-
-
-_TORCH = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+    return np.empty((0,) * dims, dtype) if t is None else _np(t)
 
 
 def _variant_operands(w: VariantWeights, v: LSTMVariant, masks: VariantMasks, dtype) -> tuple:
