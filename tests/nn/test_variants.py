@@ -333,6 +333,9 @@ def test_parameters_shapes_names_and_init():
 def test_bad_options_are_named(kw, exc, words):
     with pytest.raises(exc, match=words):
         longshort.LSTM(I, H, **kw)
+    if "bias" not in str(kw):  # the cells take the options, not the bias starts
+        with pytest.raises(exc, match=f"LSTMCell: .*{words}"):
+            longshort.LSTMCell(I, H, **kw)
 
 
 def test_to_torch_refuses_variants_and_converts_plain():

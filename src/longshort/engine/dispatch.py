@@ -86,6 +86,11 @@ def native_layers(device: torch.device) -> bool:
 def use_native(device_types: tuple[str, ...]) -> Iterator[None]:
     """Send plain runs on these device types to PyTorch's fused op in the block; () for none.
     ("cpu",) lets the CPU tests check the CUDA path's dispatch against oneDNN's op."""
+    if not isinstance(device_types, tuple) or not all(isinstance(d, str) for d in device_types):
+        raise TypeError(
+            f"use_native: device_types must be a tuple of device type names such as ('cuda',), "
+            f"got {device_types!r}"
+        )
     old, _state["native"] = _state["native"], tuple(device_types)
     try:
         yield
