@@ -66,8 +66,7 @@ def test_only_plain_runs_go_native(monkeypatch):
     assert len(calls) == 1
     longshort.LSTM(I, H)(x)  # CPU default: longshort's compiled engine
     assert len(calls) == 1
-    with pytest.raises(TypeError, match="tuple of device type names"):
-        with dispatch.use_native("cuda"):
-            pass
+    with pytest.raises(TypeError, match="tuple of device type names"), dispatch.use_native("cuda"):
+        pass
     assert dispatch.native_layers(torch.device("cuda"))
     assert not dispatch.native_layers(torch.device("cpu"))
