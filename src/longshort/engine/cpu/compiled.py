@@ -25,7 +25,7 @@ from longshort.engine.cpu import cache
 cache.refresh()
 
 from longshort.engine import reference  # noqa: E402
-from longshort.engine.cpu import gru, lstm, lstm_variant, rnn, rows  # noqa: E402
+from longshort.engine.cpu import gru, lstm, lstm_variant, packed, rnn, rows  # noqa: E402
 from longshort.engine.cpu.activations import gate_coefficients  # noqa: E402
 from longshort.engine.cpu.blas import BF16, matmul_at, matmul_w, matmul_wt  # noqa: E402
 from longshort.engine.types import (  # noqa: E402
@@ -121,6 +121,14 @@ def _bf16_scratch(t: Tensor, rows: int, cols: int) -> np.ndarray:
     return np.empty((rows, cols), np.uint16) if t.dtype == torch.bfloat16 else _NO_BF16
 
 
+def _recurrent(w: Tensor, steps: int) -> np.ndarray:
+    """A loop's recurrent weight (N, K), for products x @ w.T: packed once for the per-step
+    kernel of :mod:`.packed` when the loop runs more than one step; as it is for one step (a
+    cell's call, where packing would cost as much as the product) and for bfloat16 bits."""
+    a = _np(w)
+    return packed.pack(a) if steps > 1 and a.dtype != np.uint16 else a
+
+
 def _lengths(lengths: Tensor | None) -> np.ndarray:
     return np.empty(0, np.int64) if lengths is None else _np(lengths)
 
@@ -194,7 +202,8 @@ def lstm_forward(
     h = h0.to(gates.dtype, memory_format=torch.contiguous_format, copy=True)
     dtype = out.numpy().dtype
     zn, hn, csn, outn, lens = gates.numpy(), h.numpy(), cs.numpy(), out.numpy(), _lengths(lengths)
-    w_hh, w_hr = _np(w.w_hh), np.empty((0, 0), dtype) if w.w_hr is None else _np(w.w_hr)
+    w_hh = _recurrent(w.w_hh, steps)
+    w_hr = np.empty((0, 0), dtype) if w.w_hr is None else _np(w.w_hr)
     coef = _coefficients(hidden, dtype)
 
     def args(b0: int, b1: int) -> tuple:
@@ -238,7 +247,7 @@ def lstm_backward(
         dc.numpy(),
         _np(gates),
         _np(cs),
-        _np(w.w_hh.t()),  # transposed once: each step's product then reads rows
+        _recurrent(w.w_hh.t(), steps),  # transposed once: each step's product reads rows
         _np(w.w_hr.t()) if proj else np.empty((0, 0), dtype),
         _lengths(lengths),
         dz.numpy(),
@@ -269,7 +278,8 @@ def rnn_forward(
     hs = _project(x, w.w_ih, w.b_ih, w.b_hh)  # becomes h_1 .. h_T in place
     h = h0.clone(memory_format=torch.contiguous_format)
     batch, hidden = hs.shape[1], hs.shape[2]
-    fixed = (hs.numpy(), h.numpy(), _lengths(lengths), _np(w.w_hh), nonlinearity == "relu")
+    fixed = (hs.numpy(), h.numpy(), _lengths(lengths), _recurrent(w.w_hh, hs.shape[0]))
+    fixed += (nonlinearity == "relu",)
 
     def args(b0: int, b1: int) -> tuple:
         return (*fixed, np.empty(hidden, np.int32), b0, b1)
@@ -300,7 +310,7 @@ def rnn_backward(
         dh.numpy(),
         _np(hs),
         _lengths(lengths),
-        _np(w.w_hh.t()),  # transposed once: each step's product then reads rows
+        _recurrent(w.w_hh.t(), hs.shape[0]),  # transposed once: each step's product reads rows
         nonlinearity == "relu",
     )
 
@@ -330,7 +340,7 @@ def gru_forward(x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None) ->
     h = h0.clone(memory_format=torch.contiguous_format)
     dtype = xw.numpy().dtype
     b_hh = np.empty(0, dtype) if w.b_hh is None else _np(w.b_hh)
-    fixed = (xw.numpy(), h.numpy(), hs.numpy(), gates.numpy(), _np(w.w_hh), b_hh)
+    fixed = (xw.numpy(), h.numpy(), hs.numpy(), gates.numpy(), _recurrent(w.w_hh, steps), b_hh)
     coef = _sigmoid_coefficients(hidden, dtype)
 
     def args(b0: int, b1: int) -> tuple:
@@ -366,7 +376,7 @@ def gru_backward(
         _np(h0),
         _np(saved.hs),
         _np(saved.gates),
-        _np(w.w_hh.t()),  # transposed once: each step's product then reads rows
+        _recurrent(w.w_hh.t(), steps),  # transposed once: each step's product reads rows
         _lengths(lengths),
         dgi.numpy(),
         dgh.numpy(),
@@ -432,7 +442,8 @@ def variant_forward(
     dtype = out.numpy().dtype
     w_ch, ln_hh, ln_c, zc, zh, keep, flags = _variant_operands(w, v, masks, dtype)
     coef = _coefficients(hidden, dtype, v.blocks)
-    fixed = (gates.numpy(), rec.numpy(), h.numpy(), cs.numpy(), _np(w.w_hh), w_ch, ln_hh, ln_c)
+    w_hh = _recurrent(w.w_hh, gates.shape[0])
+    fixed = (gates.numpy(), rec.numpy(), h.numpy(), cs.numpy(), w_hh, w_ch, ln_hh, ln_c)
     fixed += (zc, zh, keep, _lengths(lengths), out.numpy())
 
     def args(b0: int, b1: int) -> tuple:
@@ -474,7 +485,7 @@ def variant_backward(
     w_ch, ln_hh, ln_c, zc, zh, keep, flags = _variant_operands(w, v, masks, dtype)
     rec = _np(saved.rec) if v.layer_norm else np.empty((0, 0, 0), dtype)
     fixed = (_np(d_out), dh.numpy(), dc.numpy(), _np(gates), _np(cs), rec)
-    fixed += (_np(w.w_hh.t()), w_ch, ln_hh, ln_c, zc, zh, keep, _lengths(lengths))
+    fixed += (_recurrent(w.w_hh.t(), steps), w_ch, ln_hh, ln_c, zc, zh, keep, _lengths(lengths))
     fixed += (da.numpy(), dr.numpy(), g_ch.numpy(), g_ln_hh.numpy(), g_ln_c.numpy(), dht.numpy())
 
     def args(b0: int, b1: int) -> tuple:

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from longshort.engine.cpu.activations import JIT, affine_logistic, tanh_into
-from longshort.engine.cpu.blas import matmul_wt
+from longshort.engine.cpu.packed import product
 
 
 @njit(**JIT)
@@ -34,7 +34,7 @@ def forward(xw, h, hs, gates, w_hh, b_hh, lengths, hw, coef, bits, b0, b1):
                 hw[r, :] = b_hh
             else:
                 hw[r, :] = 0.0
-        matmul_wt(h[b0:b1], w_hh, hw, 1.0)  # W_h·h_{t-1} + b_h for r, z, n at once
+        product(h[b0:b1], w_hh, hw, 1.0)  # W_h·h_{t-1} + b_h for r, z, n at once
         for b in range(b0, b1):
             gb, hb, xb, hwb = gates[t, b], h[b], xw[t, b], hw[b - b0]
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
@@ -86,7 +86,7 @@ def backward(d_out, dh, h0, hs, gates, w_hh_t, lengths, dgi, dgh, dh_t, dh_buf, 
                 dgib[j], dgib[hidden + j], dgib[2 * hidden + j] = dar, daz, dan
                 dghb[j], dghb[hidden + j], dghb[2 * hidden + j] = dar, daz, dan * r
             norms[t, b, 0] = sq**0.5
-        matmul_wt(dgh[t, b0:b1], w_hh_t, dh_buf, 0.0)  # the gates' path: dgh_t W_h
+        product(dgh[t, b0:b1], w_hh_t, dh_buf, 0.0)  # the gates' path: dgh_t W_h
         for b in range(b0, b1):
             if not (lengths.shape[0] and t >= lengths[b]):
                 gb = gates[t, b]

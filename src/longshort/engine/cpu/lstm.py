@@ -21,6 +21,7 @@ from numba import njit
 
 from longshort.engine.cpu.activations import JIT, gates_inplace, tanh_into
 from longshort.engine.cpu.blas import as_operand, matmul_wt
+from longshort.engine.cpu.packed import product
 
 
 @njit(**JIT)
@@ -38,7 +39,7 @@ def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, hb, b0
     for t in range(steps):
         zt = z[t]
         hr = h[b0:b1]
-        matmul_wt(as_operand(hr, w_hh, hb), w_hh, zt[b0:b1], 1.0)  # z_t = W·x_t + b + U·h_{t-1}
+        product(as_operand(hr, w_hh, hb), w_hh, zt[b0:b1], 1.0)  # z_t = W·x_t + b + U·h_{t-1}
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 zt[b, :] = 0.0
@@ -139,7 +140,7 @@ def backward(
                 dcb[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
             norms[t, b, 1] = sq**0.5
         dzt = dz[t, b0:b1]
-        matmul_wt(as_operand(dzt, w_hh_t, dz_bf16), w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = dz_t U
+        product(as_operand(dzt, w_hh_t, dz_bf16), w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = dz_t U
         for b in range(b0, b1):
             if not (lengths.shape[0] and t >= lengths[b]):
                 dh[b, :] = dh_buf[b - b0]

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from longshort.engine.cpu.activations import JIT, affine_logistic, tanh_into
-from longshort.engine.cpu.blas import matmul_wt
+from longshort.engine.cpu.packed import product
 
 EPS = 1e-5
 
@@ -96,9 +96,9 @@ def forward(
                     hd[b - b0, j] = keep[b, j] * h[b, j]  # m ⊙ h_{t-1}: recurrent dropout
             src = hd
         if ln:
-            matmul_wt(src, w_hh, rec[t, b0:b1], 0.0)  # U h_{t-1}, normalised below
+            product(src, w_hh, rec[t, b0:b1], 0.0)  # U h_{t-1}, normalised below
         else:
-            matmul_wt(src, w_hh, zt[b0:b1], 1.0)  # a_t = W x_t + b + U h_{t-1}
+            product(src, w_hh, zt[b0:b1], 1.0)  # a_t = W x_t + b + U h_{t-1}
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 zt[b, :] = 0.0
@@ -261,7 +261,7 @@ def backward(
                     r_hat = (r[j] - mu) * rstd
                     g_ln_hh[b, j] += dab[j] * r_hat  # dL/dγ_h
                     drb[j] = rstd * (dab[j] * ln_hh[j] - m1 - r_hat * m2)
-        matmul_wt(dr[t, b0:b1], w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = dr_t U
+        product(dr[t, b0:b1], w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = dr_t U
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:
                 continue

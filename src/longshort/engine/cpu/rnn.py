@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from longshort.engine.cpu.activations import JIT, tanh_into
-from longshort.engine.cpu.blas import matmul_wt
+from longshort.engine.cpu.packed import product
 
 
 @njit(**JIT)
@@ -22,7 +22,7 @@ def forward(z, h, lengths, w_hh, relu, bits, b0, b1):
     steps, _, hidden = z.shape
     for t in range(steps):
         zt = z[t]
-        matmul_wt(h[b0:b1], w_hh, zt[b0:b1], 1.0)  # a_t = W x_t + b + U h_{t-1}
+        product(h[b0:b1], w_hh, zt[b0:b1], 1.0)  # a_t = W x_t + b + U h_{t-1}
         for b in range(b0, b1):
             a = zt[b]
             if lengths.shape[0] and t >= lengths[b]:
@@ -56,7 +56,7 @@ def backward(d_out, dh, hs, lengths, w_hh_t, relu, da, dh_buf, norms, b0, b1):
                 dab[j] = (dhb[j] + gb[j]) * slope
                 sq += (dhb[j] + gb[j]) * (dhb[j] + gb[j])
             norms[t, b, 0] = sq**0.5
-        matmul_wt(da[t, b0:b1], w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
+        product(da[t, b0:b1], w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
         for b in range(b0, b1):
             if not (lengths.shape[0] and t >= lengths[b]):
                 dh[b, :] = dh_buf[b - b0]

@@ -33,12 +33,12 @@ def _handles(x):
     return lambda x: ok
 
 
-def _zero(y):  # pragma: no cover - typed below
+def zero_of(y):  # pragma: no cover - typed below
     """0 in y's dtype, so the sums keep y's precision."""
     raise NotImplementedError
 
 
-@overload(_zero, inline="always")
+@overload(zero_of, inline="always")
 def _zero_impl(y):
     if y.dtype == types.float32:
         return lambda y: np.float32(0.0)
@@ -50,7 +50,7 @@ def matmul_wt(x, w, y, beta):
     """y (M, N) = x (M, K) @ w.T + beta * y, with w (N, K); beta 0 or 1 (y not read at 0)."""
     m, k = x.shape
     n = w.shape[0]
-    zero = _zero(y)
+    zero = zero_of(y)
     j = 0
     while j + 4 <= n:
         w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]

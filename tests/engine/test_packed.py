@@ -1,0 +1,57 @@
+"""The packed per-step product (engine/cpu/packed.py) against NumPy's matmul."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from longshort.engine.cpu import packed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 7, 9, 16])
+@pytest.mark.parametrize(("k", "n"), [(1, 1), (7, 13), (32, 128), (51, 204), (64, 260)])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_product_matches_numpy(dtype, rows, k, n, beta):
+    rng = np.random.default_rng(rows * 1000 + k + n)
+    x = rng.standard_normal((rows, k)).astype(dtype)
+    w = rng.standard_normal((n, k)).astype(dtype)
+    y = rng.standard_normal((rows, n)).astype(dtype)
+    expected = x.astype(np.float64) @ w.T.astype(np.float64) + beta * y
+    packed.matmul_wt(x, packed.pack(w), y, beta)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, expected, rtol=tol, atol=tol * k)
+
+
+def test_strided_rows_and_columns_past_n_untouched():
+    """x and y as row slices of wider arrays (the loops pass z[t, b0:b1] and h[b0:b1]): the
+    product reads and writes only their columns."""
+    rng = np.random.default_rng(0)
+    x_wide = rng.standard_normal((6, 40)).astype(np.float32)
+    y_wide = rng.standard_normal((6, 90)).astype(np.float32)
+    w = rng.standard_normal((70, 24)).astype(np.float32)
+    x, y = x_wide[:, 3:27], y_wide[:, 10:80]
+    before = y_wide.copy()
+    expected = x @ w.T + y
+    packed.matmul_wt(x, packed.pack(w), y, 1.0)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(y_wide[:, :10], before[:, :10])
+    np.testing.assert_array_equal(y_wide[:, 80:], before[:, 80:])
+
+
+def test_pack_layout():
+    w = np.arange(3 * 5, dtype=np.float32).reshape(3, 5) + 1
+    p = packed.pack(w)
+    width = packed.panel_width(np.float32)
+    assert p.shape == (1, 5, width)
+    np.testing.assert_array_equal(p[0, :, :3], w.T)
+    assert not p[0, :, 3:].any()
+
+
+def test_nan_propagates():
+    x = np.ones((2, 4), np.float32)
+    w = np.ones((3, 4), np.float32)
+    w[1, 2] = np.nan
+    y = np.zeros((2, 3), np.float32)
+    packed.matmul_wt(x, packed.pack(w), y, 0.0)
+    assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, [0, 2]]).all()
