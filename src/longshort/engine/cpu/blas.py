@@ -77,9 +77,12 @@ if _set_threads_local is not None:
 _set_threads_global = getattr(_lib, f"{_prefix}openblas_set_num_threads", None)
 _get_threads_global = getattr(_lib, f"{_prefix}openblas_get_num_threads", None)
 
-# Below this many flops a per-step product runs faster on one thread than it can be split and
-# joined across two (MKL, 2 cores: 16x64x256 took 6.6 us on two threads, less on one).
-SMALL_GEMM_FLOPS = 1 << 20
+# Below this many flops a product runs faster on one thread than split across two: waking the
+# other thread costs more than it saves. MKL, 2 cores: 16x64x256 took 6.6 us on two threads,
+# less on one. OpenBLAS, whose threads sleep between calls (OPENBLAS_THREAD_TIMEOUT below),
+# 2 cores of an AMD EPYC Zen 5: (16 x 64) @ (64 x 512) 41 us on two threads against 12 on one,
+# (16 x 128) @ (128 x 512) 48 against 23; two threads win from about 16 MFLOP.
+SMALL_GEMM_FLOPS = 1 << 20 if PROVIDER == "mkl" else 12 << 20
 
 
 @contextlib.contextmanager
@@ -111,7 +114,8 @@ def set_thread_local_single() -> None:
 
 @contextlib.contextmanager
 def step_threads(flops: int) -> Iterator[None]:
-    """Run the loops' per-step products on one thread when each has under SMALL_GEMM_FLOPS."""
+    """Run the products inside the block on one thread when each has under SMALL_GEMM_FLOPS
+    (a loop's per-step products, or one small product)."""
     if flops >= SMALL_GEMM_FLOPS:
         yield
         return

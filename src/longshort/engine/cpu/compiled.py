@@ -25,7 +25,7 @@ from longshort.engine.cpu import cache
 cache.refresh()
 
 from longshort.engine import reference  # noqa: E402
-from longshort.engine.cpu import gru, lstm, lstm_variant, packed, rnn, rows  # noqa: E402
+from longshort.engine.cpu import blas, gru, lstm, lstm_variant, packed, rnn, rows  # noqa: E402
 from longshort.engine.cpu.activations import gate_coefficients  # noqa: E402
 from longshort.engine.cpu.blas import BF16, matmul_at, matmul_w, matmul_wt  # noqa: E402
 from longshort.engine.types import (  # noqa: E402
@@ -148,7 +148,8 @@ def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) 
     else:
         bias = b_ih.detach().to(z.dtype)
         zn[:] = (bias if b_hh is None else bias + b_hh.detach().to(z.dtype)).numpy()
-    matmul_wt(_rows(_np(x)), _np(w_ih), _rows(zn), 1.0)
+    with blas.step_threads(2 * x.numel() * w_ih.shape[0]):
+        matmul_wt(_rows(_np(x)), _np(w_ih), _rows(zn), 1.0)
     return z
 
 
@@ -164,9 +165,10 @@ def product_grads(
     din = _rows(_np(d_in))
     dx = x.new_empty(x.shape)
     dw_ih, dw_hh = torch.empty_like(w_ih), w_ih.new_empty(d_rec.shape[2], h_prev.shape[2])
-    matmul_w(din, _np(w_ih), _rows(dx.numpy()), 0.0)
-    matmul_at(din, _rows(_np(x)), dw_ih.numpy(), 0.0)
-    matmul_at(_rows(_np(d_rec)), _rows(_np(h_prev)), dw_hh.numpy(), 0.0)
+    with blas.step_threads(2 * d_in.numel() * max(x.shape[2], h_prev.shape[2])):
+        matmul_w(din, _np(w_ih), _rows(dx.numpy()), 0.0)
+        matmul_at(din, _rows(_np(x)), dw_ih.numpy(), 0.0)
+        matmul_at(_rows(_np(d_rec)), _rows(_np(h_prev)), dw_hh.numpy(), 0.0)
     return dx, dw_ih, dw_hh
 
 
@@ -180,11 +182,12 @@ def _input_and_weight_grads(
     dx = x.new_empty(x.shape, dtype=acc)
     dw_ih = w_ih.new_empty(w_ih.shape, dtype=acc)
     dw_hh = w_ih.new_empty(dz.shape[2], h0.shape[1], dtype=acc)
-    matmul_w(_rows(dzn), wn, _rows(dx.numpy()), 0.0)
-    matmul_at(_rows(dzn), _rows(xn), dw_ih.numpy(), 0.0)
-    matmul_at(dzn[0], _np(h0), dw_hh.numpy(), 0.0)  # h_{t-1} is h_0 at t = 0 ...
-    if dz.shape[0] > 1:
-        matmul_at(_rows(dzn[1:]), _rows(_np(hs)[:-1]), dw_hh.numpy(), 1.0)  # ... then h
+    with blas.step_threads(2 * dz.numel() * max(x.shape[2], h0.shape[1])):
+        matmul_w(_rows(dzn), wn, _rows(dx.numpy()), 0.0)
+        matmul_at(_rows(dzn), _rows(xn), dw_ih.numpy(), 0.0)
+        matmul_at(dzn[0], _np(h0), dw_hh.numpy(), 0.0)  # h_{t-1} is h_0 at t = 0 ...
+        if dz.shape[0] > 1:
+            matmul_at(_rows(dzn[1:]), _rows(_np(hs)[:-1]), dw_hh.numpy(), 1.0)  # ... then h
     db = dz.sum(dim=(0, 1))
     return dx.to(dtype), dw_ih.to(dtype), dw_hh.to(dtype), db.to(dtype)
 
@@ -391,11 +394,12 @@ def gru_backward(
     dgin, dghn, xn = _rows(dgi.numpy()), _rows(dgh.numpy()), _rows(_np(x))
     dx = x.new_empty(x.shape)
     dw_ih, dw_hh = torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
-    matmul_w(dgin, _np(w.w_ih), _rows(dx.numpy()), 0.0)  # dx = dgi W_i
-    matmul_at(dgin, xn, dw_ih.numpy(), 0.0)  # dW_i = Σ_t dgi_tᵀ x_t
-    matmul_at(dgh.numpy()[0], _np(h0), dw_hh.numpy(), 0.0)  # dW_h = Σ_t dgh_tᵀ h_{t-1}
-    if steps > 1:
-        matmul_at(_rows(dgh.numpy()[1:]), _rows(_np(saved.hs)[:-1]), dw_hh.numpy(), 1.0)
+    with blas.step_threads(2 * dgi.numel() * max(x.shape[2], hidden)):
+        matmul_w(dgin, _np(w.w_ih), _rows(dx.numpy()), 0.0)  # dx = dgi W_i
+        matmul_at(dgin, xn, dw_ih.numpy(), 0.0)  # dW_i = Σ_t dgi_tᵀ x_t
+        matmul_at(dgh.numpy()[0], _np(h0), dw_hh.numpy(), 0.0)  # dW_h = Σ_t dgh_tᵀ h_{t-1}
+        if steps > 1:
+            matmul_at(_rows(dgh.numpy()[1:]), _rows(_np(saved.hs)[:-1]), dw_hh.numpy(), 1.0)
     db_ih = torch.from_numpy(dgin.sum(axis=0))
     db_hh = torch.from_numpy(dghn.sum(axis=0))
     return GRUGrads(dx, dh, dw_ih, dw_hh, db_ih, db_hh, norms)
