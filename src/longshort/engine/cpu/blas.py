@@ -240,10 +240,11 @@ def matmul_w(x, w, y, beta):
 
 @njit(cache=True, nogil=True)
 def matmul_at(a, b, y, beta):
-    """y (N, K) = a.T @ b + beta * y, with a (M, N) and b (M, K): a sum over the M rows."""
+    """y (N, K) = a.T @ b + beta * y, with a (M, N) and b (M, K): a sum over the M rows.
+    a may be a column slice of a wider array (rows a.strides[0] apart); b, y C-contiguous."""
     m, n = a.shape
     k = b.shape[1]
-    _gemm(y, TRANS, NO_TRANS, n, k, m, a, n, b, k, beta, k)
+    _gemm(y, TRANS, NO_TRANS, n, k, m, a, a.strides[0] // a.itemsize, b, k, beta, k)
 
 
 @njit(cache=True, nogil=True)

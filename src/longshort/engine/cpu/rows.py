@@ -89,17 +89,33 @@ def run(
         with blas.step_threads(step_flops):
             kernel(*args(*parts[0]))
         return
+    run_jobs(kernel, [args(b0, b1) for b0, b1 in parts])
+
+
+def run_jobs(kernel: Callable[..., None], jobs: list[tuple]) -> None:
+    """kernel(*job) for every job at once, one job a thread, each with single-threaded BLAS."""
     with blas.threads(1):  # before the workers start: OpenBLAS's setting is process-wide
-        if _gomp is not None:
-            _on_torch_threads(kernel, [args(b0, b1) for b0, b1 in parts])
-            return
-        pool = _workers(len(parts) - 1)
-        futures = [pool.submit(kernel, *args(b0, b1)) for b0, b1 in parts[1:]]
-        try:
-            kernel(*args(*parts[0]))
-        finally:
-            for future in futures:
-                future.result()
+        if len(jobs) == 1:
+            kernel(*jobs[0])
+        elif _gomp is not None:
+            _on_torch_threads(kernel, jobs)
+        else:
+            pool = _workers(len(jobs) - 1)
+            futures = [pool.submit(kernel, *job) for job in jobs[1:]]
+            try:
+                kernel(*jobs[0])
+            finally:
+                for future in futures:
+                    future.result()
+
+
+def split(size: int, flops: int) -> list[tuple[int, int]]:
+    """Near-equal ranges [a, b) of size rows (or columns) for one product of ``flops``, one per
+    thread; a single range below blas.SMALL_GEMM_FLOPS."""
+    count = torch.get_num_threads() if flops >= blas.SMALL_GEMM_FLOPS else 1
+    count = max(1, min(count, size))
+    bounds = [size * k // count for k in range(count + 1)]
+    return list(itertools.pairwise(bounds))
 
 
 def _on_torch_threads(kernel: Callable[..., None], jobs: list[tuple]) -> None:
