@@ -1,5 +1,6 @@
 """bfloat16 on CPU: within 2e-2 of float32 torch.nn on whichever engine runs it (the compiled
-one's bf16 products with float32 state need MKL; elsewhere the reference engine runs bf16)."""
+one's bf16 products with float32 state need AVX512-BF16 or MKL; elsewhere the reference engine
+runs bf16)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 import longshort
+from longshort.engine.cpu import packed
 from longshort.engine.cpu.blas import BF16
 
 
@@ -48,12 +50,18 @@ def test_autocast_runs_bf16_and_gives_float32_grads():
     assert all(p.grad.dtype == torch.float32 for p in ours.parameters())
 
 
-@pytest.mark.skipif(not BF16, reason="the compiled engine's bf16 products need MKL")
-def test_compiled_bf16_close_to_reference_bf16():
+@pytest.mark.skipif(not (BF16 or packed.BF16), reason="needs bf16 products: AVX512-BF16 or MKL")
+@pytest.mark.parametrize(("inp", "hidden", "batch"), [(8, 32, 3), (7, 13, 5), (33, 70, 9)])
+def test_compiled_bf16_close_to_reference_bf16(inp, hidden, batch):
+    """Outputs and every gradient, odd sizes included (the bf16 pairs' padding)."""
     torch.manual_seed(2)
-    m = longshort.LSTM(8, 32).to(torch.bfloat16)
-    x = torch.randn(20, 3, 8).bfloat16()
-    fast = m(x)[0]
-    with longshort.engine.use_cpu_engine("reference"):
-        slow = m(x)[0]
-    assert _rel(fast, slow) < 2e-2
+    m = longshort.LSTM(inp, hidden).to(torch.bfloat16)
+    x = torch.randn(20, batch, inp).bfloat16().requires_grad_()
+    runs = []
+    for engine in ("compiled", "reference"):
+        with longshort.engine.use_cpu_engine(engine):
+            out, (h, c) = m(x)
+            loss = out.float().sum() + c.float().sum()
+            runs.append((out, h, c, *torch.autograd.grad(loss, [x, *m.parameters()])))
+    for fast, slow in zip(*runs, strict=True):
+        assert _rel(fast, slow) < 2e-2

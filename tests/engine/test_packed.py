@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from longshort.engine.cpu import packed
 
@@ -55,3 +56,23 @@ def test_nan_propagates():
     y = np.zeros((2, 3), np.float32)
     packed.matmul_wt(x, packed.pack(w), y, 0.0)
     assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, [0, 2]]).all()
+
+
+def _bf16_bits(t):
+    return t.view(torch.int16).numpy().view(np.uint16)
+
+
+@pytest.mark.skipif(not packed.BF16, reason="needs a CPU with AVX512-BF16")
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 6, 9])
+@pytest.mark.parametrize(("k", "n"), [(1, 1), (7, 13), (32, 128), (51, 204), (64, 260)])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_bf16_product_matches_float_products_of_bf16_values(rows, k, n, beta):
+    """bf16 operands, float32 products and sums: against float64 products of the same
+    bf16-rounded values (odd k pads the last pair with 0)."""
+    gen = torch.Generator().manual_seed(rows * 1000 + k + n)
+    x = torch.randn(rows, k, generator=gen).bfloat16()
+    w = torch.randn(n, k, generator=gen).bfloat16()
+    y = torch.randn(rows, n, generator=gen).numpy()
+    expected = x.double().numpy() @ w.double().numpy().T + beta * y
+    packed.matmul_wt(_bf16_bits(x), packed.pack_bf16(_bf16_bits(w)), y, beta)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * k)

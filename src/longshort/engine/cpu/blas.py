@@ -244,7 +244,8 @@ def matmul_at(a, b, y, beta):
     a may be a column slice of a wider array (rows a.strides[0] apart); b, y C-contiguous."""
     m, n = a.shape
     k = b.shape[1]
-    _gemm(y, TRANS, NO_TRANS, n, k, m, a, a.strides[0] // a.itemsize, b, k, beta, k)
+    lda = max(a.strides[0] // a.itemsize, n, 1)  # an empty a's strides may say anything
+    _gemm(y, TRANS, NO_TRANS, n, k, m, a, lda, b, k, beta, k)
 
 
 @njit(cache=True, nogil=True)

@@ -1,15 +1,19 @@
 """The compiled CPU engine: the :class:`longshort.engine.types.Engine` functions of
 :mod:`longshort.engine.reference`, with the recurrent loops in numba (:mod:`.lstm`, :mod:`.rnn`).
 
-Every matrix product goes to one BLAS (:mod:`.blas`). The large ones (input projections of all
-steps, weight and input gradients over all T*B rows) run on all threads; the loops split the
-batch rows across threads once per call (:mod:`.rows`), each thread with single-threaded
-per-step products. Compiled code is cached on disk by numba: only a first process compiles.
+The loops split the batch rows across threads once per call (:mod:`.rows`); each thread's
+per-step recurrent product runs on :mod:`.packed`'s micro-kernel, on weights packed once per
+call. The large products (input projections of all steps, weight and input gradients over all
+T*B rows) go to one BLAS (:mod:`.blas`), split across the same threads. Compiled code is
+cached on disk by numba: only a first process compiles.
 
-bfloat16 (with MKL): the products take bf16 operands and accumulate in float32 (AMX where the
-CPU has it); the gates, the cell state and the recurrent state stay float32, and only the
-layer's outputs and gradients are rounded back to bf16. :mod:`longshort.engine.dispatch` sends
-what this engine does not run (projections and the RNN in bf16) to the reference engine.
+bfloat16: the products take bf16 operands and accumulate in float32. The loops' and the input
+projection's run on :mod:`.packed`'s AVX512-BF16 kernel where the CPU has it, the gradients
+as float32 products of the bf16 values; with ``longshort[mkl]`` installed, MKL's bf16 GEMM
+(AMX where the CPU has it) runs those. The gates, the cell state and the recurrent state stay
+float32; only the layer's outputs and gradients are rounded back to bf16.
+:mod:`longshort.engine.dispatch` sends what this engine does not run (projections and the RNN
+in bf16) to the reference engine.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from longshort.engine.types import (  # noqa: E402
 
 __all__ = [
     "BF16",
+    "BF16_PRODUCTS",
     "gru_backward",
     "gru_forward",
     "lstm_backward",
@@ -56,13 +61,15 @@ __all__ = [
 ]
 
 name = "compiled"
+BF16_PRODUCTS = BF16 or packed.BF16  # bfloat16 runs here: MKL's or the packed kernel's products
 DTYPES = (torch.float32, torch.float64)
 
 
 def supports_lstm(x: Tensor, w: LSTMWeights) -> bool:
-    """float32 and float64; bfloat16 with MKL's bf16 products and no projection."""
+    """float32 and float64; bfloat16 without projection, with bf16 products: the packed
+    kernel's (AVX512-BF16) or MKL's."""
     if x.dtype == torch.bfloat16:
-        return BF16 and w.w_hr is None
+        return BF16_PRODUCTS and w.w_hr is None
     return x.dtype in DTYPES
 
 
@@ -126,7 +133,9 @@ def _recurrent(w: Tensor, steps: int) -> np.ndarray:
     kernel of :mod:`.packed` when the loop runs more than one step; as it is for one step (a
     cell's call, where packing would cost as much as the product) and for bfloat16 bits."""
     a = _np(w)
-    return packed.pack(a) if steps > 1 and a.dtype != np.uint16 else a
+    if a.dtype == np.uint16:  # bf16 bits: MKL's products take them as they are
+        return packed.pack_bf16(a) if packed.BF16 and (steps > 1 or not BF16) else a
+    return packed.pack(a) if steps > 1 else a
 
 
 def _lengths(lengths: Tensor | None) -> np.ndarray:
@@ -166,7 +175,11 @@ def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) 
     else:
         bias = b_ih.detach().to(z.dtype)
         zn[:] = (bias if b_hh is None else bias + b_hh.detach().to(z.dtype)).numpy()
-    _by_rows(matmul_wt, _rows(_np(x)), _np(w_ih), _rows(zn), 1.0)
+    xn, wn = _rows(_np(x)), _np(w_ih)
+    if wn.dtype == np.uint16 and not BF16:  # bf16 without MKL: the packed kernel's products
+        _by_rows(packed.matmul_wt, xn, packed.pack_bf16(wn), _rows(zn), 1.0)
+    else:
+        _by_rows(matmul_wt, xn, wn, _rows(zn), 1.0)
     return z
 
 
@@ -194,7 +207,9 @@ def _input_and_weight_grads(
     """dx = dz W, dW_ih = Σ_t dz_tᵀ x_t, dW_hh = Σ_t dz_tᵀ h_{t-1}, db = Σ_t dz_t: one product
     each over all T*B rows, in x's dtype. hs (T, B, P) holds h_1 .. h_T."""
     acc, dtype = dz.dtype, x.dtype
-    dzn, xn, wn = _np(dz.to(dtype)), _np(x), _np(w_ih)
+    if dtype == torch.bfloat16 and not BF16:  # no bf16 GEMM: float32 products of bf16 values
+        dz, x, h0, hs, w_ih = dz.to(dtype).float(), x.float(), h0.float(), hs.float(), w_ih.float()
+    dzn, xn, wn = _np(dz.to(x.dtype)), _np(x), _np(w_ih)
     dx = x.new_empty(x.shape, dtype=acc)
     dw_ih = w_ih.new_empty(w_ih.shape, dtype=acc)
     dw_hh = w_ih.new_empty(dz.shape[2], h0.shape[1], dtype=acc)

@@ -34,9 +34,12 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 MAX_ROWS = 4  # rows of one block: MAX_ROWS x NV accumulators
 
 
+_FEATURES = llvmlite.binding.get_host_cpu_features()
+
+
 def _vector_shape() -> tuple[int, int]:
     """(bytes per vector, vectors per panel row) for the CPU numba compiles for."""
-    features = llvmlite.binding.get_host_cpu_features()
+    features = _FEATURES
     if features.get("avx512f"):
         return 64, 4
     if features.get("avx2") or features.get("avx"):
@@ -45,6 +48,21 @@ def _vector_shape() -> tuple[int, int]:
 
 
 VECTOR_BYTES, NV = _vector_shape()
+# bfloat16 products (AVX512-BF16's dot product of bf16 pairs into float32): on CPUs that have it.
+BF16 = VECTOR_BYTES == 64 and bool(_FEATURES.get("avx512bf16"))
+
+
+class _BFloat(ir.Type):
+    """LLVM's bfloat, which llvmlite's IR builder does not name."""
+
+    def _to_string(self):
+        return "bfloat"
+
+    def __eq__(self, other):
+        return isinstance(other, _BFloat)
+
+    def __hash__(self):
+        return hash("bfloat")
 
 
 def panel_width(dtype: np.dtype) -> int:
@@ -89,7 +107,9 @@ class _Emit:
 
 def _multiply(e: _Emit, rows: int, k, a, lda, b) -> list[list]:
     """Accumulators acc[r][v] = Σ_κ a[r, κ] b[κ, v-th vector], as allocas that LLVM keeps in
-    registers: per κ, NV loads of the panel row, one broadcast and NV FMAs per row."""
+    registers: per κ, NV loads of the panel row, one broadcast and NV FMAs per row. a, b:
+    addresses."""
+    a, b = e.ptr(a), e.ptr(b)
     zero = ir.Constant(e.vt, [ir.Constant(e.ft, 0.0)] * e.lanes)
     accs = [[cgutils.alloca_once_value(e.b, zero) for _ in range(NV)] for _ in range(rows)]
     with cgutils.for_range(e.b, k) as loop:
@@ -103,6 +123,41 @@ def _multiply(e: _Emit, rows: int, k, a, lda, b) -> list[list]:
             for v in range(NV):
                 acc = accs[r][v]
                 e.b.store(e.b.call(e.fma, [x, panel[v], e.b.load(acc)]), acc)
+    return accs
+
+
+def _multiply_bf16(e: _Emit, rows: int, k, a, lda, b) -> list[list]:
+    """As :func:`_multiply` for bfloat16 bits: a (uint16) rows, b a panel of bf16 pairs
+    (ceil(k / 2), NR, 2). Per pair of k's, one dot product of pairs per vector and row
+    (vdpbf16ps: float32 accumulators, exact products); an odd k's last pair pads a with 0."""
+    i16, i32 = ir.IntType(16), ir.IntType(32)
+    vi, vb = ir.VectorType(i32, e.lanes), ir.VectorType(_BFloat(), 2 * e.lanes)
+    fn = ir.FunctionType(e.vt, [e.vt, vb, vb])
+    dot = cgutils.get_or_insert_function(e.b.module, fn, "llvm.x86.avx512bf16.dpbf16ps.512")
+    a16, b_vecs = e.b.inttoptr(a, i16.as_pointer()), e.b.inttoptr(b, vi.as_pointer())
+    zero = ir.Constant(e.vt, [ir.Constant(e.ft, 0.0)] * e.lanes)
+    accs = [[cgutils.alloca_once_value(e.b, zero) for _ in range(NV)] for _ in range(rows)]
+    splat = ir.Constant(ir.VectorType(i32, e.lanes), [0] * e.lanes)
+
+    def pair_step(kp, pairs):
+        base = e.b.mul(kp, e.const(NV))
+        panel = [e.b.load(e.b.gep(b_vecs, [e.b.add(base, e.const(v))]), align=4) for v in range(NV)]
+        for r, pair in enumerate(pairs):
+            x = e.b.insert_element(ir.Constant(vi, ir.Undefined), pair, i32(0))
+            x = e.b.bitcast(e.b.shuffle_vector(x, ir.Constant(vi, ir.Undefined), splat), vb)
+            for v in range(NV):
+                acc = accs[r][v]
+                e.b.store(e.b.call(dot, [e.b.load(acc), x, e.b.bitcast(panel[v], vb)]), acc)
+
+    pairs_k = e.b.lshr(k, e.const(1))
+    with cgutils.for_range(e.b, pairs_k) as loop:
+        kk = e.b.shl(loop.index, e.const(1))
+        ptrs = [e.b.bitcast(e.at(a16, r, lda, kk), i32.as_pointer()) for r in range(rows)]
+        pair_step(loop.index, [e.b.load(p, align=2) for p in ptrs])
+    odd = e.b.icmp_signed("!=", e.b.and_(k, e.const(1)), e.const(0))
+    with e.b.if_then(odd):
+        last = e.b.sub(k, e.const(1))
+        pair_step(pairs_k, [e.b.zext(e.b.load(e.at(a16, r, lda, last)), i32) for r in range(rows)])
     return accs
 
 
@@ -134,20 +189,23 @@ def _store_part(e: _Emit, accs, add: bool, cols, c, ldc) -> None:
 
 
 @intrinsic
-def _block(typingctx, rows, beta, cols, k, a, lda, b, c, ldc, zero):
+def _block(typingctx, rows, beta, cols, k, a, lda, b, c, ldc, zero, wp):
     """c[r, :cols] (+)= Σ_κ a[r, κ] b[κ, :cols] for r < rows (a literal, 1..MAX_ROWS).
-    a, b, c: addresses (intp) of float32/float64 data, zero's type. a: rows of k elements,
-    lda apart. b: one packed panel, (k, NR) contiguous. c: rows ldc apart, cols <= NR
-    columns written. beta: literal 0 (c overwritten, not read) or 1 (added to)."""
+    a, b, c: addresses (intp); c holds zero's type (float32/float64), and so do a and b
+    unless wp, the packed weights (read for their type only), hold bfloat16 bits (uint16):
+    then a holds bf16 bits too and b is a panel of bf16 pairs. a: rows of k elements, lda
+    apart. b: one packed panel, (k, NR) contiguous. c: rows ldc apart, cols <= NR columns
+    written. beta: literal 0 (c overwritten, not read) or 1 (added to)."""
     if not isinstance(rows, types.IntegerLiteral) or not isinstance(beta, types.IntegerLiteral):
         return None
     n_rows, add = rows.literal_value, bool(beta.literal_value)
-    sig = types.void(rows, beta, cols, k, a, lda, b, c, ldc, zero)
+    multiply = _multiply_bf16 if wp.dtype == types.uint16 else _multiply
+    sig = types.void(rows, beta, cols, k, a, lda, b, c, ldc, zero, wp)
 
     def codegen(context, builder, signature, args):
-        _, _, cols_v, k_v, a_v, lda_v, b_v, c_v, ldc_v, _ = args
+        _, _, cols_v, k_v, a_v, lda_v, b_v, c_v, ldc_v, _, _ = args
         e = _Emit(context, builder, zero)
-        accs = _multiply(e, n_rows, k_v, e.ptr(a_v), lda_v, e.ptr(b_v))
+        accs = multiply(e, n_rows, k_v, a_v, lda_v, b_v)
         c_p = e.ptr(c_v)
         with builder.if_else(builder.icmp_signed("==", cols_v, e.const(e.width))) as (
             whole,
@@ -169,7 +227,8 @@ def _width(w):  # pragma: no cover - typed below
 
 @overload(_width, inline="always")
 def _width_impl(w):
-    width = NV * VECTOR_BYTES // w.dtype.bitwidth * 8
+    bits = 32 if w.dtype == types.uint16 else w.dtype.bitwidth  # bf16: float32 accumulators
+    width = NV * VECTOR_BYTES * 8 // bits
     return lambda w: width
 
 
@@ -190,54 +249,68 @@ def pack(w):
 
 
 @njit(**_JIT)
+def pack_bf16(w):
+    """Panels (ceil(N / NR), ceil(K / 2), NR, 2) of bf16 pairs of w.T for w (N, K) bfloat16
+    bits (uint16): out[p, κ, j] = (w[p NR + j, 2κ], w[p NR + j, 2κ + 1]), zero past N and K."""
+    n, k = w.shape
+    width = _width(w)
+    out = np.zeros(((n + width - 1) // width, (k + 1) // 2, width, 2), np.uint16)
+    for p in range(out.shape[0]):
+        cols = min(width, n - p * width)
+        for kk in range(k):
+            for jj in range(cols):
+                out[p, kk // 2, jj, kk % 2] = w[p * width + jj, kk]
+    return out
+
+
+@njit(**_JIT)
 def matmul_wt(x, wp, y, beta):
-    """y (M, N) = x (M, K) @ w.T + beta * y for wp = pack(w), w (N, K); beta 0 or 1 (y not
-    read at 0). x and y: rows with contiguous elements (any row stride), x's dtype."""
+    """y (M, N) = x (M, K) @ w.T + beta * y for wp = pack(w) (float32/float64 x and y) or
+    wp = pack_bf16(w) (bf16 bits x, float32 y), w (N, K); beta 0 or 1 (y not read at 0).
+    x and y: rows with contiguous elements (any row stride)."""
     m, k = x.shape
-    panels, _, _ = wp.shape
     width = _width(wp)
     n = y.shape[1]
-    size = x.itemsize
-    lda, ldc = x.strides[0] // size, y.strides[0] // size
-    xa, ya, wa = x.ctypes.data, y.ctypes.data, wp.ctypes.data
+    lda, ldc = x.strides[0] // x.itemsize, y.strides[0] // y.itemsize
     zero = zero_of(y)
-    for p in range(panels):
+    for p in range(wp.shape[0]):
         cols = min(width, n - p * width)
-        b = wa + p * k * width * size
+        b = wp.ctypes.data + p * wp.strides[0]
         r = 0
         while r < m:
-            a = xa + r * lda * size
-            c = ya + (r * ldc + p * width) * size
+            a = x.ctypes.data + r * x.strides[0]
+            c = y.ctypes.data + r * y.strides[0] + p * width * y.itemsize
             left = m - r
             if beta != 0:
                 if left >= 4:
-                    _block(4, 1, cols, k, a, lda, b, c, ldc, zero)
+                    _block(4, 1, cols, k, a, lda, b, c, ldc, zero, wp)
                 elif left == 3:
-                    _block(3, 1, cols, k, a, lda, b, c, ldc, zero)
+                    _block(3, 1, cols, k, a, lda, b, c, ldc, zero, wp)
                 elif left == 2:
-                    _block(2, 1, cols, k, a, lda, b, c, ldc, zero)
+                    _block(2, 1, cols, k, a, lda, b, c, ldc, zero, wp)
                 else:
-                    _block(1, 1, cols, k, a, lda, b, c, ldc, zero)
+                    _block(1, 1, cols, k, a, lda, b, c, ldc, zero, wp)
             elif left >= 4:
-                _block(4, 0, cols, k, a, lda, b, c, ldc, zero)
+                _block(4, 0, cols, k, a, lda, b, c, ldc, zero, wp)
             elif left == 3:
-                _block(3, 0, cols, k, a, lda, b, c, ldc, zero)
+                _block(3, 0, cols, k, a, lda, b, c, ldc, zero, wp)
             elif left == 2:
-                _block(2, 0, cols, k, a, lda, b, c, ldc, zero)
+                _block(2, 0, cols, k, a, lda, b, c, ldc, zero, wp)
             else:
-                _block(1, 0, cols, k, a, lda, b, c, ldc, zero)
+                _block(1, 0, cols, k, a, lda, b, c, ldc, zero, wp)
             r += min(left, MAX_ROWS)
 
 
 def product(x, w, y, beta):  # pragma: no cover - typed below
-    """y (M, N) = x (M, K) @ w.T + beta * y: on the packed kernel when w is pack(w) (3-D),
-    through :func:`longshort.engine.cpu.blas.matmul_wt` when w is the (N, K) weight itself
-    (one step of a cell, where packing would cost more than it saves, and bfloat16 bits)."""
+    """y (M, N) = x (M, K) @ w.T + beta * y: on the packed kernel when w is pack(w) (3-D) or
+    pack_bf16(w) (4-D), through :func:`longshort.engine.cpu.blas.matmul_wt` when w is the
+    (N, K) weight itself (one step of a cell, where packing would cost more than it saves,
+    or bfloat16 bits for MKL's products)."""
     raise NotImplementedError
 
 
 @overload(product, inline="always")
 def _product(x, w, y, beta):
-    if w.ndim == 3:
+    if w.ndim >= 3:
         return lambda x, w, y, beta: matmul_wt(x, w, y, beta)
     return lambda x, w, y, beta: blas.matmul_wt(x, w, y, beta)
