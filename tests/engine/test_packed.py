@@ -11,7 +11,9 @@ from longshort.engine.cpu import packed
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 7, 9, 16])
-@pytest.mark.parametrize(("k", "n"), [(1, 1), (7, 13), (32, 128), (51, 204), (64, 260)])
+@pytest.mark.parametrize(
+    ("k", "n"), [(1, 1), (7, 13), (32, 128), (51, 204), (64, 260), (300, 70)]
+)  # k = 300: blocks of KC = 128 panel rows
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_product_matches_numpy(dtype, rows, k, n, beta):
     rng = np.random.default_rng(rows * 1000 + k + n)
@@ -64,7 +66,9 @@ def _bf16_bits(t):
 
 @pytest.mark.skipif(not packed.BF16, reason="needs a CPU with AVX512-BF16")
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 6, 9])
-@pytest.mark.parametrize(("k", "n"), [(1, 1), (7, 13), (32, 128), (51, 204), (64, 260)])
+@pytest.mark.parametrize(
+    ("k", "n"), [(1, 1), (7, 13), (32, 128), (51, 204), (64, 260), (601, 70)]
+)  # k = 601: blocks of 2 KC k's, the last odd
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_bf16_product_matches_float_products_of_bf16_values(rows, k, n, beta):
     """bf16 operands, float32 products and sums: against float64 products of the same
@@ -76,3 +80,10 @@ def test_bf16_product_matches_float_products_of_bf16_values(rows, k, n, beta):
     expected = x.double().numpy() @ w.double().numpy().T + beta * y
     packed.matmul_wt(_bf16_bits(x), packed.pack_bf16(_bf16_bits(w)), y, beta)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * k)
+
+
+def test_pack_bf16_t_is_pack_bf16_of_the_transpose():
+    a = np.arange(7 * 70, dtype=np.uint16).reshape(7, 70)
+    np.testing.assert_array_equal(
+        packed.pack_bf16_t(a), packed.pack_bf16(np.ascontiguousarray(a.T))
+    )

@@ -207,7 +207,9 @@ def _input_and_weight_grads(
     """dx = dz W, dW_ih = Σ_t dz_tᵀ x_t, dW_hh = Σ_t dz_tᵀ h_{t-1}, db = Σ_t dz_t: one product
     each over all T*B rows, in x's dtype. hs (T, B, P) holds h_1 .. h_T."""
     acc, dtype = dz.dtype, x.dtype
-    if dtype == torch.bfloat16 and not BF16:  # no bf16 GEMM: float32 products of bf16 values
+    if dtype == torch.bfloat16 and not BF16:  # bf16 without MKL
+        if packed.BF16:
+            return _bf16_input_and_weight_grads(dz, x, h0, hs, w_ih)
         dz, x, h0, hs, w_ih = dz.to(dtype).float(), x.float(), h0.float(), hs.float(), w_ih.float()
     dzn, xn, wn = _np(dz.to(x.dtype)), _np(x), _np(w_ih)
     dx = x.new_empty(x.shape, dtype=acc)
@@ -220,6 +222,26 @@ def _input_and_weight_grads(
         _summed(_rows(dzn[1:]), _rows(_np(hs)[:-1]), dw_hh.numpy(), 1.0)  # ... then h
     db = dz.sum(dim=(0, 1))
     return dx.to(dtype), dw_ih.to(dtype), dw_hh.to(dtype), db.to(dtype)
+
+
+def _bf16_input_and_weight_grads(
+    dz: Tensor, x: Tensor, h0: Tensor, hs: Tensor, w_ih: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`_input_and_weight_grads` for bfloat16 on the packed kernel's bf16 products.
+    The weight gradients as one product, [x_t | h_{t-1}]ᵀ over all T*B rows times dz packed
+    row by row (pack_bf16_t): the small operand is transposed, not dz."""
+    dtype, n_in = x.dtype, x.shape[2]
+    dzb = dz.to(dtype)
+    dzn = _rows(_np(dzb))
+    dx = x.new_empty(x.shape, dtype=dz.dtype)
+    _by_rows(packed.matmul_wt, dzn, packed.pack_bf16(_np(w_ih.t())), _rows(dx.numpy()), 0.0)
+    inputs = torch.cat([x, torch.cat([h0[None].to(dtype), hs[:-1]])], dim=2)  # (T, B, I + P)
+    dw_t = dz.new_empty(inputs.shape[2], dz.shape[2])  # [dW_ih | dW_hh]ᵀ
+    xt = _np(inputs.reshape(-1, inputs.shape[2]).t())
+    _by_rows(packed.matmul_wt, xt, packed.pack_bf16_t(dzn), dw_t.numpy(), 0.0)
+    dw = dw_t.t().to(dtype)
+    db = dz.sum(dim=(0, 1))
+    return dx.to(dtype), dw[:, :n_in].contiguous(), dw[:, n_in:].contiguous(), db.to(dtype)
 
 
 def lstm_forward(

@@ -128,7 +128,7 @@ def _multiply(e: _Emit, rows: int, k, a, lda, b) -> list[list]:
 
 def _multiply_bf16(e: _Emit, rows: int, k, a, lda, b) -> list[list]:
     """As :func:`_multiply` for bfloat16 bits: a (uint16) rows, b a panel of bf16 pairs
-    (ceil(k / 2), NR, 2). Per pair of k's, one dot product of pairs per vector and row
+    (ceil(k / 2), NR) uint32. Per pair of k's, one dot product of pairs per vector and row
     (vdpbf16ps: float32 accumulators, exact products); an odd k's last pair pads a with 0."""
     i16, i32 = ir.IntType(16), ir.IntType(32)
     vi, vb = ir.VectorType(i32, e.lanes), ir.VectorType(_BFloat(), 2 * e.lanes)
@@ -192,14 +192,14 @@ def _store_part(e: _Emit, accs, add: bool, cols, c, ldc) -> None:
 def _block(typingctx, rows, beta, cols, k, a, lda, b, c, ldc, zero, wp):
     """c[r, :cols] (+)= Σ_κ a[r, κ] b[κ, :cols] for r < rows (a literal, 1..MAX_ROWS).
     a, b, c: addresses (intp); c holds zero's type (float32/float64), and so do a and b
-    unless wp, the packed weights (read for their type only), hold bfloat16 bits (uint16):
-    then a holds bf16 bits too and b is a panel of bf16 pairs. a: rows of k elements, lda
+    unless wp, the packed weights (read for their type only), hold bf16 pairs (uint32):
+    then a holds bf16 bits (uint16) and b is a panel of bf16 pairs. a: rows of k elements, lda
     apart. b: one packed panel, (k, NR) contiguous. c: rows ldc apart, cols <= NR columns
     written. beta: literal 0 (c overwritten, not read) or 1 (added to)."""
     if not isinstance(rows, types.IntegerLiteral) or not isinstance(beta, types.IntegerLiteral):
         return None
     n_rows, add = rows.literal_value, bool(beta.literal_value)
-    multiply = _multiply_bf16 if wp.dtype == types.uint16 else _multiply
+    multiply = _multiply_bf16 if wp.dtype == types.uint32 else _multiply
     sig = types.void(rows, beta, cols, k, a, lda, b, c, ldc, zero, wp)
 
     def codegen(context, builder, signature, args):
@@ -227,7 +227,8 @@ def _width(w):  # pragma: no cover - typed below
 
 @overload(_width, inline="always")
 def _width_impl(w):
-    bits = 32 if w.dtype == types.uint16 else w.dtype.bitwidth  # bf16: float32 accumulators
+    # bf16 bits (uint16) and pairs (uint32): as many columns as float32 accumulators
+    bits = 32 if w.dtype in (types.uint16, types.uint32) else w.dtype.bitwidth
     width = NV * VECTOR_BYTES * 8 // bits
     return lambda w: width
 
@@ -250,60 +251,111 @@ def pack(w):
 
 @njit(**_JIT)
 def pack_bf16(w):
-    """Panels (ceil(N / NR), ceil(K / 2), NR, 2) of bf16 pairs of w.T for w (N, K) bfloat16
-    bits (uint16): out[p, κ, j] = (w[p NR + j, 2κ], w[p NR + j, 2κ + 1]), zero past N and K."""
+    """Panels (ceil(N / NR), ceil(K / 2), NR) of bf16 pairs of w.T for w (N, K) bfloat16 bits
+    (uint16), a pair per uint32: out[p, κ, j] = w[p NR + j, 2κ] | w[p NR + j, 2κ + 1] << 16
+    (the low half first, as the dot product of pairs reads them); zero past N and K."""
     n, k = w.shape
     width = _width(w)
-    out = np.zeros(((n + width - 1) // width, (k + 1) // 2, width, 2), np.uint16)
+    out = np.zeros(((n + width - 1) // width, (k + 1) // 2, width), np.uint32)
     for p in range(out.shape[0]):
-        cols = min(width, n - p * width)
-        for kk in range(k):
-            for jj in range(cols):
-                out[p, kk // 2, jj, kk % 2] = w[p * width + jj, kk]
+        for jj in range(min(width, n - p * width)):
+            row = w[p * width + jj]
+            for kp in range(k // 2):
+                out[p, kp, jj] = np.uint32(row[2 * kp]) | (np.uint32(row[2 * kp + 1]) << 16)
+            if k % 2:
+                out[p, k // 2, jj] = np.uint32(row[k - 1])
     return out
+
+
+@njit(**_JIT)
+def pack_bf16_t(a):
+    """pack_bf16(a.T) for a (K, N) bfloat16 bits, read row by row (no transposed copy): the
+    packing of the gates' gradients for the weight gradients, Σ_k x[k]ᵀ dz[k]. Two rows at a
+    time into every panel, so a (tens of MB) is read once, in order."""
+    k, n = a.shape
+    width = _width(a)
+    out = np.zeros(((n + width - 1) // width, (k + 1) // 2, width), np.uint32)
+    none = np.zeros(n, a.dtype)  # the pad of an odd K's last pair
+    full = n // width  # whole panels: a loop of constant length, which LLVM vectorises
+    for kp in range((k + 1) // 2):
+        lo = a[2 * kp]
+        hi = a[2 * kp + 1] if 2 * kp + 1 < k else none
+        for p in range(full):
+            for jj in range(width):
+                j = p * width + jj
+                out[p, kp, jj] = np.uint32(lo[j]) | (np.uint32(hi[j]) << np.uint32(16))
+        for j in range(full * width, n):
+            out[full, kp, j - full * width] = np.uint32(lo[j]) | (np.uint32(hi[j]) << np.uint32(16))
+    return out
+
+
+def _pairs(w):  # pragma: no cover - typed below
+    """k's per packed panel row: 2 for bf16 pairs, else 1 (a compile-time constant)."""
+    raise NotImplementedError
+
+
+@overload(_pairs, inline="always")
+def _pairs_impl(w):
+    pairs = 2 if w.dtype == types.uint32 else 1
+    return lambda w: pairs
+
+
+KC = 128  # panel rows per block of k: 128 x NR x 4 bytes = 32 KB, held in L1 for every row
 
 
 @njit(**_JIT)
 def matmul_wt(x, wp, y, beta):
     """y (M, N) = x (M, K) @ w.T + beta * y for wp = pack(w) (float32/float64 x and y) or
     wp = pack_bf16(w) (bf16 bits x, float32 y), w (N, K); beta 0 or 1 (y not read at 0).
-    x and y: rows with contiguous elements (any row stride)."""
+    x and y: rows with contiguous elements (any row stride). Over KC panel rows at a time, so
+    that a long K (a sum over all T*B rows) reads each block of the panel from L1."""
     m, k = x.shape
-    width = _width(wp)
+    width, pairs = _width(wp), _pairs(wp)
     n = y.shape[1]
     lda, ldc = x.strides[0] // x.itemsize, y.strides[0] // y.itemsize
     zero = zero_of(y)
     for p in range(wp.shape[0]):
         cols = min(width, n - p * width)
-        b = wp.ctypes.data + p * wp.strides[0]
-        r = 0
-        while r < m:
-            a = x.ctypes.data + r * x.strides[0]
-            c = y.ctypes.data + r * y.strides[0] + p * width * y.itemsize
-            left = m - r
-            if beta != 0:
-                if left >= 4:
-                    _block(4, 1, cols, k, a, lda, b, c, ldc, zero, wp)
-                elif left == 3:
-                    _block(3, 1, cols, k, a, lda, b, c, ldc, zero, wp)
-                elif left == 2:
-                    _block(2, 1, cols, k, a, lda, b, c, ldc, zero, wp)
-                else:
-                    _block(1, 1, cols, k, a, lda, b, c, ldc, zero, wp)
-            elif left >= 4:
-                _block(4, 0, cols, k, a, lda, b, c, ldc, zero, wp)
+        for k0 in range(0, k, KC * pairs):
+            kn = min(KC * pairs, k - k0)
+            b = wp.ctypes.data + p * wp.strides[0] + (k0 // pairs) * wp.strides[1]
+            xa = x.ctypes.data + k0 * x.itemsize
+            add = beta != 0 or k0 > 0
+            _rows(m, add, cols, kn, xa, lda, x.itemsize, b, y, p * width, ldc, zero, wp)
+
+
+@njit(**_JIT)
+def _rows(m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp):
+    """All M rows (x's at address xa, lda elements of xsize bytes apart) against one block
+    of a panel (at b), into y's columns from col0: blocks of MAX_ROWS rows, then the rest."""
+    r = 0
+    while r < m:
+        a = xa + r * lda * xsize
+        c = y.ctypes.data + r * y.strides[0] + col0 * y.itemsize
+        left = m - r
+        if add:
+            if left >= 4:
+                _block(4, 1, cols, k, a, lda, b, c, ldc, zero, wp)
             elif left == 3:
-                _block(3, 0, cols, k, a, lda, b, c, ldc, zero, wp)
+                _block(3, 1, cols, k, a, lda, b, c, ldc, zero, wp)
             elif left == 2:
-                _block(2, 0, cols, k, a, lda, b, c, ldc, zero, wp)
+                _block(2, 1, cols, k, a, lda, b, c, ldc, zero, wp)
             else:
-                _block(1, 0, cols, k, a, lda, b, c, ldc, zero, wp)
-            r += min(left, MAX_ROWS)
+                _block(1, 1, cols, k, a, lda, b, c, ldc, zero, wp)
+        elif left >= 4:
+            _block(4, 0, cols, k, a, lda, b, c, ldc, zero, wp)
+        elif left == 3:
+            _block(3, 0, cols, k, a, lda, b, c, ldc, zero, wp)
+        elif left == 2:
+            _block(2, 0, cols, k, a, lda, b, c, ldc, zero, wp)
+        else:
+            _block(1, 0, cols, k, a, lda, b, c, ldc, zero, wp)
+        r += min(left, MAX_ROWS)
 
 
 def product(x, w, y, beta):  # pragma: no cover - typed below
-    """y (M, N) = x (M, K) @ w.T + beta * y: on the packed kernel when w is pack(w) (3-D) or
-    pack_bf16(w) (4-D), through :func:`longshort.engine.cpu.blas.matmul_wt` when w is the
+    """y (M, N) = x (M, K) @ w.T + beta * y: on the packed kernel when w is pack(w) or
+    pack_bf16(w) (3-D), through :func:`longshort.engine.cpu.blas.matmul_wt` when w is the
     (N, K) weight itself (one step of a cell, where packing would cost more than it saves,
     or bfloat16 bits for MKL's products)."""
     raise NotImplementedError
@@ -311,6 +363,6 @@ def product(x, w, y, beta):  # pragma: no cover - typed below
 
 @overload(product, inline="always")
 def _product(x, w, y, beta):
-    if w.ndim >= 3:
+    if w.ndim == 3:
         return lambda x, w, y, beta: matmul_wt(x, w, y, beta)
     return lambda x, w, y, beta: blas.matmul_wt(x, w, y, beta)
