@@ -87,3 +87,9 @@ def test_pack_bf16_t_is_pack_bf16_of_the_transpose():
     np.testing.assert_array_equal(
         packed.pack_bf16_t(a), packed.pack_bf16(np.ascontiguousarray(a.T))
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pack_t_is_pack_of_the_transpose(dtype):
+    a = np.arange(7 * 70, dtype=dtype).reshape(7, 70)
+    np.testing.assert_array_equal(packed.pack_t(a), packed.pack(np.ascontiguousarray(a.T)))

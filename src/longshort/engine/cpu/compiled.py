@@ -132,10 +132,15 @@ def _recurrent(w: Tensor, steps: int) -> np.ndarray:
     """A loop's recurrent weight (N, K), for products x @ w.T: packed once for the per-step
     kernel of :mod:`.packed` when the loop runs more than one step; as it is for one step (a
     cell's call, where packing would cost as much as the product) and for bfloat16 bits."""
-    a = _np(w)
-    if a.dtype == np.uint16:  # bf16 bits: MKL's products take them as they are
-        return packed.pack_bf16(a) if packed.BF16 and (steps > 1 or not BF16) else a
-    return packed.pack(a) if steps > 1 else a
+    bf16 = w.dtype == torch.bfloat16
+    if (steps > 1 and not bf16) or (bf16 and packed.BF16 and (steps > 1 or not BF16)):
+        # BPTT's w = Uᵀ is a view: packed from U's rows (pack_t), not from a transposed copy
+        rows_of_u = not w.is_contiguous() and w.t().is_contiguous()
+        a = _np(w.t() if rows_of_u else w)
+        if bf16:
+            return packed.pack_bf16_t(a) if rows_of_u else packed.pack_bf16(a)
+        return packed.pack_t(a) if rows_of_u else packed.pack(a)
+    return _np(w)  # bf16 bits otherwise: MKL's products take them as they are
 
 
 def _lengths(lengths: Tensor | None) -> np.ndarray:

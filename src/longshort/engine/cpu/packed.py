@@ -289,6 +289,25 @@ def pack_bf16_t(a):
     return out
 
 
+@njit(**_JIT)
+def pack_t(a):
+    """pack(a.T) for a (K, N) float32/float64, copied row by row (no transposed copy): BPTT's
+    dz_t U packed from U's rows (1024 x 256: 49 us, against 570 for pack of a transposed copy;
+    the forward's pack(U) reads U itself, 89 us)."""
+    k, n = a.shape
+    width = _width(a)
+    out = np.zeros(((n + width - 1) // width, k, width), a.dtype)
+    full = n // width  # whole panels: a loop of constant length, which LLVM vectorises
+    for kk in range(k):
+        row = a[kk]
+        for p in range(full):
+            for jj in range(width):
+                out[p, kk, jj] = row[p * width + jj]
+        for j in range(full * width, n):
+            out[full, kk, j - full * width] = row[j]
+    return out
+
+
 def _pairs(w):  # pragma: no cover - typed below
     """k's per packed panel row: 2 for bf16 pairs, else 1 (a compile-time constant)."""
     raise NotImplementedError
