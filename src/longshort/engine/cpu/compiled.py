@@ -170,21 +170,27 @@ def _summed(a: np.ndarray, b: np.ndarray, y: np.ndarray, beta: float) -> None:
     rows.run_jobs(matmul_at, [(a[:, n0:n1], b, y[n0:n1], beta) for n0, n1 in parts])
 
 
+def _bias(w: LSTMWeights, dtype: torch.dtype) -> np.ndarray:
+    """b_ih + b_hh (zeros without bias) in the engine's dtype, (G,)."""
+    if w.b_ih is None:
+        return np.zeros(w.w_ih.shape[0], torch.empty(0, dtype=dtype).numpy().dtype)
+    return (w.b_ih.detach().to(dtype) + w.b_hh.detach().to(dtype)).numpy()
+
+
 def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
     """z = W·x_t + b for all T steps as one (T*B, I) @ (I, G) product: (T, B, G)."""
     steps, batch, _ = x.shape
     z = x.new_empty(steps, batch, w_ih.shape[0], dtype=_acc(x))
-    zn = z.numpy()
-    if b_ih is None:
-        zn[:] = 0.0
-    else:
+    zn, beta = z.numpy(), 0.0  # without a bias, z is not read: no pass to fill it
+    if b_ih is not None:
         bias = b_ih.detach().to(z.dtype)
         zn[:] = (bias if b_hh is None else bias + b_hh.detach().to(z.dtype)).numpy()
+        beta = 1.0
     xn, wn = _rows(_np(x)), _np(w_ih)
     if wn.dtype == np.uint16 and not BF16:  # bf16 without MKL: the packed kernel's products
-        _by_rows(packed.matmul_wt, xn, packed.pack_bf16(wn), _rows(zn), 1.0)
+        _by_rows(packed.matmul_wt, xn, packed.pack_bf16(wn), _rows(zn), beta)
     else:
-        _by_rows(matmul_wt, xn, wn, _rows(zn), 1.0)
+        _by_rows(matmul_wt, xn, wn, _rows(zn), beta)
     return z
 
 
@@ -255,7 +261,7 @@ def lstm_forward(
     """See :func:`longshort.engine.reference.lstm_forward`."""
     steps, batch, _ = x.shape
     hidden, out_size = c0.shape[1], h0.shape[1]
-    gates = _project(x, w.w_ih, w.b_ih, w.b_hh)  # becomes the gates in place
+    gates = _project(x, w.w_ih, None, None)  # W x_t; becomes the gates in place
     out = x.new_empty(steps, batch, out_size, dtype=gates.dtype)
     cs = x.new_empty(steps + 1, batch, hidden, dtype=gates.dtype)
     cs[0] = c0
@@ -265,12 +271,13 @@ def lstm_forward(
     w_hh = _recurrent(w.w_hh, steps)
     w_hr = np.empty((0, 0), dtype) if w.w_hr is None else _np(w.w_hr)
     coef = _coefficients(hidden, dtype)
+    bias = _bias(w, gates.dtype)
 
     def args(b0: int, b1: int) -> tuple:
         n = b1 - b0
         scratch = (np.empty((n, hidden), dtype), np.empty((n, out_size), dtype))
         bits, hb = np.empty(4 * hidden, np.int32), _bf16_scratch(x, n, out_size)
-        return (zn, hn, csn, w_hh, w_hr, lens, outn, *scratch, coef, bits, hb, b0, b1)
+        return (zn, bias, hn, csn, w_hh, w_hr, lens, outn, *scratch, coef, bits, hb, b0, b1)
 
     flops = 2 * batch * 4 * hidden * out_size
     rows.run(lstm.forward, rows.ranges(batch, flops=flops * steps), args, flops)

@@ -25,8 +25,9 @@ from longshort.engine.cpu.packed import product
 
 
 @njit(**JIT)
-def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, hb, b0, b1):
-    """z (T, B, G): W·x_t + b on entry, the gates [i, f, g, o] on return (in place).
+def forward(z, bias, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, hb, b0, b1):
+    """z (T, B, G): W·x_t on entry, the gates [i, f, g, o] on return (in place). bias (G,):
+    b_ih + b_hh, added row by row in the loop (a pass over z in L1, not one over memory).
     h (B, P): h_0 on entry, h_n on return. cs (T+1, B, H): C_0 set by the caller, C_t filled.
     out (T, B, P). m_buf (N, H), h_buf (N, P): scratch for the projection. coef (3, G): the
     activations.gate_coefficients; bits (G,) int32 scratch. hb (N, P) uint16: h rounded to
@@ -39,13 +40,16 @@ def forward(z, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, hb, b0
     for t in range(steps):
         zt = z[t]
         hr = h[b0:b1]
-        product(as_operand(hr, w_hh, hb), w_hh, zt[b0:b1], 1.0)  # z_t = W·x_t + b + U·h_{t-1}
+        product(as_operand(hr, w_hh, hb), w_hh, zt[b0:b1], 1.0)  # W·x_t + U·h_{t-1}
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 zt[b, :] = 0.0
                 cs[t + 1, b, :] = cs[t, b, :]
                 continue
-            gates_inplace(zt[b], scale, shift, gain, bits, two_k)  # i, f, o = σ(·); C~ = tanh(·)
+            zb = zt[b]
+            for j in range(gates):
+                zb[j] += bias[j]  # z_t = W·x_t + b + U·h_{t-1}
+            gates_inplace(zb, scale, shift, gain, bits, two_k)  # i, f, o = σ(·); C~ = tanh(·)
             i = zt[b, 0:hidden]
             f = zt[b, hidden : 2 * hidden]
             g = zt[b, 2 * hidden : 3 * hidden]
