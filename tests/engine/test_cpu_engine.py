@@ -147,3 +147,44 @@ def test_errors_in_a_row_range_reach_the_caller():
 
     with pytest.raises(RuntimeError, match="rows 2-4 failed"):
         rows.run(kernel, [(0, 2), (2, 4)], lambda b0, b1: (b0, b1), 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("steps", "batch", "inp", "hidden"), [(1, 4, 3, 8), (9, 17, 13, 33)])
+@pytest.mark.parametrize("ragged", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_infer_matches_the_reference_forward(dtype, steps, batch, inp, hidden, ragged, bias):
+    """The forward that keeps nothing per step (no BPTT, no trace) against the reference
+    (these shapes take the in-loop input product: 4 rows or more, I <= H / 2)."""
+    torch.manual_seed(steps + batch)
+    m = longshort.LSTM(inp, hidden, bias=bias).to(dtype)
+    w = LSTMWeights(*(None if p is None else p.detach() for p in m.layer_weights(0, 0)[:4]))
+    x = torch.randn(steps, batch, inp, dtype=dtype)
+    h0, c0 = torch.randn(batch, hidden, dtype=dtype), torch.randn(batch, hidden, dtype=dtype)
+    lengths = torch.randint(0, steps + 1, (batch,)) if ragged else None
+    got = compiled.lstm_infer(x, h0, c0, w, lengths)
+    want = reference.lstm_forward(x, h0, c0, w, lengths)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for a, b in zip(got[:3], want[:3], strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    assert got.gates.numel() == got.cs.numel() == 0
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"num_layers": 2, "bidirectional": True}, {"proj_size": 3}, {"batch_first": True}]
+)
+def test_no_grad_forward_matches_torch_and_keeps_traces(kw):
+    """Under no_grad the layers run lstm_infer; the outputs are torch.nn's, and a trace still
+    gets its gates."""
+    torch.manual_seed(3)
+    theirs = nn.LSTM(6, 10, **kw)
+    ours = longshort.LSTM.from_torch(theirs)
+    x = torch.randn(5, 8, 6)
+    with torch.no_grad():
+        want, (wh, wc) = theirs(x)
+        got, (h, c) = ours(x)
+        traced = ours(x, return_trace=True)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(h, wh, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(c, wc, rtol=1e-5, atol=1e-6)
+    assert traced[2][0].gates.shape[-1] == 40

@@ -78,18 +78,29 @@ def test_bf16_product_matches_float_products_of_bf16_values(rows, k, n, beta):
     w = torch.randn(n, k, generator=gen).bfloat16()
     y = torch.randn(rows, n, generator=gen).numpy()
     expected = x.double().numpy() @ w.double().numpy().T + beta * y
-    packed.matmul_wt(_bf16_bits(x), packed.pack_bf16(_bf16_bits(w)), y, beta)
+    packed.matmul_wt(_bf16_bits(x), packed.pack(_bf16_bits(w)), y, beta)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * k)
 
 
-def test_pack_bf16_t_is_pack_bf16_of_the_transpose():
+def test_pack_t_of_bf16_is_pack_of_the_transpose():
     a = np.arange(7 * 70, dtype=np.uint16).reshape(7, 70)
-    np.testing.assert_array_equal(
-        packed.pack_bf16_t(a), packed.pack_bf16(np.ascontiguousarray(a.T))
-    )
+    np.testing.assert_array_equal(packed.pack_t(a), packed.pack(np.ascontiguousarray(a.T)))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pack_t_is_pack_of_the_transpose(dtype):
     a = np.arange(7 * 70, dtype=dtype).reshape(7, 70)
     np.testing.assert_array_equal(packed.pack_t(a), packed.pack(np.ascontiguousarray(a.T)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_packing_into_a_used_buffer_writes_every_element(dtype, transposed):
+    """The compiled engine packs into buffers kept across calls: padding included, nothing of
+    the buffer's old content may remain."""
+    a = (np.arange(13 * 71) % 251).astype(dtype).reshape(13, 71)
+    fn = packed.pack_t if transposed else packed.pack
+    fresh = fn(a)
+    used = np.full_like(fresh, 7)
+    np.testing.assert_array_equal(fn(a, used), fresh)
+    assert not fresh[-1, :, (71 if transposed else 13) % fresh.shape[2] :].any()

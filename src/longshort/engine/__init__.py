@@ -45,6 +45,7 @@ def lstm_layer(
     w_hr: Tensor | None = None,
     lengths: Tensor | None = None,
     segment: int = 0,
+    keep: bool = True,
 ) -> LSTMForward:
     """One LSTM layer, one direction, time-major.
 
@@ -53,11 +54,14 @@ def lstm_layer(
     gates (T, B, 4H) = [i, f, g, o] and cs (T+1, B, H) = [C_0 .. C_T]; the last two carry no
     gradient. With segment S > 0, BPTT recomputes the gates segment by segment
     (:mod:`longshort.engine.segmented`): gates is then empty and cs holds the segment starts.
+    With keep=False, a call for which no input needs a gradient may return both empty (the
+    compiled engine then stores nothing per step).
     """
     args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment)
     if torch.compiler.is_compiling():
         return LSTMForward(*ops.lstm_fwd(*args))
-    return LSTMForward(*eager.LSTMLayer.apply(*eager.autocast(args)))
+    grads = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in args)
+    return LSTMForward(*eager.LSTMLayer.apply(*eager.autocast(args), keep or grads))
 
 
 def variant_layer(

@@ -56,17 +56,21 @@ def autocast(tensors: tuple) -> tuple:
 
 
 class LSTMLayer(torch.autograd.Function):
-    """apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment) -> LSTMForward fields."""
+    """apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment, keep) -> LSTMForward
+    fields. keep: the gates and cell states will be read (BPTT, a trace); without it the call
+    runs the engine's lstm_infer, which may return them empty."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment, keep):
         w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
         engine = dispatch.lstm_engine(x, w)
         with _no_autocast(x.device):
             if segment > 0:
                 res = segmented.lstm_forward(engine, segment, x, h0, c0, w, lengths)
-            else:
+            elif keep:
                 res = engine.lstm_forward(x, h0, c0, w, lengths)
+            else:
+                res = engine.lstm_infer(x, h0, c0, w, lengths)
         ctx.mark_non_differentiable(res.gates, res.cs)
         ctx.set_materialize_grads(False)  # no zero tensors for the gates and states
         ctx.engine, ctx.segment = engine, segment
@@ -85,7 +89,7 @@ class LSTMLayer(torch.autograd.Function):
                 inputs,
                 (d_out, d_hn, d_cn),
             )
-            return (*grads, None, None)
+            return (*grads, None, None, None)
         with _no_autocast(x.device):
             if ctx.segment > 0:
                 g = segmented.lstm_backward(
@@ -96,7 +100,7 @@ class LSTMLayer(torch.autograd.Function):
                 g = ctx.engine.lstm_backward(d_out, d_hn, d_cn, x, h0, w, lengths, saved)
         gradient_norms.record("lstm", g.norms)
         db = g.db if b_ih is not None else None
-        return g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, db, db, g.dw_hr, None, None
+        return g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, db, db, g.dw_hr, None, None, None
 
 
 class RNNLayer(torch.autograd.Function):

@@ -104,6 +104,14 @@ def lstm_forward(
     return LSTMForward(out, h.clone(), cs[steps].clone(), gates, cs)
 
 
+def lstm_infer(
+    x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None
+) -> LSTMForward:
+    """:func:`lstm_forward` for a call whose gates nothing will read; this engine keeps them
+    anyway (the compiled engine's stores nothing per step)."""
+    return lstm_forward(x, h0, c0, w, lengths)
+
+
 def lstm_outputs(
     x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:

@@ -223,6 +223,13 @@ class Engine(Protocol):
         self, x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None
     ) -> LSTMForward: ...
 
+    def lstm_infer(
+        self, x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None
+    ) -> LSTMForward:
+        """lstm_forward for a call that needs no BPTT and no trace: gates and cs may come
+        back empty."""
+        ...
+
     def lstm_backward(
         self,
         d_out: Tensor,

@@ -282,6 +282,7 @@ class RecurrentBase(nn.RNNBase):
         direction: int,
         lengths: Tensor | None,
         segment: int = 0,
+        trace: bool = False,
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         raise NotImplementedError
 
@@ -336,8 +337,9 @@ class RecurrentBase(nn.RNNBase):
                 segment = self.recompute_segment
                 if not segment or want_trace or not torch.is_grad_enabled():
                     segment = 0
+                layer_states = tuple(s[k] for s in states)
                 out, last, trace = self._run_layer(
-                    xin, tuple(s[k] for s in states), layer, direction, lengths, segment
+                    xin, layer_states, layer, direction, lengths, segment, trace=want_trace
                 )
                 if self.check_finite:
                     _check_layer_finite(type(self).__name__, out, layer, direction)

@@ -67,6 +67,7 @@ class GRU(RecurrentBase):
         direction: int,
         lengths: Tensor | None,
         segment: int = 0,
+        trace: bool = False,
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         w_ih, w_hh, b_ih, b_hh, _ = self.layer_weights(layer, direction)
         out, h_n, gates, hs = engine.gru_layer(x, states[0], w_ih, w_hh, b_ih, b_hh, lengths)

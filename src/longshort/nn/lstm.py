@@ -150,12 +150,14 @@ class LSTM(RecurrentBase):
         direction: int,
         lengths: Tensor | None,
         segment: int = 0,
+        trace: bool = False,
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         h0, c0 = states
         if self.options.active:
             return self._run_variant(x, states, layer, direction, lengths, segment)
+        w = self.layer_weights(layer, direction)
         out, h_n, c_n, gates, cs = engine.lstm_layer(
-            x, h0, c0, *self.layer_weights(layer, direction), lengths=lengths, segment=segment
+            x, h0, c0, *w, lengths=lengths, segment=segment, keep=trace
         )
         return out, (h_n, c_n), LayerTrace(gates, cs[1:])
 

@@ -71,6 +71,7 @@ class RNN(RecurrentBase):
         direction: int,
         lengths: Tensor | None,
         segment: int = 0,
+        trace: bool = False,
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         w_ih, w_hh, b_ih, b_hh, _ = self.layer_weights(layer, direction)
         out, h_n, hs = engine.rnn_layer(

@@ -263,7 +263,7 @@ def to_bf16(x, out):
 
 def as_operand(x, w, xb):  # pragma: no cover - typed below
     """x as an operand of a product with w: x itself for float weights; for bf16 weights
-    (uint16 bits, or packed.pack_bf16's uint32 pairs), x rounded to bf16 into the scratch xb,
+    (uint16 bits, or packed.pack's uint32 pairs of them), x rounded to bf16 into the scratch xb,
     which is returned."""
     raise NotImplementedError
 

@@ -148,3 +148,44 @@ def backward(
         for b in range(b0, b1):
             if not (lengths.shape[0] and t >= lengths[b]):
                 dh[b, :] = dh_buf[b - b0]
+
+
+@njit(**JIT)
+def infer(x, w, bias, h, c, lengths, out, xh, coef, bits, z, b0, b1):
+    """:func:`forward` when neither BPTT nor a trace will read the gates: one product a step,
+    [x_t | h_{t-1}] @ [W_ih | U]ᵀ for this thread's rows, into the scratch z, and nothing of
+    a step kept but its output (no T x B x 4H buffer written and read back). No projection
+    (P = H). x (T, B, I); w: [W_ih | U] (4H, I + H), as :func:`forward`'s w_hh (packed or
+    not); bias (G,). h, c (B, H): h_0, C_0 on entry, h_T, C_T on return. out (T, B, H).
+    xh (N, I + H), z (N, G): scratch. coef, bits: as :func:`forward`. Rows [b0, b1) only."""
+    scale, shift, gain = coef[0], coef[1], coef[2]
+    two_k = bits.view(np.float32)
+    steps, _, n_in = x.shape
+    gates = z.shape[1]
+    hidden = gates // 4
+    for b in range(b0, b1):
+        xh[b - b0, n_in:] = h[b]
+    for t in range(steps):
+        for b in range(b0, b1):
+            xh[b - b0, :n_in] = x[t, b]
+        product(xh, w, z, 0.0)  # W·x_t + U·h_{t-1}
+        for b in range(b0, b1):
+            if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, output zero
+                out[t, b, :] = 0.0
+                continue
+            zb = z[b - b0]
+            for j in range(gates):
+                zb[j] += bias[j]  # z_t = W·x_t + b + U·h_{t-1}
+            gates_inplace(zb, scale, shift, gain, bits, two_k)  # i, f, o = σ(·); C~ = tanh(·)
+            i, f = zb[0:hidden], zb[hidden : 2 * hidden]
+            g, o = zb[2 * hidden : 3 * hidden], zb[3 * hidden :]
+            cb = c[b]
+            for j in range(hidden):
+                cb[j] = f[j] * cb[j] + i[j] * g[j]  # C_t = f_t ⊙ C_{t-1} + i_t ⊙ C~_t
+            m = out[t, b]
+            tanh_into(cb, m, bits, two_k)
+            for j in range(hidden):
+                m[j] *= o[j]  # h_t = o_t ⊙ tanh(C_t)
+            xh[b - b0, n_in:] = m
+    for b in range(b0, b1):
+        h[b] = xh[b - b0, n_in:]

@@ -233,30 +233,59 @@ def _width_impl(w):
     return lambda w: width
 
 
+def packed_shape(n: int, k: int, dtype) -> tuple[int, int, int]:
+    """The shape of pack(w) for w (N, K) of dtype: float32/float64, or uint16 (bfloat16
+    bits, packed in pairs)."""
+    bf16 = np.dtype(dtype) == np.uint16
+    width = NV * VECTOR_BYTES // (4 if bf16 else np.dtype(dtype).itemsize)
+    return (n + width - 1) // width, (k + 1) // 2 if bf16 else k, width
+
+
+def pack(w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Panels (ceil(N / NR), K, NR) of w.T for w (N, K) float32/float64, zero past column N;
+    for bfloat16 bits (uint16), panels (ceil(N / NR), ceil(K / 2), NR) of pairs, one a uint32:
+    out[p, κ, j] = w[p NR + j, 2κ] | w[p NR + j, 2κ + 1] << 16 (the low half first, as the
+    dot product of pairs reads them), zero past N and K. Into out (every element written:
+    a buffer may be reused) or a new array."""
+    bf16 = w.dtype == np.uint16
+    if out is None:
+        out = np.empty(packed_shape(*w.shape, w.dtype), np.uint32 if bf16 else w.dtype)
+    (_pack_bf16 if bf16 else _pack)(w, out)
+    return out
+
+
+def pack_t(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """pack(a.T) for a (K, N), read row by row (no transposed copy): BPTT's dz_t U packed from
+    U's rows (1024 x 256: 49 us, against 570 for pack of a transposed copy; the forward's
+    pack(U) reads U itself, 89 us), and bf16 dz for the weight gradients Σ_k x[k]ᵀ dz[k]."""
+    bf16 = a.dtype == np.uint16
+    if out is None:
+        out = np.empty(
+            packed_shape(a.shape[1], a.shape[0], a.dtype), np.uint32 if bf16 else a.dtype
+        )
+    (_pack_bf16_t if bf16 else _pack_t)(a, out)
+    return out
+
+
 @njit(**_JIT)
-def pack(w):
-    """Panels (ceil(N / NR), K, NR) of w.T for w (N, K) float32/float64, zero past column N.
-    Written in order, read across NR rows of w (whose lines stay in L1 for 16 k's): twice as
-    fast as reading in order (800 x 200: 37 against 88 us)."""
+def _pack(w, out):
+    """Written in order, read across NR rows of w (whose lines stay in L1 for 16 k's): twice
+    as fast as reading in order (800 x 200: 37 against 88 us)."""
     n, k = w.shape
     width = _width(w)
-    out = np.zeros(((n + width - 1) // width, k, width), w.dtype)
+    out[-1] = 0  # the last panel's columns past N
     for p in range(out.shape[0]):
         cols = min(width, n - p * width)
         for kk in range(k):
             for jj in range(cols):
                 out[p, kk, jj] = w[p * width + jj, kk]
-    return out
 
 
 @njit(**_JIT)
-def pack_bf16(w):
-    """Panels (ceil(N / NR), ceil(K / 2), NR) of bf16 pairs of w.T for w (N, K) bfloat16 bits
-    (uint16), a pair per uint32: out[p, κ, j] = w[p NR + j, 2κ] | w[p NR + j, 2κ + 1] << 16
-    (the low half first, as the dot product of pairs reads them); zero past N and K."""
+def _pack_bf16(w, out):
     n, k = w.shape
     width = _width(w)
-    out = np.zeros(((n + width - 1) // width, (k + 1) // 2, width), np.uint32)
+    out[-1] = 0
     for p in range(out.shape[0]):
         for jj in range(min(width, n - p * width)):
             row = w[p * width + jj]
@@ -264,17 +293,14 @@ def pack_bf16(w):
                 out[p, kp, jj] = np.uint32(row[2 * kp]) | (np.uint32(row[2 * kp + 1]) << 16)
             if k % 2:
                 out[p, k // 2, jj] = np.uint32(row[k - 1])
-    return out
 
 
 @njit(**_JIT)
-def pack_bf16_t(a):
-    """pack_bf16(a.T) for a (K, N) bfloat16 bits, read row by row (no transposed copy): the
-    packing of the gates' gradients for the weight gradients, Σ_k x[k]ᵀ dz[k]. Two rows at a
-    time into every panel, so a (tens of MB) is read once, in order."""
+def _pack_bf16_t(a, out):
+    """Two rows at a time into every panel, so a (tens of MB) is read once, in order."""
     k, n = a.shape
     width = _width(a)
-    out = np.zeros(((n + width - 1) // width, (k + 1) // 2, width), np.uint32)
+    out[-1] = 0
     none = np.zeros(n, a.dtype)  # the pad of an odd K's last pair
     full = n // width  # whole panels: a loop of constant length, which LLVM vectorises
     for kp in range((k + 1) // 2):
@@ -286,17 +312,13 @@ def pack_bf16_t(a):
                 out[p, kp, jj] = np.uint32(lo[j]) | (np.uint32(hi[j]) << np.uint32(16))
         for j in range(full * width, n):
             out[full, kp, j - full * width] = np.uint32(lo[j]) | (np.uint32(hi[j]) << np.uint32(16))
-    return out
 
 
 @njit(**_JIT)
-def pack_t(a):
-    """pack(a.T) for a (K, N) float32/float64, copied row by row (no transposed copy): BPTT's
-    dz_t U packed from U's rows (1024 x 256: 49 us, against 570 for pack of a transposed copy;
-    the forward's pack(U) reads U itself, 89 us)."""
+def _pack_t(a, out):
     k, n = a.shape
     width = _width(a)
-    out = np.zeros(((n + width - 1) // width, k, width), a.dtype)
+    out[-1] = 0
     full = n // width  # whole panels: a loop of constant length, which LLVM vectorises
     for kk in range(k):
         row = a[kk]
@@ -305,7 +327,6 @@ def pack_t(a):
                 out[p, kk, jj] = row[p * width + jj]
         for j in range(full * width, n):
             out[full, kk, j - full * width] = row[j]
-    return out
 
 
 def _pairs(w):  # pragma: no cover - typed below
@@ -325,7 +346,7 @@ KC = 128  # panel rows per block of k: 128 x NR x 4 bytes = 32 KB, held in L1 fo
 @njit(**_JIT)
 def matmul_wt(x, wp, y, beta):
     """y (M, N) = x (M, K) @ w.T + beta * y for wp = pack(w) (float32/float64 x and y) or
-    wp = pack_bf16(w) (bf16 bits x, float32 y), w (N, K); beta 0 or 1 (y not read at 0).
+    wp = pack(w) of bf16 bits (bf16 bits x, float32 y), w (N, K); beta 0 or 1 (y not read at 0).
     x and y: rows with contiguous elements (any row stride). Over KC panel rows at a time, so
     that a long K (a sum over all T*B rows) reads each block of the panel from L1."""
     m, k = x.shape
@@ -373,8 +394,8 @@ def _rows(m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp):
 
 
 def product(x, w, y, beta):  # pragma: no cover - typed below
-    """y (M, N) = x (M, K) @ w.T + beta * y: on the packed kernel when w is pack(w) or
-    pack_bf16(w) (3-D), through :func:`longshort.engine.cpu.blas.matmul_wt` when w is the
+    """y (M, N) = x (M, K) @ w.T + beta * y: on the packed kernel when w is pack(w) (3-D),
+    through :func:`longshort.engine.cpu.blas.matmul_wt` when w is the
     (N, K) weight itself (one step of a cell, where packing would cost more than it saves,
     or bfloat16 bits for MKL's products)."""
     raise NotImplementedError
