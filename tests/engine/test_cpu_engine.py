@@ -150,7 +150,7 @@ def test_errors_in_a_row_range_reach_the_caller():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize(("steps", "batch", "inp", "hidden"), [(1, 4, 3, 8), (9, 17, 13, 33)])
+@pytest.mark.parametrize(("steps", "batch", "inp", "hidden"), [(2, 4, 3, 8), (9, 17, 13, 33)])
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 def test_infer_matches_the_reference_forward(dtype, steps, batch, inp, hidden, ragged, bias):
@@ -188,3 +188,27 @@ def test_no_grad_forward_matches_torch_and_keeps_traces(kw):
     torch.testing.assert_close(h, wh, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(c, wc, rtol=1e-5, atol=1e-6)
     assert traced[2][0].gates.shape[-1] == 40
+
+
+def test_cell_step_runs_compiled_passes_gradcheck_and_records_norms():
+    """LSTMCell's one-call step (engine.lstm_cell on the compiled engine): float64 gradcheck
+    of every input, and the per-step norms the inspect tools read."""
+    from longshort.engine import gradient_norms
+
+    torch.manual_seed(5)
+    f64 = torch.float64
+    x = torch.randn(3, 4, dtype=f64, requires_grad=True)
+    h0, c0 = (torch.randn(3, 5, dtype=f64, requires_grad=True) for _ in range(2))
+    w = [torch.randn(20, k, dtype=f64, requires_grad=True) for k in (4, 5)]
+    b = [torch.randn(20, dtype=f64, requires_grad=True) for _ in range(2)]
+    assert dispatch.step_on_compiled(x, LSTMWeights(*w, *b))
+    assert torch.autograd.gradcheck(
+        lambda *a: longshort.engine.lstm_cell(*a), (x, h0, c0, *w, *b), eps=1e-6, atol=1e-6
+    )
+    with gradient_norms.recording() as records:
+        h, _ = longshort.engine.lstm_cell(x, h0, c0, *w, *b)
+        dh = torch.randn_like(h)
+        (h * dh).sum().backward()
+    ((cell, norms),) = records
+    assert cell == "lstm" and norms.shape == (1, 3, 2)
+    torch.testing.assert_close(norms[0, :, 0], dh.norm(dim=1))

@@ -12,12 +12,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from longshort.engine import eager, ops
+from longshort.engine import dispatch, eager, ops
 from longshort.engine.dispatch import cpu_engine, use_cpu_engine
 from longshort.engine.types import (
     GRUForward,
     LSTMForward,
     LSTMVariant,
+    LSTMWeights,
     RNNForward,
     VariantForward,
     VariantMasks,
@@ -27,6 +28,7 @@ from longshort.engine.types import (
 __all__ = [
     "cpu_engine",
     "gru_layer",
+    "lstm_cell",
     "lstm_layer",
     "rnn_layer",
     "use_cpu_engine",
@@ -62,6 +64,25 @@ def lstm_layer(
         return LSTMForward(*ops.lstm_fwd(*args))
     grads = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in args)
     return LSTMForward(*eager.LSTMLayer.apply(*eager.autocast(args), keep or grads))
+
+
+def lstm_cell(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One LSTM step (an LSTMCell's): x (B, I), h0, c0 (B, H) -> h_1, C_1. On the compiled
+    engine's one-call step where :func:`dispatch.step_on_compiled` says so, else as a
+    one-step layer."""
+    w = LSTMWeights(w_ih, w_hh, b_ih, b_hh)
+    if dispatch.step_on_compiled(x, w):
+        return eager.LSTMStep.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    _, h, c, _, _ = lstm_layer(x[None], h0, c0, w_ih, w_hh, b_ih, b_hh, keep=False)
+    return h, c
 
 
 def variant_layer(

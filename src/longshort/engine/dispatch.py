@@ -36,6 +36,23 @@ def lstm_engine(x: torch.Tensor, w: LSTMWeights) -> Engine:
     return compiled if compiled.supports_lstm(x, w) else reference
 
 
+def compiled_step():
+    """The compiled engine, for :func:`step_on_compiled`'s calls."""
+    return _compiled()
+
+
+def step_on_compiled(x: torch.Tensor, w: LSTMWeights) -> bool:
+    """Whether one LSTMCell step runs the compiled engine's one-call step: the compiled engine
+    chosen for x, float32/float64 without projection, not autocast, not being compiled."""
+    return (
+        x.dtype in (torch.float32, torch.float64)
+        and w.w_hr is None
+        and lstm_engine(x, w) is not reference
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+    )
+
+
 def variant_engine(x: torch.Tensor, w: VariantWeights) -> Engine:
     """The engine that runs the loop of a variant LSTM layer on x with weights w."""
     if x.device.type != "cpu" or _state["cpu"] != "compiled":

@@ -103,6 +103,39 @@ class LSTMLayer(torch.autograd.Function):
         return g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, db, db, g.dw_hr, None, None, None
 
 
+class LSTMStep(torch.autograd.Function):
+    """apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh) -> h_1, C_1: one step of an LSTMCell on the
+    compiled engine in one call each way (the layer's machinery cost a cell tens of us)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        w = LSTMWeights(w_ih, w_hh, b_ih, b_hh)
+        h, c, z = dispatch.compiled_step().lstm_step(x, h0, c0, w)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, z, c)
+        return h, c
+
+    @staticmethod
+    def backward(ctx, dh, dc):
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, z, c = ctx.saved_tensors
+        dh, dc = _zeros_if_none((dh, dc), (h0, c0))
+        w = LSTMWeights(w_ih, w_hh, b_ih, b_hh)
+        if torch.is_grad_enabled():  # create_graph=True: a backward that can be differentiated
+            return _differentiable(
+                lambda *a: reference.lstm_outputs(a[0][None], *a[1:3], LSTMWeights(*a[3:]), None)[
+                    1:
+                ],
+                (x, h0, c0, *w[:4]),
+                (dh, dc),
+            )
+        dx, dh0, dc0, dw_ih, dw_hh, db, norms = dispatch.compiled_step().lstm_step_backward(
+            dh, dc, x, h0, c0, w, z, c
+        )
+        gradient_norms.record("lstm", norms)
+        db = db if b_ih is not None else None
+        return dx, dh0, dc0, dw_ih, dw_hh, db, db
+
+
 class RNNLayer(torch.autograd.Function):
     """apply(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity) -> RNNForward fields."""
 

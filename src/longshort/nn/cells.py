@@ -120,7 +120,7 @@ class LSTMCell(_CellBase, nn.LSTMCell):
             h, c = self._variant_step(x, h0, c0)
         else:
             w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-            _, h, c, _, _ = engine.lstm_layer(x[None], h0, c0, *w, keep=False)
+            h, c = engine.lstm_cell(x, h0, c0, *w)
         return (h[0], c[0]) if unbatched else (h, c)
 
     def _variant_step(self, x: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor]:

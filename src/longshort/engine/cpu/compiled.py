@@ -30,7 +30,7 @@ from longshort.engine.cpu import cache
 cache.refresh()
 
 from longshort.engine import reference  # noqa: E402
-from longshort.engine.cpu import gru, lstm, lstm_variant, packed, rnn, rows  # noqa: E402
+from longshort.engine.cpu import blas, gru, lstm, lstm_variant, packed, rnn, rows  # noqa: E402
 from longshort.engine.cpu.activations import gate_coefficients  # noqa: E402
 from longshort.engine.cpu.blas import BF16, matmul_at, matmul_w, matmul_wt  # noqa: E402
 from longshort.engine.types import (  # noqa: E402
@@ -312,14 +312,15 @@ def lstm_forward(
     return LSTMForward(out.to(x.dtype), h.to(x.dtype), cs[steps].to(x.dtype), gates, cs)
 
 
-def _infer_pays(parts: list[tuple[int, int]], n_in: int, hidden: int) -> bool:
+def _infer_pays(parts: list[tuple[int, int]], n_in: int, hidden: int, steps: int) -> bool:
     """Whether the per-step input product of :func:`.lstm.infer` beats one projection of all
-    steps: with 4 rows a thread or more (the kernel's blocks), and with 16 or more or an
-    input at most half the hidden size. Measured, 2 threads, ratio of the times: 0.71-0.90 at
+    steps: over more than one step (a cell's call would pay for [W_ih | U] copied), with 4 rows
+    a thread or more (the kernel's blocks), and with 16 or more or an input at most half the
+    hidden size. Measured, 2 threads, ratio of the times: 0.71-0.90 at
     (100,32,32,128), (500,16,16,64), (100,64,256,256), (50,128,512,512); 1.09 at (35,20,200,200)
     (10 rows, I = H) and 1.10 at (200,4,64,256) (2 rows), which keep the projection."""
     least = min(b1 - b0 for b0, b1 in parts)
-    return least >= 4 and (least >= 16 or 2 * n_in <= hidden)
+    return steps > 1 and least >= 4 and (least >= 16 or 2 * n_in <= hidden)
 
 
 def lstm_infer(
@@ -332,7 +333,7 @@ def lstm_infer(
     hidden = c0.shape[1]
     flops = 2 * batch * 4 * hidden * (hidden + n_in)
     parts = rows.ranges(batch, flops=flops * steps)
-    if w.w_hr is not None or x.dtype not in DTYPES or not _infer_pays(parts, n_in, hidden):
+    if w.w_hr is not None or x.dtype not in DTYPES or not _infer_pays(parts, n_in, hidden, steps):
         return lstm_forward(x, h0, c0, w, lengths)
     out = x.new_empty(steps, batch, hidden)
     h = h0.to(x.dtype, memory_format=torch.contiguous_format, copy=True)
@@ -636,3 +637,34 @@ def variant_backward(
         ln_c = g_ln_c.sum(0)
         grads = grads._replace(ln_hh=g_ln_hh.sum(0), ln_c_w=ln_c[0], ln_c_b=ln_c[1])
     return grads
+
+
+def lstm_step(x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights) -> tuple[Tensor, ...]:
+    """One LSTM step of an LSTMCell, float32/float64, no projection, in one compiled call:
+    x (B, I), h0, c0 (B, H) -> h_1, C_1 (B, H) and the gates (B, 4H) BPTT reads."""
+    batch, hidden = c0.shape
+    z = x.new_empty(batch, 4 * hidden)
+    h, c = torch.empty_like(c0), torch.empty_like(c0)
+    coef = _coefficients(hidden, z.numpy().dtype)
+    args = (_np(x), _np(h0), _np(c0), _np(w.w_ih), _np(w.w_hh), _bias(w, x.dtype))
+    with blas.threads(1):  # a step's products are small; BLAS's threads would share cores
+        lstm.step_forward(
+            *args, z.numpy(), h.numpy(), c.numpy(), coef, np.empty(4 * hidden, np.int32)
+        )
+    return h, c, z
+
+
+def lstm_step_backward(
+    dh: Tensor, dc: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, z: Tensor, c: Tensor
+) -> tuple[Tensor, ...]:
+    """BPTT of :func:`lstm_step`: dx, dh0, dc0, dW_ih, dW_hh, db and the norms (1, B, 2)."""
+    batch, hidden = c0.shape
+    dz = torch.empty_like(z)
+    dx, dh0, dc0 = torch.empty_like(x), torch.empty_like(h0), torch.empty_like(c0)
+    dw_ih, dw_hh = torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
+    norms = x.new_empty(1, batch, 2)
+    ins = (_np(dh), _np(dc), _np(x), _np(h0), _np(c0), _np(z), _np(c), _np(w.w_ih), _np(w.w_hh))
+    outs = (dz.numpy(), dx.numpy(), dh0.numpy(), dc0.numpy(), dw_ih.numpy(), dw_hh.numpy())
+    with blas.threads(1):  # a step's products are small; BLAS's threads would share cores
+        lstm.step_backward(*ins, *outs, norms.numpy()[0], np.empty(hidden, np.int32))
+    return dx, dh0, dc0, dw_ih, dw_hh, dz.sum(0), norms

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from longshort.engine.cpu.activations import JIT, gates_inplace, tanh_into
-from longshort.engine.cpu.blas import as_operand, matmul_wt
+from longshort.engine.cpu.blas import as_operand, matmul_at, matmul_w, matmul_wt
 from longshort.engine.cpu.packed import product
 
 
@@ -189,3 +189,58 @@ def infer(x, w, bias, h, c, lengths, out, xh, coef, bits, z, b0, b1):
             xh[b - b0, n_in:] = m
     for b in range(b0, b1):
         h[b] = xh[b - b0, n_in:]
+
+
+@njit(**JIT)
+def step_forward(x, h0, c0, w_ih, w_hh, bias, z, h, c, coef, bits):
+    """One step for every row, as one call (an LSTMCell's): x (B, I), h0 (B, H), c0 (B, H);
+    w_ih (G, I), w_hh (G, H) as they are (a step reads them once: no packing); bias (G,).
+    z (B, G) out: the gates [i, f, g, o]; h, c (B, H) out: h_1, C_1. coef, bits: as
+    :func:`forward`."""
+    scale, shift, gain = coef[0], coef[1], coef[2]
+    two_k = bits.view(np.float32)
+    hidden = c.shape[1]
+    matmul_wt(x, w_ih, z, 0.0)  # W·x_t
+    matmul_wt(h0, w_hh, z, 1.0)  # + U·h_{t-1}
+    for b in range(z.shape[0]):
+        zb = z[b]
+        for j in range(zb.shape[0]):
+            zb[j] += bias[j]  # z_t = W·x_t + b + U·h_{t-1}
+        gates_inplace(zb, scale, shift, gain, bits, two_k)  # i, f, o = σ(·); C~ = tanh(·)
+        i, f = zb[0:hidden], zb[hidden : 2 * hidden]
+        g, o = zb[2 * hidden : 3 * hidden], zb[3 * hidden :]
+        cb, hb = c[b], h[b]
+        for j in range(hidden):
+            cb[j] = f[j] * c0[b, j] + i[j] * g[j]  # C_t = f_t ⊙ C_{t-1} + i_t ⊙ C~_t
+        tanh_into(cb, hb, bits, two_k)
+        for j in range(hidden):
+            hb[j] *= o[j]  # h_t = o_t ⊙ tanh(C_t)
+
+
+@njit(**JIT)
+def step_backward(dh, dc, x, h0, c0, z, c, w_ih, w_hh, dz, dx, dh0, dc0, dw_ih, dw_hh, norms, bits):
+    """BPTT of :func:`step_forward`: dh, dc (B, H) the gradients at h_1, C_1; z, c its
+    gates and C_1. Out: dz (B, G), dx (B, I), dh0 (B, H), dc0 (B, H), dw_ih (G, I), dw_hh
+    (G, H), norms (B, 2): ||dL/dh_1||, ||dL/dC_1|| per row."""
+    two_k = bits.view(np.float32)
+    hidden = c.shape[1]
+    for b in range(z.shape[0]):
+        zb, dzb, dcb, tc = z[b], dz[b], dc0[b], dh0[b]  # dh0[b]: tanh(C_1) until the product
+        i, f = zb[0:hidden], zb[hidden : 2 * hidden]
+        g, o = zb[2 * hidden : 3 * hidden], zb[3 * hidden :]
+        tanh_into(c[b], tc, bits, two_k)
+        sq_h = sq_c = dh[b, 0] * 0
+        for j in range(hidden):
+            sq_h += dh[b, j] * dh[b, j]
+            dcj = dc[b, j] + dh[b, j] * o[j] * (1 - tc[j] * tc[j])  # h_t = o_t ⊙ tanh(C_t)
+            sq_c += dcj * dcj
+            dzb[3 * hidden + j] = dh[b, j] * tc[j] * o[j] * (1 - o[j])  # σ' = σ(1 - σ)
+            dzb[j] = dcj * g[j] * i[j] * (1 - i[j])  # C_t = f ⊙ C_{t-1} + i ⊙ C~
+            dzb[hidden + j] = dcj * c0[b, j] * f[j] * (1 - f[j])
+            dzb[2 * hidden + j] = dcj * i[j] * (1 - g[j] * g[j])  # tanh' = 1 - tanh²
+            dcb[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
+        norms[b, 0], norms[b, 1] = sq_h**0.5, sq_c**0.5
+    matmul_w(dz, w_ih, dx, 0.0)  # dL/dx_t = dz_t W
+    matmul_w(dz, w_hh, dh0, 0.0)  # dL/dh_{t-1} = dz_t U
+    matmul_at(dz, x, dw_ih, 0.0)  # dW = dz_tᵀ x_t
+    matmul_at(dz, h0, dw_hh, 0.0)  # dU = dz_tᵀ h_{t-1}
