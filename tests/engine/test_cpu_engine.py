@@ -212,3 +212,28 @@ def test_cell_step_runs_compiled_passes_gradcheck_and_records_norms():
     ((cell, norms),) = records
     assert cell == "lstm" and norms.shape == (1, 3, 2)
     torch.testing.assert_close(norms[0, :, 0], dh.norm(dim=1))
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_rnn_cell_step_runs_compiled_passes_gradcheck_and_records_norms(nonlinearity):
+    from longshort.engine import gradient_norms
+
+    torch.manual_seed(6)
+    f64 = torch.float64
+    x = torch.randn(3, 4, dtype=f64, requires_grad=True)
+    h0 = torch.randn(3, 5, dtype=f64, requires_grad=True)
+    w = [torch.randn(5, k, dtype=f64, requires_grad=True) for k in (4, 5)]
+    b = [torch.randn(5, dtype=f64, requires_grad=True) for _ in range(2)]
+    assert dispatch.step_on_compiled(x)
+
+    def step(*a):
+        return longshort.engine.rnn_cell(*a, nonlinearity=nonlinearity)
+
+    assert torch.autograd.gradcheck(step, (x, h0, *w, *b), eps=1e-6, atol=1e-6)
+    with gradient_norms.recording() as records:
+        h = step(x, h0, *w, *b)
+        dh = torch.randn_like(h)
+        (h * dh).sum().backward()
+    ((cell, norms),) = records
+    assert cell == "rnn" and norms.shape == (1, 3, 1)
+    torch.testing.assert_close(norms[0, :, 0], dh.norm(dim=1))

@@ -30,6 +30,7 @@ __all__ = [
     "gru_layer",
     "lstm_cell",
     "lstm_layer",
+    "rnn_cell",
     "rnn_layer",
     "use_cpu_engine",
     "variant_layer",
@@ -131,6 +132,22 @@ def rnn_layer(
     if torch.compiler.is_compiling():
         return RNNForward(*ops.rnn_fwd(*args))
     return RNNForward(*eager.RNNLayer.apply(*eager.autocast(args)))
+
+
+def rnn_cell(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    nonlinearity: str = "tanh",
+) -> Tensor:
+    """One RNN step (an RNNCell's): x (B, I), h0 (B, H) -> h_1. On the compiled engine's
+    one-call step where :func:`dispatch.step_on_compiled` says so, else as a one-step layer."""
+    if dispatch.step_on_compiled(x):
+        return eager.RNNStep.apply(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity)
+    return rnn_layer(x[None], h0, w_ih, w_hh, b_ih, b_hh, None, nonlinearity)[1]
 
 
 def gru_layer(

@@ -41,13 +41,15 @@ def compiled_step():
     return _compiled()
 
 
-def step_on_compiled(x: torch.Tensor, w: LSTMWeights) -> bool:
-    """Whether one LSTMCell step runs the compiled engine's one-call step: the compiled engine
-    chosen for x, float32/float64 without projection, not autocast, not being compiled."""
+def step_on_compiled(x: torch.Tensor, w: LSTMWeights | None = None) -> bool:
+    """Whether one LSTMCell step (w given) or RNNCell step (w None) runs the compiled engine's
+    one-call step: the compiled engine chosen for x, float32/float64 without projection, not
+    autocast, not being compiled."""
+    chosen = rnn_engine(x) if w is None else lstm_engine(x, w)
     return (
         x.dtype in (torch.float32, torch.float64)
-        and w.w_hr is None
-        and lstm_engine(x, w) is not reference
+        and (w is None or w.w_hr is None)
+        and chosen is not reference
         and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
     )

@@ -136,6 +136,38 @@ class LSTMStep(torch.autograd.Function):
         return dx, dh0, dc0, dw_ih, dw_hh, db, db
 
 
+class RNNStep(torch.autograd.Function):
+    """apply(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity) -> h_1: one step of an RNNCell on
+    the compiled engine in one call each way."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity):
+        h = dispatch.compiled_step().rnn_step(
+            x, h0, RNNWeights(w_ih, w_hh, b_ih, b_hh), nonlinearity
+        )
+        ctx.nonlinearity = nonlinearity
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, h)
+        return h
+
+    @staticmethod
+    def backward(ctx, dh):
+        x, h0, w_ih, w_hh, b_ih, b_hh, h = ctx.saved_tensors
+        w, nl = RNNWeights(w_ih, w_hh, b_ih, b_hh), ctx.nonlinearity
+        if torch.is_grad_enabled():  # create_graph=True: a backward that can be differentiated
+            grads = _differentiable(
+                lambda *a: reference.rnn_outputs(a[0][None], a[1], RNNWeights(*a[2:]), None, nl)[1],
+                (x, h0, *w),
+                (dh,),
+            )
+            return (*grads, None)
+        dx, dh0, dw_ih, dw_hh, db, norms = dispatch.compiled_step().rnn_step_backward(
+            dh, x, h0, h, w, nl
+        )
+        gradient_norms.record("rnn", norms)
+        db = db if b_ih is not None else None
+        return dx, dh0, dw_ih, dw_hh, db, db, None
+
+
 class RNNLayer(torch.autograd.Function):
     """apply(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity) -> RNNForward fields."""
 

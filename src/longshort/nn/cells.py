@@ -154,16 +154,8 @@ class RNNCell(_CellBase, nn.RNNCell):
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         x, (h0,), unbatched = self._check(input, None if hx is None else (hx,), 1)
-        _, h, _ = engine.rnn_layer(
-            x[None],
-            h0,
-            self.weight_ih,
-            self.weight_hh,
-            self.bias_ih,
-            self.bias_hh,
-            None,
-            self.nonlinearity,
-        )
+        w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        h = engine.rnn_cell(x, h0, *w, nonlinearity=self.nonlinearity)
         return h[0] if unbatched else h
 
 

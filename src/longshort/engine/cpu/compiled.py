@@ -668,3 +668,37 @@ def lstm_step_backward(
     with blas.threads(1):  # a step's products are small; BLAS's threads would share cores
         lstm.step_backward(*ins, *outs, norms.numpy()[0], np.empty(hidden, np.int32))
     return dx, dh0, dc0, dw_ih, dw_hh, dz.sum(0), norms
+
+
+def rnn_step(x: Tensor, h0: Tensor, w: RNNWeights, nonlinearity: str) -> Tensor:
+    """One RNN step of an RNNCell, float32/float64, in one compiled call: h_1 (B, H)."""
+    hidden = h0.shape[1]
+    h = torch.empty_like(h0)
+    bias = (
+        np.zeros(hidden, h.numpy().dtype) if w.b_ih is None else (w.b_ih + w.b_hh).detach().numpy()
+    )
+    args = (_np(x), _np(h0), _np(w.w_ih), _np(w.w_hh), bias, nonlinearity == "relu")
+    with blas.threads(1):
+        rnn.step_forward(*args, h.numpy(), np.empty(hidden, np.int32))
+    return h
+
+
+def rnn_step_backward(
+    dh: Tensor, x: Tensor, h0: Tensor, h: Tensor, w: RNNWeights, nonlinearity: str
+) -> tuple[Tensor, ...]:
+    """BPTT of :func:`rnn_step`: dx, dh0, dW_ih, dW_hh, db and the norms (1, B, 1)."""
+    da, dh0 = torch.empty_like(h), torch.empty_like(h0)
+    dx, dw_ih, dw_hh = torch.empty_like(x), torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
+    norms = x.new_empty(1, h.shape[0], 1)
+    ins = (_np(dh), _np(x), _np(h0), _np(h), _np(w.w_ih), _np(w.w_hh), nonlinearity == "relu")
+    with blas.threads(1):
+        rnn.step_backward(
+            *ins,
+            da.numpy(),
+            dx.numpy(),
+            dh0.numpy(),
+            dw_ih.numpy(),
+            dw_hh.numpy(),
+            norms.numpy()[0, :, 0],
+        )
+    return dx, dh0, dw_ih, dw_hh, da.sum(0), norms
