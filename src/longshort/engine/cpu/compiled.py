@@ -444,7 +444,7 @@ def rnn_backward(
     hs = saved.hs
     batch, hidden = hs.shape[1], hs.shape[2]
     dh = d_hn.clone(memory_format=torch.contiguous_format)
-    da = torch.empty_like(hs)
+    da = torch.from_numpy(_kept("da", tuple(hs.shape), _np(hs).dtype))  # BPTT writes all
     norms = x.new_empty(hs.shape[0], batch, 1)
     fixed = (
         _np(d_out),
@@ -507,8 +507,8 @@ def gru_backward(
     steps, batch, _ = x.shape
     hidden = h0.shape[1]
     dh = d_hn.clone(memory_format=torch.contiguous_format)
-    dgi = x.new_empty(steps, batch, 3 * hidden)
-    dgh = torch.empty_like(dgi)
+    shape, real = (steps, batch, 3 * hidden), _np(x).dtype  # BPTT writes all of both
+    dgi, dgh = (torch.from_numpy(_kept(role, shape, real)) for role in ("dgi", "dgh"))
     norms = x.new_empty(steps, batch, 1)
     dtype = dgi.numpy().dtype
     fixed = (
