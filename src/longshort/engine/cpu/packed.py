@@ -189,32 +189,33 @@ def _store_part(e: _Emit, accs, add: bool, cols, c, ldc) -> None:
 
 
 @intrinsic
-def _block(typingctx, rows, beta, cols, k, a, lda, b, c, ldc, zero, wp):
+def _block(typingctx, rows, add, cols, k, a, lda, b, c, ldc, zero, wp):
     """c[r, :cols] (+)= Σ_κ a[r, κ] b[κ, :cols] for r < rows (a literal, 1..MAX_ROWS).
     a, b, c: addresses (intp); c holds zero's type (float32/float64), and so do a and b
     unless wp, the packed weights (read for their type only), hold bf16 pairs (uint32):
     then a holds bf16 bits (uint16) and b is a panel of bf16 pairs. a: rows of k elements, lda
     apart. b: one packed panel, (k, NR) contiguous. c: rows ldc apart, cols <= NR columns
-    written. beta: literal 0 (c overwritten, not read) or 1 (added to)."""
-    if not isinstance(rows, types.IntegerLiteral) or not isinstance(beta, types.IntegerLiteral):
+    written. add: a bool, False to overwrite c (not read), True to add to it."""
+    if not isinstance(rows, types.IntegerLiteral):
         return None
-    n_rows, add = rows.literal_value, bool(beta.literal_value)
+    n_rows = rows.literal_value
     multiply = _multiply_bf16 if wp.dtype == types.uint32 else _multiply
-    sig = types.void(rows, beta, cols, k, a, lda, b, c, ldc, zero, wp)
+    sig = types.void(rows, add, cols, k, a, lda, b, c, ldc, zero, wp)
 
     def codegen(context, builder, signature, args):
-        _, _, cols_v, k_v, a_v, lda_v, b_v, c_v, ldc_v, _, _ = args
+        _, add_v, cols_v, k_v, a_v, lda_v, b_v, c_v, ldc_v, _, _ = args
         e = _Emit(context, builder, zero)
         accs = multiply(e, n_rows, k_v, a_v, lda_v, b_v)
         c_p = e.ptr(c_v)
-        with builder.if_else(builder.icmp_signed("==", cols_v, e.const(e.width))) as (
-            whole,
-            part,
-        ):
-            with whole:
-                _store_whole(e, accs, add, c_p, ldc_v)
-            with part:
-                _store_part(e, accs, add, cols_v, c_p, ldc_v)
+        whole_panel = builder.icmp_signed("==", cols_v, e.const(e.width))
+        adding = builder.icmp_unsigned("!=", add_v, ir.Constant(add_v.type, 0))
+        for flag in (True, False):  # once per block, outside the k loop: a branch is free
+            taken = adding if flag else builder.not_(adding)
+            with builder.if_then(taken), builder.if_else(whole_panel) as (whole, part):
+                with whole:
+                    _store_whole(e, accs, flag, c_p, ldc_v)
+                with part:
+                    _store_part(e, accs, flag, cols_v, c_p, ldc_v)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -373,23 +374,14 @@ def _rows(m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp):
         a = xa + r * lda * xsize
         c = y.ctypes.data + r * y.strides[0] + col0 * y.itemsize
         left = m - r
-        if add:
-            if left >= 4:
-                _block(4, 1, cols, k, a, lda, b, c, ldc, zero, wp)
-            elif left == 3:
-                _block(3, 1, cols, k, a, lda, b, c, ldc, zero, wp)
-            elif left == 2:
-                _block(2, 1, cols, k, a, lda, b, c, ldc, zero, wp)
-            else:
-                _block(1, 1, cols, k, a, lda, b, c, ldc, zero, wp)
-        elif left >= 4:
-            _block(4, 0, cols, k, a, lda, b, c, ldc, zero, wp)
+        if left >= 4:
+            _block(4, add, cols, k, a, lda, b, c, ldc, zero, wp)
         elif left == 3:
-            _block(3, 0, cols, k, a, lda, b, c, ldc, zero, wp)
+            _block(3, add, cols, k, a, lda, b, c, ldc, zero, wp)
         elif left == 2:
-            _block(2, 0, cols, k, a, lda, b, c, ldc, zero, wp)
+            _block(2, add, cols, k, a, lda, b, c, ldc, zero, wp)
         else:
-            _block(1, 0, cols, k, a, lda, b, c, ldc, zero, wp)
+            _block(1, add, cols, k, a, lda, b, c, ldc, zero, wp)
         r += min(left, MAX_ROWS)
 
 
