@@ -614,8 +614,9 @@ def variant_backward(
     hidden = cs.shape[2]
     dh = d_hn.clone(memory_format=torch.contiguous_format)
     dc = d_cn.clone(memory_format=torch.contiguous_format)
-    da = torch.empty_like(gates)
-    dr = torch.empty_like(gates) if v.layer_norm else da
+    shape, real = tuple(gates.shape), _np(gates).dtype  # BPTT writes all of da and dr
+    da = torch.from_numpy(_kept("variant_da", shape, real))
+    dr = torch.from_numpy(_kept("variant_dr", shape, real)) if v.layer_norm else da
     peep, ln = v.peephole, v.layer_norm
     g_ch = gates.new_empty((batch, len(w.w_ch)) if peep else (0, 0))  # per row, summed below
     g_ln_hh = gates.new_empty((batch, n_gates) if ln else (0, 0))
