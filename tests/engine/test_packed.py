@@ -104,3 +104,40 @@ def test_packing_into_a_used_buffer_writes_every_element(dtype, transposed):
     used = np.full_like(fresh, 7)
     np.testing.assert_array_equal(fn(a, used), fresh)
     assert not fresh[-1, :, (71 if transposed else 13) % fresh.shape[2] :].any()
+
+
+_OTHER_CPU = """
+import numpy as np
+from longshort.engine.cpu import packed
+assert (packed.VECTOR_BYTES, packed.NV) == ({shape}), (packed.VECTOR_BYTES, packed.NV)
+rng = np.random.default_rng(0)
+for dtype in (np.float32, np.float64):
+    for m, k, n in ((1, 1, 1), (5, 7, 13), (9, 300, 70), (16, 128, 512)):
+        x, w = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((n, k)).astype(dtype)
+        y = rng.standard_normal((m, n)).astype(dtype)
+        want = x @ w.T + y
+        packed.matmul_wt(x, packed.pack(w), y, 1.0)
+        assert np.allclose(y, want, rtol=1e-4, atol=1e-4), (dtype, m, k, n)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "shape"),
+    [
+        ({"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx,+avx2,+fma,+sse4.2"}, "32, 3"),
+        ({"NUMBA_CPU_NAME": "generic"}, "16, 4"),
+    ],
+)
+def test_kernel_for_cpus_without_avx512(env, shape):
+    """The vector shapes for AVX2 machines and for a generic build, compiled in a fresh
+    process (numba caches per CPU, so these never mix with the host's kernels)."""
+    import os
+    import subprocess
+    import sys
+
+    code = _OTHER_CPU.replace("{shape}", shape)
+    run = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

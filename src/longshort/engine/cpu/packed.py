@@ -14,8 +14,8 @@ memory at 35 GFLOP/s.)
 
 The vector width follows the CPU numba compiles for: 64-byte vectors and NV = 4 with AVX-512
 (4 x 4 accumulators of the 32 registers), 32-byte vectors and NV = 3 with AVX2 (12 of 16),
-16-byte vectors and NV = 4 elsewhere. numba's disk cache is keyed on the CPU, so a cached kernel
-is never run on a CPU it was not built for.
+16-byte vectors and NV = 4 elsewhere (and with NUMBA_CPU_NAME set alone). numba's disk cache is
+keyed on the CPU, so a cached kernel is never run on a CPU it was not built for.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import llvmlite.binding
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic, overload
 
 from longshort.engine.cpu import blas
@@ -34,7 +34,18 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 MAX_ROWS = 4  # rows of one block: MAX_ROWS x NV accumulators
 
 
-_FEATURES = llvmlite.binding.get_host_cpu_features()
+def _features() -> dict[str, bool]:
+    """The CPU features numba compiles for: the host's, or NUMBA_CPU_FEATURES when set (a
+    portable cache, say); with only NUMBA_CPU_NAME set, none (the 16-byte kernel)."""
+    if config.CPU_FEATURES is not None:
+        items = (f.strip() for f in config.CPU_FEATURES.split(",") if f.strip())
+        return {f[1:]: f[0] == "+" for f in items}
+    if config.CPU_NAME is not None:
+        return {}
+    return dict(llvmlite.binding.get_host_cpu_features())
+
+
+_FEATURES = _features()
 
 
 def _vector_shape() -> tuple[int, int]:
