@@ -237,3 +237,13 @@ def test_rnn_cell_step_runs_compiled_passes_gradcheck_and_records_norms(nonlinea
     ((cell, norms),) = records
     assert cell == "rnn" and norms.shape == (1, 3, 1)
     torch.testing.assert_close(norms[0, :, 0], dh.norm(dim=1))
+
+
+def test_kept_buffers_stay_bounded_over_many_sequence_lengths():
+    """Training over batches of ever new lengths keeps at most KEPT_SHAPES buffers a role."""
+    m = longshort.LSTM(3, 8)
+    for steps in range(2, 12):
+        m(torch.randn(steps, 4, 3))[0].sum().backward()
+    kept = compiled._BUFFERS.cache
+    assert all(len(shapes) <= compiled.KEPT_SHAPES for shapes in kept.values())
+    assert any(shape[0][0] == 11 for shape in kept["dz"])  # the last length is kept

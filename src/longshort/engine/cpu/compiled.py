@@ -18,6 +18,7 @@ in bf16) to the reference engine.
 
 from __future__ import annotations
 
+import collections
 import functools
 import threading
 
@@ -131,23 +132,30 @@ def _bf16_scratch(t: Tensor, rows: int, cols: int) -> np.ndarray:
 
 
 _BUFFERS = threading.local()
-MAX_BUFFER_BYTES = 16 << 20  # larger packings are allocated anew at each call
+MAX_BUFFER_BYTES = 16 << 20  # larger buffers are allocated anew at each call
+KEPT_SHAPES = 4  # shapes kept per role and thread
 
 
 def _kept(role: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A buffer of this thread's for the role, kept across calls when at most MAX_BUFFER_BYTES
     (new arrays' pages fault in at first write: a training step at (100, 32, 32, 128) took
-    1,600 faults). Its content is whatever the last call left: the caller writes all of it,
-    and nothing it returns may be a view of it."""
+    1,600 faults). A role keeps its KEPT_SHAPES most recent shapes (the layers of a model, a
+    few sequence lengths), so memory stays bounded when every batch has a new length. Its
+    content is whatever the last call left: the caller writes all of it, and nothing it
+    returns may be a view of it."""
     cache = getattr(_BUFFERS, "cache", None)
     if cache is None:
         cache = _BUFFERS.cache = {}
-    key = (role, shape, np.dtype(dtype))
-    out = cache.get(key)
+    kept = cache.setdefault(role, collections.OrderedDict())
+    key = (shape, np.dtype(dtype))
+    out = kept.pop(key, None)
     if out is None:
         out = np.empty(shape, dtype)
-        if out.nbytes <= MAX_BUFFER_BYTES:
-            cache[key] = out
+        if out.nbytes > MAX_BUFFER_BYTES:
+            return out
+    kept[key] = out  # the most recent last
+    while len(kept) > KEPT_SHAPES:
+        kept.popitem(last=False)
     return out
 
 
