@@ -265,11 +265,22 @@ def _input_and_weight_grads(
     dx = x.new_empty(x.shape, dtype=acc)
     dw_ih = w_ih.new_empty(w_ih.shape, dtype=acc)
     dw_hh = w_ih.new_empty(dz.shape[2], h0.shape[1], dtype=acc)
-    _by_rows(matmul_w, _rows(dzn), wn, _rows(dx.numpy()), 0.0)
-    _summed(_rows(dzn), _rows(xn), dw_ih.numpy(), 0.0)
-    _summed(dzn[0], _np(h0), dw_hh.numpy(), 0.0)  # h_{t-1} is h_0 at t = 0 ...
-    if dz.shape[0] > 1:
-        _summed(_rows(dzn[1:]), _rows(_np(hs)[:-1]), dw_hh.numpy(), 1.0)  # ... then h
+    dz2, dx2, dwi, dwh = _rows(dzn), _rows(dx.numpy()), dw_ih.numpy(), dw_hh.numpy()
+    flops = 2 * dz2.shape[0] * dz2.shape[1] * (2 * x.shape[2] + h0.shape[1])
+    count = len(rows.split(dz2.shape[1], flops))  # the three products in one parallel region
+    count = min(count, max(1, dz2.shape[0]))  # (an empty batch: one part of each)
+    by_rows = rows.split(dz2.shape[0], flops, count)
+    by_cols = rows.split(dz2.shape[1], flops, count)
+    work = []
+    for (r0, r1), (n0, n1) in zip(by_rows, by_cols, strict=True):
+        calls = [(matmul_w, (dz2[r0:r1], wn, dx2[r0:r1], 0.0))]  # dx = dz W_ih
+        calls.append((matmul_at, (dz2[:, n0:n1], _rows(xn), dwi[n0:n1], 0.0)))  # dW_ih
+        calls.append((matmul_at, (dzn[0][:, n0:n1], _np(h0), dwh[n0:n1], 0.0)))  # h_{t-1} = h_0
+        if dz.shape[0] > 1:  # ... then h_1 .. h_{T-1}
+            later = _rows(dzn[1:])[:, n0:n1]
+            calls.append((matmul_at, (later, _rows(_np(hs)[:-1]), dwh[n0:n1], 1.0)))
+        work.append(calls)
+    rows.run_work(work)
     db = dz.sum(dim=(0, 1))
     return dx.to(dtype), dw_ih.to(dtype), dw_hh.to(dtype), db.to(dtype)
 
