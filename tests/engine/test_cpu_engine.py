@@ -247,3 +247,27 @@ def test_kept_buffers_stay_bounded_over_many_sequence_lengths():
     kept = compiled._BUFFERS.cache
     assert all(len(shapes) <= compiled.KEPT_SHAPES for shapes in kept.values())
     assert any(shape[0][0] == 11 for shape in kept["dz"])  # the last length is kept
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_cells_without_a_graph_match_torch(bias):
+    """Under no_grad the cells call the compiled step directly (no autograd.Function)."""
+    torch.manual_seed(7)
+    for ours_cls, theirs_cls in (
+        (longshort.LSTMCell, nn.LSTMCell),
+        (longshort.RNNCell, nn.RNNCell),
+    ):
+        theirs = theirs_cls(5, 9, bias=bias)
+        ours = ours_cls(5, 9, bias=bias)
+        ours.load_state_dict(theirs.state_dict())
+        x, h = torch.randn(3, 5), torch.randn(3, 9)
+        hx = (h, torch.randn(3, 9)) if ours_cls is longshort.LSTMCell else h
+        with torch.no_grad():
+            got, want = ours(x, hx), theirs(x, hx)
+        for a, b in zip(
+            got if isinstance(got, tuple) else (got,),
+            want if isinstance(want, tuple) else (want,),
+            strict=True,
+        ):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+            assert not a.requires_grad

@@ -20,6 +20,7 @@ from longshort.engine.types import (
     LSTMVariant,
     LSTMWeights,
     RNNForward,
+    RNNWeights,
     VariantForward,
     VariantMasks,
     VariantWeights,
@@ -63,7 +64,7 @@ def lstm_layer(
     args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment)
     if torch.compiler.is_compiling():
         return LSTMForward(*ops.lstm_fwd(*args))
-    grads = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in args)
+    grads = _needs_grad(*(t for t in args if isinstance(t, Tensor)))
     return LSTMForward(*eager.LSTMLayer.apply(*eager.autocast(args), keep or grads))
 
 
@@ -81,9 +82,16 @@ def lstm_cell(
     one-step layer."""
     w = LSTMWeights(w_ih, w_hh, b_ih, b_hh)
     if dispatch.step_on_compiled(x, w):
+        if not _needs_grad(x, h0, c0, *w[:4]):  # no graph to record: the step alone
+            return dispatch.compiled_step().lstm_step(x, h0, c0, w)[:2]
         return eager.LSTMStep.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     _, h, c, _, _ = lstm_layer(x[None], h0, c0, w_ih, w_hh, b_ih, b_hh, keep=False)
     return h, c
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    """Whether autograd would record a call on these tensors."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def variant_layer(
@@ -146,6 +154,9 @@ def rnn_cell(
     """One RNN step (an RNNCell's): x (B, I), h0 (B, H) -> h_1. On the compiled engine's
     one-call step where :func:`dispatch.step_on_compiled` says so, else as a one-step layer."""
     if dispatch.step_on_compiled(x):
+        if not _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):  # no graph to record: the step alone
+            w = RNNWeights(w_ih, w_hh, b_ih, b_hh)
+            return dispatch.compiled_step().rnn_step(x, h0, w, nonlinearity)
         return eager.RNNStep.apply(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity)
     return rnn_layer(x[None], h0, w_ih, w_hh, b_ih, b_hh, None, nonlinearity)[1]
 

@@ -19,6 +19,7 @@ in bf16) to the reference engine.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import threading
 
@@ -671,12 +672,23 @@ def lstm_step(x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights) -> tuple[Tensor
     z = x.new_empty(batch, 4 * hidden)
     h, c = torch.empty_like(c0), torch.empty_like(c0)
     coef = _coefficients(hidden, z.numpy().dtype)
-    args = (_np(x), _np(h0), _np(c0), _np(w.w_ih), _np(w.w_hh), _bias(w, x.dtype))
-    with blas.threads(1):  # a step's products are small; BLAS's threads would share cores
+    biases = (_np(w.b_ih), _np(w.b_hh)) if w.b_ih is not None else (_NO_BIAS[x.dtype],) * 2
+    args = (_np(x), _np(h0), _np(c0), _np(w.w_ih), _np(w.w_hh), *biases)
+    with _one_thread(batch * 4 * hidden * (hidden + x.shape[1])):
         lstm.step_forward(
             *args, z.numpy(), h.numpy(), c.numpy(), coef, np.empty(4 * hidden, np.int32)
         )
     return h, c, z
+
+
+_NO_BIAS = {t: np.empty(0, torch.empty(0, dtype=t).numpy().dtype) for t in DTYPES}
+
+
+def _one_thread(macs: int) -> contextlib.AbstractContextManager:
+    """A step's products on one BLAS thread (BLAS's own threads would share cores with
+    torch's); below OpenBLAS's own threshold for threading, nothing to set (2 ctypes calls
+    saved at B = 1)."""
+    return blas.threads(1) if macs >= 1 << 18 else contextlib.nullcontext()
 
 
 def lstm_step_backward(
@@ -690,7 +702,7 @@ def lstm_step_backward(
     norms = x.new_empty(1, batch, 2)
     ins = (_np(dh), _np(dc), _np(x), _np(h0), _np(c0), _np(z), _np(c), _np(w.w_ih), _np(w.w_hh))
     outs = (dz.numpy(), dx.numpy(), dh0.numpy(), dc0.numpy(), dw_ih.numpy(), dw_hh.numpy())
-    with blas.threads(1):  # a step's products are small; BLAS's threads would share cores
+    with _one_thread(batch * 4 * hidden * (hidden + x.shape[1])):
         lstm.step_backward(*ins, *outs, norms.numpy()[0], np.empty(hidden, np.int32))
     return dx, dh0, dc0, dw_ih, dw_hh, dz.sum(0), norms
 
@@ -703,7 +715,7 @@ def rnn_step(x: Tensor, h0: Tensor, w: RNNWeights, nonlinearity: str) -> Tensor:
         np.zeros(hidden, h.numpy().dtype) if w.b_ih is None else (w.b_ih + w.b_hh).detach().numpy()
     )
     args = (_np(x), _np(h0), _np(w.w_ih), _np(w.w_hh), bias, nonlinearity == "relu")
-    with blas.threads(1):
+    with _one_thread(x.shape[0] * hidden * (hidden + x.shape[1])):
         rnn.step_forward(*args, h.numpy(), np.empty(hidden, np.int32))
     return h
 
@@ -716,7 +728,7 @@ def rnn_step_backward(
     dx, dw_ih, dw_hh = torch.empty_like(x), torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
     norms = x.new_empty(1, h.shape[0], 1)
     ins = (_np(dh), _np(x), _np(h0), _np(h), _np(w.w_ih), _np(w.w_hh), nonlinearity == "relu")
-    with blas.threads(1):
+    with _one_thread(x.shape[0] * h.shape[1] * (h.shape[1] + x.shape[1])):
         rnn.step_backward(
             *ins,
             da.numpy(),

@@ -192,9 +192,10 @@ def infer(x, w, bias, h, c, lengths, out, xh, coef, bits, z, b0, b1):
 
 
 @njit(**JIT)
-def step_forward(x, h0, c0, w_ih, w_hh, bias, z, h, c, coef, bits):
+def step_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, z, h, c, coef, bits):
     """One step for every row, as one call (an LSTMCell's): x (B, I), h0 (B, H), c0 (B, H);
-    w_ih (G, I), w_hh (G, H) as they are (a step reads them once: no packing); bias (G,).
+    w_ih (G, I), w_hh (G, H) as they are (a step reads them once: no packing); b_ih, b_hh
+    (G,), or both empty without bias.
     z (B, G) out: the gates [i, f, g, o]; h, c (B, H) out: h_1, C_1. coef, bits: as
     :func:`forward`."""
     scale, shift, gain = coef[0], coef[1], coef[2]
@@ -204,8 +205,8 @@ def step_forward(x, h0, c0, w_ih, w_hh, bias, z, h, c, coef, bits):
     matmul_wt(h0, w_hh, z, 1.0)  # + U·h_{t-1}
     for b in range(z.shape[0]):
         zb = z[b]
-        for j in range(zb.shape[0]):
-            zb[j] += bias[j]  # z_t = W·x_t + b + U·h_{t-1}
+        for j in range(b_ih.shape[0]):
+            zb[j] += b_ih[j] + b_hh[j]  # z_t = W·x_t + b + U·h_{t-1}
         gates_inplace(zb, scale, shift, gain, bits, two_k)  # i, f, o = σ(·); C~ = tanh(·)
         i, f = zb[0:hidden], zb[hidden : 2 * hidden]
         g, o = zb[2 * hidden : 3 * hidden], zb[3 * hidden :]
