@@ -5,6 +5,9 @@ as many row ranges as torch has threads, each run with single-threaded BLAS. No 
 or waits on a barrier, so a busy core slows its own rows and nothing else. The loop kernels
 release the GIL (numba ``nogil``); one compiled without it would run the ranges one after another.
 
+The one-off products of a call (input projection, input and weight gradients) are split across
+the same threads (:func:`split`, :func:`run_work`), each part on single-threaded BLAS.
+
 The ranges run on torch's own OpenMP threads (one ``GOMP_parallel`` region per call, entered
 through a ctypes callback): after each parallel torch op those threads spin for a while waiting
 for more work, and a thread of our own would have to share a core with one of them. Measured on

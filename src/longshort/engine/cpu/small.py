@@ -1,4 +1,6 @@
-"""Products with few rows, written for numba: the per-step recurrent product of a small batch.
+"""Products with few rows, written for numba, on weights as they are: a one-step call's (a cell's)
+products with a small batch. The loops, which reuse their weights at every step, pack them once
+and run :mod:`.packed`'s micro-kernel instead.
 
 A BLAS ``gemm`` packs its operands on every call; with a handful of rows that packing of the
 recurrent weights (4H x P, a megabyte at H = 256) is most of the time: OpenBLAS took 67 us for a
