@@ -210,7 +210,7 @@ def _summed(a: np.ndarray, b: np.ndarray, y: np.ndarray, beta: float) -> None:
     rows.run_jobs(matmul_at, [(a[:, n0:n1], b, y[n0:n1], beta) for n0, n1 in parts])
 
 
-def _bias(w: LSTMWeights, dtype: torch.dtype) -> np.ndarray:
+def _bias(w: LSTMWeights | RNNWeights, dtype: torch.dtype) -> np.ndarray:
     """b_ih + b_hh (zeros without bias) in the engine's dtype, (G,)."""
     if w.b_ih is None:
         return np.zeros(w.w_ih.shape[0], torch.empty(0, dtype=dtype).numpy().dtype)
@@ -239,16 +239,41 @@ def project(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
     return _project(x, w_ih, bias, None)
 
 
+def _weight_products(d_in, d_rec, x, h_first, h_rest, w_ih, dx, dw_ih, dw_hh) -> None:
+    """dx = d_in W_ih, dW_ih = d_inᵀ x, dW_hh = d_recᵀ [h_first; h_rest] over all T*B rows, in
+    one parallel region (each costs 30-70 us of waking and joining torch's threads): each
+    thread makes its rows of dx and its rows of dW_ih and dW_hh. Arrays: d_in (M, G), d_rec
+    (M, G'), x (M, I), h_first (B, P) the states before the first B rows, h_rest (M - B, P)
+    those before the others, w_ih (G, I); out dx (M, I), dw_ih (G, I), dw_hh (G', P)."""
+    m, batch = d_in.shape[0], h_first.shape[0]
+    flops = 2 * m * (d_in.shape[1] * 2 * x.shape[1] + d_rec.shape[1] * h_first.shape[1])
+    count = min(len(rows.split(d_in.shape[1], flops)), max(1, m))  # (an empty batch: one part)
+    parts = zip(
+        rows.split(m, flops, count),
+        rows.split(d_in.shape[1], flops, count),
+        rows.split(d_rec.shape[1], flops, count),
+        strict=True,
+    )
+    work = []
+    for (r0, r1), (i0, i1), (j0, j1) in parts:
+        calls = [(matmul_w, (d_in[r0:r1], w_ih, dx[r0:r1], 0.0))]  # dx = dz W
+        calls.append((matmul_at, (d_in[:, i0:i1], x, dw_ih[i0:i1], 0.0)))  # dW = Σ dz_tᵀ x_t
+        calls.append((matmul_at, (d_rec[:batch, j0:j1], h_first, dw_hh[j0:j1], 0.0)))  # h_0 ..
+        if m > batch:  # ... then h_1 .. h_{T-1}
+            calls.append((matmul_at, (d_rec[batch:, j0:j1], h_rest, dw_hh[j0:j1], 1.0)))
+        work.append(calls)
+    rows.run_work(work)
+
+
 def product_grads(
     d_in: Tensor, d_rec: Tensor, x: Tensor, h_prev: Tensor, w_ih: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """See :func:`longshort.engine.reference.product_grads` (float32 and float64)."""
-    din = _rows(_np(d_in))
     dx = x.new_empty(x.shape)
     dw_ih, dw_hh = torch.empty_like(w_ih), w_ih.new_empty(d_rec.shape[2], h_prev.shape[2])
-    _by_rows(matmul_w, din, _np(w_ih), _rows(dx.numpy()), 0.0)
-    _summed(din, _rows(_np(x)), dw_ih.numpy(), 0.0)
-    _summed(_rows(_np(d_rec)), _rows(_np(h_prev)), dw_hh.numpy(), 0.0)
+    hp = _np(h_prev)
+    ins = (_rows(_np(d_in)), _rows(_np(d_rec)), _rows(_np(x)), hp[0], _rows(hp[1:]), _np(w_ih))
+    _weight_products(*ins, _rows(dx.numpy()), dw_ih.numpy(), dw_hh.numpy())
     return dx, dw_ih, dw_hh
 
 
@@ -262,26 +287,12 @@ def _input_and_weight_grads(
         if packed.BF16:
             return _bf16_input_and_weight_grads(dz, x, h0, hs, w_ih)
         dz, x, h0, hs, w_ih = dz.to(dtype).float(), x.float(), h0.float(), hs.float(), w_ih.float()
-    dzn, xn, wn = _np(dz.to(x.dtype)), _np(x), _np(w_ih)
+    dz2 = _rows(_np(dz.to(x.dtype)))
     dx = x.new_empty(x.shape, dtype=acc)
     dw_ih = w_ih.new_empty(w_ih.shape, dtype=acc)
     dw_hh = w_ih.new_empty(dz.shape[2], h0.shape[1], dtype=acc)
-    dz2, dx2, dwi, dwh = _rows(dzn), _rows(dx.numpy()), dw_ih.numpy(), dw_hh.numpy()
-    flops = 2 * dz2.shape[0] * dz2.shape[1] * (2 * x.shape[2] + h0.shape[1])
-    count = len(rows.split(dz2.shape[1], flops))  # the three products in one parallel region
-    count = min(count, max(1, dz2.shape[0]))  # (an empty batch: one part of each)
-    by_rows = rows.split(dz2.shape[0], flops, count)
-    by_cols = rows.split(dz2.shape[1], flops, count)
-    work = []
-    for (r0, r1), (n0, n1) in zip(by_rows, by_cols, strict=True):
-        calls = [(matmul_w, (dz2[r0:r1], wn, dx2[r0:r1], 0.0))]  # dx = dz W_ih
-        calls.append((matmul_at, (dz2[:, n0:n1], _rows(xn), dwi[n0:n1], 0.0)))  # dW_ih
-        calls.append((matmul_at, (dzn[0][:, n0:n1], _np(h0), dwh[n0:n1], 0.0)))  # h_{t-1} = h_0
-        if dz.shape[0] > 1:  # ... then h_1 .. h_{T-1}
-            later = _rows(dzn[1:])[:, n0:n1]
-            calls.append((matmul_at, (later, _rows(_np(hs)[:-1]), dwh[n0:n1], 1.0)))
-        work.append(calls)
-    rows.run_work(work)
+    ins = (dz2, dz2, _rows(_np(x)), _np(h0), _rows(_np(hs)[:-1]), _np(w_ih))
+    _weight_products(*ins, _rows(dx.numpy()), dw_ih.numpy(), dw_hh.numpy())
     db = dz.sum(dim=(0, 1))
     return dx.to(dtype), dw_ih.to(dtype), dw_hh.to(dtype), db.to(dtype)
 
@@ -549,14 +560,12 @@ def gru_backward(
 
     flops = 2 * batch * 3 * hidden * hidden
     rows.run(gru.backward, rows.ranges(batch, flops=flops * steps), args, flops)
-    dgin, dghn, xn = _rows(dgi.numpy()), _rows(dgh.numpy()), _rows(_np(x))
+    dgin, dghn = _rows(dgi.numpy()), _rows(dgh.numpy())
     dx = x.new_empty(x.shape)
     dw_ih, dw_hh = torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
-    _by_rows(matmul_w, dgin, _np(w.w_ih), _rows(dx.numpy()), 0.0)  # dx = dgi W_i
-    _summed(dgin, xn, dw_ih.numpy(), 0.0)  # dW_i = Σ_t dgi_tᵀ x_t
-    _summed(dgh.numpy()[0], _np(h0), dw_hh.numpy(), 0.0)  # dW_h = Σ_t dgh_tᵀ h_{t-1}
-    if steps > 1:
-        _summed(_rows(dgh.numpy()[1:]), _rows(_np(saved.hs)[:-1]), dw_hh.numpy(), 1.0)
+    # dx = dgi W_i, dW_i = Σ_t dgi_tᵀ x_t, dW_h = Σ_t dgh_tᵀ h_{t-1}
+    ins = (dgin, dghn, _rows(_np(x)), _np(h0), _rows(_np(saved.hs)[:-1]), _np(w.w_ih))
+    _weight_products(*ins, _rows(dx.numpy()), dw_ih.numpy(), dw_hh.numpy())
     db_ih = torch.from_numpy(dgin.sum(axis=0))
     db_hh = torch.from_numpy(dghn.sum(axis=0))
     return GRUGrads(dx, dh, dw_ih, dw_hh, db_ih, db_hh, norms)
@@ -711,10 +720,7 @@ def rnn_step(x: Tensor, h0: Tensor, w: RNNWeights, nonlinearity: str) -> Tensor:
     """One RNN step of an RNNCell, float32/float64, in one compiled call: h_1 (B, H)."""
     hidden = h0.shape[1]
     h = torch.empty_like(h0)
-    bias = (
-        np.zeros(hidden, h.numpy().dtype) if w.b_ih is None else (w.b_ih + w.b_hh).detach().numpy()
-    )
-    args = (_np(x), _np(h0), _np(w.w_ih), _np(w.w_hh), bias, nonlinearity == "relu")
+    args = (_np(x), _np(h0), _np(w.w_ih), _np(w.w_hh), _bias(w, x.dtype), nonlinearity == "relu")
     with _one_thread(x.shape[0] * hidden * (hidden + x.shape[1])):
         rnn.step_forward(*args, h.numpy(), np.empty(hidden, np.int32))
     return h
