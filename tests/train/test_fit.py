@@ -13,7 +13,7 @@ from longshort.train.checkpoint import load, save
 
 
 def test_lstm_clearly_beats_baseline_on_short_adding(tmp_path):
-    run = train_one("adding", 10, "lstm", Budget(16, 400, 60), tmp_path, progress=False)
+    run = train_one("adding", 10, "lstm", Budget(16, 400), tmp_path, progress=False)
     assert run.history.final_metric < 0.3 * run.task.baseline
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == len(run.history.steps)
 

@@ -30,6 +30,7 @@ from torch import Tensor
 from longshort.engine.cpu import cache
 
 cache.refresh()
+cache.announce_compiles()
 
 from longshort.engine import reference  # noqa: E402
 from longshort.engine.cpu import blas, gru, lstm, lstm_variant, packed, rnn, rows  # noqa: E402
@@ -690,7 +691,9 @@ def lstm_step(x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights) -> tuple[Tensor
     return h, c, z
 
 
-_NO_BIAS = {t: np.empty(0, torch.empty(0, dtype=t).numpy().dtype) for t in DTYPES}
+# numpy's dtypes named directly: a torch tensor made at import would be a fake one when the
+# first import happens inside torch.compile's tracing (FakeTensorMode), and .numpy() fails there
+_NO_BIAS = {torch.float32: np.empty(0, np.float32), torch.float64: np.empty(0, np.float64)}
 
 
 def _one_thread(macs: int) -> contextlib.AbstractContextManager:
