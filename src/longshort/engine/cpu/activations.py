@@ -41,6 +41,14 @@ def gate_coefficients(
 
 
 @njit(inline="always", **JIT)
+def copy(src, dst):
+    """dst[:] = src for 1-D arrays of one length, as a loop: numba's slice assignment compiles
+    its broadcasting checks with their error strings, seconds of a kernel's first compile."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@njit(inline="always", **JIT)
 def _clamp(v, limit):
     """v limited to [-limit, limit]; NaN stays NaN (min/max would turn it into a bound)."""
     v = limit if v > limit else v

@@ -1,16 +1,30 @@
-"""Keep numba's on-disk cache of the compiled loops in step with their sources.
+"""numba's on-disk cache of the compiled loops: kept in step with their sources, and a line
+on screen while it is filled.
 
 numba checks only the file of a cached function, not the files of the functions it inlines or
 calls (activations.py, blas.py), so an edit there would load stale machine code. Before the
-loops are imported, this clears the cache when any source of the engine changed.
+loops are imported, :func:`refresh` clears the cache when any source of the engine changed.
+
+The first process on a machine (or after an upgrade, or on another CPU: numba keys its cache
+by the CPU's name and features) compiles each kernel as it is first called, seconds each;
+later processes load them in milliseconds. :func:`announce_compiles` says so on stderr once,
+when the first of longshort's kernels starts compiling, so the wait is not a silent one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 from pathlib import Path
 
+from numba.core import event
+
 HERE = Path(__file__).parent
+NOTICE = (
+    "longshort: compiling the CPU kernels for this CPU, once (about 5-30 s in all, spread over "
+    "the first calls); later runs load them from {where}"
+)
 
 
 def refresh() -> None:
@@ -28,3 +42,34 @@ def refresh() -> None:
         stamp.write_text(digest.hexdigest())
     except OSError:  # a read-only install: numba then caches elsewhere or not at all
         return
+
+
+class _Announce(event.Listener):
+    """Prints :data:`NOTICE` when the first longshort kernel starts compiling (a cache miss:
+    numba loads cached kernels without a compile event), then stays silent."""
+
+    def __init__(self) -> None:
+        self.said = False
+
+    def on_start(self, ev: event.Event) -> None:
+        if self.said:
+            return
+        func = getattr(ev.data.get("dispatcher"), "py_func", None)
+        if getattr(func, "__module__", "").startswith("longshort."):
+            self.said = True
+            where = os.environ.get("NUMBA_CACHE_DIR") or str(HERE / "__pycache__")
+            print(NOTICE.format(where=where), file=sys.stderr, flush=True)
+
+    def on_end(self, ev: event.Event) -> None:
+        pass
+
+
+_LISTENER = _Announce()
+_REGISTERED: list[bool] = []
+
+
+def announce_compiles() -> None:
+    """Register the notice (once per process; the compiled engine calls this when imported)."""
+    if not _REGISTERED:
+        event.register("numba:compile", _LISTENER)
+        _REGISTERED.append(True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from longshort.engine.cpu.activations import JIT, affine_logistic, tanh_into
+from longshort.engine.cpu.activations import JIT, affine_logistic, copy, tanh_into
 from longshort.engine.cpu.packed import product
 
 
@@ -31,7 +31,7 @@ def forward(xw, h, hs, gates, w_hh, b_hh, lengths, hw, coef, bits, b0, b1):
     for t in range(steps):
         for r in range(b1 - b0):
             if b_hh.shape[0]:
-                hw[r, :] = b_hh
+                copy(b_hh, hw[r])
             else:
                 hw[r, :] = 0.0
         product(h[b0:b1], w_hh, hw, 1.0)  # W_h·h_{t-1} + b_h for r, z, n at once
@@ -39,7 +39,7 @@ def forward(xw, h, hs, gates, w_hh, b_hh, lengths, hw, coef, bits, b0, b1):
             gb, hb, xb, hwb = gates[t, b], h[b], xw[t, b], hw[b - b0]
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 gb[:] = 0.0
-                hs[t, b, :] = hb
+                copy(hb, hs[t, b])
                 continue
             for j in range(2 * hidden):
                 gb[j] = xb[j] + hwb[j]
@@ -53,7 +53,7 @@ def forward(xw, h, hs, gates, w_hh, b_hh, lengths, hw, coef, bits, b0, b1):
             for j in range(hidden):
                 z = gb[hidden + j]
                 hb[j] = (1 - z) * n[j] + z * hb[j]  # h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
-            hs[t, b, :] = hb
+            copy(hb, hs[t, b])
 
 
 @njit(**JIT)

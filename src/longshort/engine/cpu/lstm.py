@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from longshort.engine.cpu.activations import JIT, gates_inplace, tanh_into
+from longshort.engine.cpu.activations import JIT, copy, gates_inplace, tanh_into
 from longshort.engine.cpu.blas import as_operand, matmul_at, matmul_w, matmul_wt
 from longshort.engine.cpu.packed import product
 
@@ -59,7 +59,7 @@ def forward(z, bias, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, 
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 zt[b, :] = 0.0
-                cs[t + 1, b, :] = cs[t, b, :]
+                copy(cs[t, b], cs[t + 1, b])
                 continue
             zb = zt[b]
             for j in range(gates):
@@ -68,12 +68,13 @@ def forward(z, bias, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, 
             _cell(zb, cs[t, b], cs[t + 1, b], m, scale, shift, gain, bits, two_k)
         if proj:
             matmul_wt(m_buf, w_hr, h_buf, 0.0)  # h_t = W_hr (o_t ⊙ tanh(C_t))
-            out[t, b0:b1] = h_buf
+            for b in range(b0, b1):
+                copy(h_buf[b - b0], out[t, b])
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:
                 out[t, b, :] = 0.0
             else:
-                h[b, :] = out[t, b]
+                copy(out[t, b], h[b])
 
 
 @njit(**JIT)
@@ -152,7 +153,7 @@ def backward(
         product(as_operand(dzt, w_hh_t, dz_bf16), w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = dz_t U
         for b in range(b0, b1):
             if not (lengths.shape[0] and t >= lengths[b]):
-                dh[b, :] = dh_buf[b - b0]
+                copy(dh_buf[b - b0], dh[b])
 
 
 @njit(**JIT)
@@ -168,10 +169,10 @@ def infer(x, w, bias, h, c, lengths, out, xh, coef, bits, z, b0, b1):
     steps, _, n_in = x.shape
     gates = z.shape[1]
     for b in range(b0, b1):
-        xh[b - b0, n_in:] = h[b]
+        copy(h[b], xh[b - b0, n_in:])
     for t in range(steps):
         for b in range(b0, b1):
-            xh[b - b0, :n_in] = x[t, b]
+            copy(x[t, b], xh[b - b0, :n_in])
         product(xh, w, z, 0.0)  # W·x_t + U·h_{t-1}
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, output zero
@@ -181,9 +182,9 @@ def infer(x, w, bias, h, c, lengths, out, xh, coef, bits, z, b0, b1):
             for j in range(gates):
                 zb[j] += bias[j]  # z_t = W·x_t + b + U·h_{t-1}
             _cell(zb, c[b], c[b], out[t, b], scale, shift, gain, bits, two_k)
-            xh[b - b0, n_in:] = out[t, b]
+            copy(out[t, b], xh[b - b0, n_in:])
     for b in range(b0, b1):
-        h[b] = xh[b - b0, n_in:]
+        copy(xh[b - b0, n_in:], h[b])
 
 
 @njit(**JIT)

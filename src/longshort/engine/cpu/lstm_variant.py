@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from longshort.engine.cpu.activations import JIT, affine_logistic, tanh_into
+from longshort.engine.cpu.activations import JIT, affine_logistic, copy, tanh_into
 from longshort.engine.cpu.packed import product
 
 EPS = 1e-5
@@ -102,7 +102,7 @@ def forward(
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 zt[b, :] = 0.0
-                cs[t + 1, b, :] = cs[t, b, :]
+                copy(cs[t, b], cs[t + 1, b])
                 continue
             zb, c_prev = zt[b], cs[t, b]
             if ln:
@@ -119,7 +119,7 @@ def forward(
                         zb[f_off + j] += w_ch[pf_off + j] * c_prev[j]  # f_t sees C_{t-1}
             o = zb[o_off:]
             if peep:
-                o_pre[:] = o  # o waits for C'_t, which it peeps at
+                copy(o, o_pre)  # o waits for C'_t, which it peeps at
             affine_logistic(zb, zb, scale, shift, gain, bits, two_k)  # σ(i, f, o), tanh(g)
             cn = cn_buf[b - b0] if zc_on else cs[t + 1, b]
             _new_cell(zb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)
@@ -149,7 +149,7 @@ def forward(
             if lengths.shape[0] and t >= lengths[b]:
                 out[t, b, :] = 0.0
             else:
-                h[b, :] = out[t, b]
+                copy(out[t, b], h[b])
 
 
 @njit(**JIT)

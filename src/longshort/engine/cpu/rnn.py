@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from longshort.engine.cpu.activations import JIT, tanh_into
+from longshort.engine.cpu.activations import JIT, copy, tanh_into
 from longshort.engine.cpu.blas import matmul_at, matmul_w, matmul_wt
 from longshort.engine.cpu.packed import product
 
@@ -34,7 +34,7 @@ def forward(z, h, lengths, w_hh, relu, bits, b0, b1):
                     a[j] = max(a[j], 0.0)  # h_t = relu(a_t)
             else:
                 tanh_into(a, a, bits, two_k)  # h_t = tanh(a_t)
-            h[b, :] = a
+            copy(a, h[b])
 
 
 @njit(**JIT)
@@ -60,7 +60,7 @@ def backward(d_out, dh, hs, lengths, w_hh_t, relu, da, dh_buf, norms, b0, b1):
         product(da[t, b0:b1], w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
         for b in range(b0, b1):
             if not (lengths.shape[0] and t >= lengths[b]):
-                dh[b, :] = dh_buf[b - b0]
+                copy(dh_buf[b - b0], dh[b])
 
 
 @njit(**JIT)

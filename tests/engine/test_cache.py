@@ -1,0 +1,29 @@
+"""The first compile says so on screen, once; a warm cache says nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+SCRIPT = """
+import torch, longshort
+longshort.RNN(2, 3)(torch.randn(4, 1, 2))
+print("done")
+"""
+
+
+def _run(cache_dir) -> str:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "done"
+    return result.stderr
+
+
+def test_a_cold_cache_announces_the_compile_once_and_a_warm_one_is_silent(tmp_path):
+    cold = _run(tmp_path)
+    assert cold.count("longshort: compiling the CPU kernels for this CPU, once") == 1, cold
+    assert str(tmp_path) in cold
+    assert "compiling" not in _run(tmp_path)
