@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from longshort.tasks.base import TrainingTask
 from longshort.train import distributed
 from longshort.train.model import SequenceModel
+from longshort.train.progress import progress as show_progress
 from longshort.train.state import load_state, save_state
 
 
@@ -189,21 +189,24 @@ def fit(
         raise ValueError("fit: resume=True needs a state_dir")
     run = _Run(model, task, lr, seed, policy, device)
     first = run.restore(state_dir) if resume else 1
+    if first > 1 and run.ended():  # solved or out of patience before: nothing left to train
+        if run.group.main:
+            print(
+                f"resume: the run already ended at step {first - 1} "
+                f"({'solved' if run.solved() else 'no improvement for --patience evaluations'})"
+                "; nothing to train",
+                file=sys.stderr,
+            )
+        first = steps + 1
     start = time.perf_counter() - run.history.seconds
-    bar = tqdm(
-        total=steps,
-        initial=first - 1,
-        desc=desc or f"{task.name}",
-        disable=not (progress and run.group.main),
-        leave=False,
-    )
+    resumed_at = run.history.seconds
+    bar = show_progress(steps, first - 1, desc or task.name, progress and run.group.main)
     stop = _DeferredInterrupt()
     with stop:
         for step in range(first, steps + 1):
             run.train_step(step, batch_size, clip)
             elapsed = time.perf_counter() - start
-            bar.update(1)
-            bar.set_postfix(loss=f"{run.running:.4f}", steps_per_s=f"{step / elapsed:.1f}")
+            bar.update(step, run.running, (step - first + 1) / max(elapsed - resumed_at, 1e-9))
             out_of_time, interrupted = run.group.any(
                 max_seconds is not None and elapsed > max_seconds, stop.requested
             )
@@ -301,6 +304,14 @@ class _Run:
             with log.open("a") as f:
                 f.write(json.dumps(record) + "\n")
         return metric
+
+    def solved(self) -> bool:
+        return bool(self.history.eval_metric) and self.task.solved(self.history.eval_metric[-1])
+
+    def ended(self) -> bool:
+        """The restored run stopped by itself at its last evaluation (solved or out of
+        patience): resuming it trains no further."""
+        return self.solved() or self.patience_out()
 
     def patience_out(self) -> bool:
         return self.policy.patience is not None and self.best.stale >= self.policy.patience
