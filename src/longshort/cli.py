@@ -11,11 +11,29 @@ from longshort.tasks import TASKS
 from longshort.train.model import CELLS
 
 
+class _Help(argparse.HelpFormatter):
+    """Each option's default after its help, once, where it says something (not None, not a
+    flag's False, not already in the help text)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
 class _Parser(argparse.ArgumentParser):
     """Bad options end in one line naming the flag, and exit code 2."""
 
     def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _Help)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -79,8 +97,10 @@ def _loop_args(
     resume: bool = True,
     patience: int | None = None,
     plateau: int | None = None,
+    validation: bool = True,
 ) -> None:
-    """The options of the shared training loop, with each command's defaults."""
+    """The options of the shared training loop, with each command's defaults; --patience and
+    --plateau only where a validation split can choose the model (`validation`)."""
     p.add_argument("--hidden", type=_positive_int, default=hidden, help="hidden size")
     p.add_argument("--steps", type=_positive_int, default=steps, help="maximum training steps")
     p.add_argument("--batch-size", type=_positive_int, default=batch, help="sequences a step")
@@ -108,19 +128,20 @@ def _loop_args(
         action="store_true",
         help="deterministic algorithms only (bit-identical CPU runs for a seed)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--patience",
-        type=_positive_int,
-        default=patience,
-        help="stop after this many evaluations without improvement",
-    )
-    p.add_argument(
-        "--plateau",
-        type=_positive_int,
-        default=plateau,
-        help="halve the learning rate after this many evaluations without improvement",
-    )
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    if validation:
+        p.add_argument(
+            "--patience",
+            type=_positive_int,
+            default=patience,
+            help="stop after this many evaluations without improvement",
+        )
+        p.add_argument(
+            "--plateau",
+            type=_positive_int,
+            default=plateau,
+            help="halve the learning rate after this many evaluations without improvement",
+        )
     p.add_argument(
         "--weight-decay", type=float, default=0.0, help="decoupled weight decay (AdamW) if > 0"
     )
@@ -170,13 +191,17 @@ def _budget(args: argparse.Namespace):
 def _policy(args: argparse.Namespace):
     from longshort.train import Policy
 
-    policy = Policy(args.patience, args.plateau, weight_decay=args.weight_decay)
+    patience, plateau = getattr(args, "patience", None), getattr(args, "plateau", None)
+    policy = Policy(patience, plateau, weight_decay=args.weight_decay)
     policy.check()  # before any run folder is touched
     return policy
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="longshort", description=__doc__)
+    parser = _Parser(
+        prog="longshort",
+        description="LSTM, GRU and RNN with handwritten BPTT: train, compare, inspect, demo.",
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     demo = sub.add_parser("demo", help="RNN against LSTM on long-range tasks, as an HTML page")
@@ -230,9 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     lm_sample = lm_sub.add_parser("sample", help="generate text from a checkpoint")
     lm_sample.add_argument("checkpoint", type=Path, help="a folder written by lm train")
     lm_sample.add_argument("--prime", default="def ", help="text to continue")
-    lm_sample.add_argument("--temperature", type=_positive_float, default=0.8)
+    lm_sample.add_argument(
+        "--temperature",
+        type=_positive_float,
+        default=0.8,
+        help="below 1 sharper and safer, above 1 more varied",
+    )
     lm_sample.add_argument("--length", type=_count, default=300, help="characters to add")
-    lm_sample.add_argument("--seed", type=int, default=0)
+    lm_sample.add_argument("--seed", type=int, default=0, help="seed of the sampling")
     classify = sub.add_parser("classify", help="sequence classification")
     classify_sub = classify.add_subparsers(dest="classify_command", required=True)
     ct = classify_sub.add_parser("train", help="train an LSTM classifier")
@@ -240,16 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset",
         choices=["JapaneseVowels", "GunPoint", "BasicMotions", "ArrowHead"],
         default=None,
+        help="a UEA/UCR data set (else --train and --test)",
     )
     ct.add_argument("--train", type=Path, default=None, help=".ts, .npz or .csv file")
     ct.add_argument("--test", type=Path, default=None, help=".ts, .npz or .csv file")
-    _loop_args(ct, hidden=64, steps=1500, batch=32, lr=3e-3, out="runs/classify")
+    _loop_args(ct, hidden=64, steps=1500, batch=32, lr=3e-3, out="runs/classify", validation=False)
     forecast = sub.add_parser("forecast", help="multi-step forecasting")
     forecast_sub = forecast.add_subparsers(dest="forecast_command", required=True)
     ft = forecast_sub.add_parser("train", help="train an LSTM forecaster")
-    ft.add_argument("--dataset", choices=["taylor"], default=None)
-    ft.add_argument("--csv", type=Path, default=None)
-    ft.add_argument("--column", default=None)
+    ft.add_argument("--dataset", choices=["taylor"], default=None, help="a built-in series")
+    ft.add_argument("--csv", type=Path, default=None, help="or a CSV file of your own")
+    ft.add_argument("--column", default=None, help="the CSV's column to forecast")
     ft.add_argument(
         "--window", type=_positive_int, default=336, help="past steps seen (336 = a week)"
     )
@@ -268,9 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument(
         "--residual", action="store_true", help="the same as --base seasonal (older flag)"
     )
-    _loop_args(ft, hidden=64, steps=1500, batch=32, lr=3e-3, out="runs/forecast")
+    _loop_args(ft, hidden=64, steps=1500, batch=32, lr=3e-3, out="runs/forecast", validation=False)
     inspect = sub.add_parser("inspect", help="figures and a JSON summary of a trained run")
-    inspect.add_argument("checkpoint", type=Path, help="a run folder of train, compare or demo")
+    inspect.add_argument(
+        "checkpoint",
+        type=Path,
+        help="a run folder of train, or a folder of compare or demo (each run inside)",
+    )
     inspect.add_argument("--text", default=None, help="a sentence (sentiment runs)")
     inspect.add_argument("--out", type=Path, default=None, help="default: RUN/inspect")
     return parser
@@ -345,11 +380,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from longshort.apps.inspection import inspect_run
+    from longshort.apps.inspection import inspect_runs
 
-    summary = inspect_run(args.checkpoint, args.text, args.out)
-    print(json.dumps(summary, indent=2)[:2000])
-    print(f"wrote figures and summary.json to {summary['out']}")
+    summaries = inspect_runs(args.checkpoint, args.text, args.out)
+    if len(summaries) == 1:
+        print(json.dumps(summaries[0], indent=2)[:2000])
+    for summary in summaries:
+        print(f"wrote figures and summary.json to {summary['out']}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 
 import pytest
@@ -128,6 +129,10 @@ def test_command_line_mistakes_are_one_line(tmp_path, capsys):
     assert main([*lm_args, "--eval-every", "2", "--out", str(lm), "--no-progress"]) == 0
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
+    broken = tmp_path / "broken-lm"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    (tmp_path / "no-runs").mkdir()
     capsys.readouterr()
     cases = [
         (["train", "--task", "adding", "--seq-len", "5", "--out", str(a_file)], "is a file"),
@@ -146,7 +151,16 @@ def test_command_line_mistakes_are_one_line(tmp_path, capsys):
         (["train", "--task", "adding", "--seq-len", "5", "--weight-decay", "-1"], "--weight-decay"),
         ([*lm_args, "--dropout", "1.5", "--out", str(tmp_path / "lm2")], "--dropout"),
         (["compare", "--task", "adding", "--seq-len", "5", "--seeds", "0"], "--seeds"),
-    ]
+        (["lm", "sample", str(lm), "--prime", "hello, zq€"], "never saw in training: 'q', 'z'"),
+        (["lm", "sample", str(broken)], "config.json: not valid JSON"),
+        (["inspect", str(tmp_path / "no-runs")], "none of its subfolders"),
+        (["inspect", str(tmp_path / "run"), "--text", "the movie"], "a run of the adding task"),
+        (
+            ["train", "--task", "adding", "--seq-len", "6", "--out", str(tmp_path / "run"),
+             "--resume", "--force"],
+            "--resume and --force contradict each other",
+        ),
+    ]  # fmt: skip
     for argv, expected in cases:
         if argv[0] == "train" and "--device" in argv:
             import torch
@@ -164,6 +178,32 @@ def test_help_shows_every_default(capsys):
     text = capsys.readouterr().out
     for default in ("default: 2000", "default: 64", "default: 0.01", "default: 32"):
         assert default in text, default
+    assert main(["lm", "sample", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 0.8)" in text and "seed of the sampling (default: 0)" in text
+
+
+COMMANDS = (
+    [], ["demo"], ["train"], ["compare"], ["lm", "train"], ["lm", "sample"],
+    ["classify", "train"], ["forecast", "train"], ["inspect"],
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "longshort")
+def test_help_says_each_default_once_and_no_empty_ones(command, capsys):
+    assert main([*command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert not re.search(r"\(default: [^)]*\) \(default:", text)  # said twice
+
+
+@pytest.mark.parametrize("command", [["classify", "train"], ["forecast", "train"]])
+def test_commands_without_validation_offer_no_patience_or_plateau(command, capsys):
+    assert main([*command, "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--patience" not in text and "--plateau" not in text
+    assert main([*command, "--patience", "3"]) == 2
+    assert "unrecognized arguments: --patience" in _one_line(capsys.readouterr().err)
 
 
 def test_demo_gives_the_same_table_twice(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from longshort.apps.runs import fit_in, record, run_kind
+from longshort.apps.runs import fit_in, kind_of, read_config, record
 from longshort.data import CharStream, CharVocab, read_texts, shakespeare_corpus, stdlib_corpus
 from longshort.train import Policy
 from longshort.train.checkpoint import load
@@ -115,11 +115,12 @@ def sample(
         raise ValueError(f"--length must be a whole number of characters >= 0, got {length}")
     if not checkpoint.is_dir():
         raise ValueError(f"{checkpoint}: no such run folder")
-    kind = run_kind(checkpoint)
+    kind = kind_of(read_config(checkpoint))
     if kind != "charlm":
         raise ValueError(
-            f"{checkpoint} is not a language model run (it was trained on {kind or 'no task'}); "
-            "lm sample needs a folder written by `longshort lm train`"
+            f"{checkpoint} is not a language model run ("
+            + (f"it was trained on the {kind} task" if kind else "its config names no task")
+            + "); lm sample needs a folder written by `longshort lm train`"
         )
     model, config = load(checkpoint)
     chars = config.get("vocab")
@@ -127,6 +128,13 @@ def sample(
         raise ValueError(f"{checkpoint}/config.json: 'vocab' does not match the model")
     vocab = CharVocab("")
     vocab.chars, vocab.index = chars, {c: i for i, c in enumerate(chars)}
+    unknown = sorted({c for c in prime if c not in vocab.index or c == "\0"})
+    if unknown:
+        raise ValueError(
+            f"--prime: characters the model never saw in training: "
+            f"{', '.join(map(repr, unknown))}; it knows {len(chars) - 1} characters "
+            f"({chars[1:81]!r}{'...' if len(chars) > 81 else ''}); leave those out of the prime"
+        )
     gen = torch.Generator().manual_seed(seed)
     ids = vocab.encode(prime or "\n")[None]
     out: list[int] = []

@@ -22,12 +22,37 @@ RUN = "run.json"  # what a run is: the model and the data it learns from, checke
 _OUTPUTS = (RUN, CONFIG, WEIGHTS, "metrics.jsonl", "summary.json", "learning-curve.png")
 
 
-def run_kind(path: Path) -> str | None:
-    """The task a run folder was trained on (config.json's task.task: "adding", "charlm",
-    "classify", ...), or None when the folder holds no readable config."""
+def read_config(path: Path) -> dict[str, Any]:
+    """The config.json of the run folder `path`; ValueError naming the file and what is wrong
+    with it (missing, not JSON, not an object)."""
+    file = path / CONFIG
+    if not file.is_file():
+        raise ValueError(
+            f"{path}: not a run folder (no {CONFIG}); give a folder written by a longshort "
+            "training command"
+        )
     try:
-        return json.loads((path / CONFIG).read_text()).get("task", {}).get("task")
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        config = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{file}: not valid JSON ({e}); the run's configuration is damaged"
+        ) from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{file}: expected a JSON object, got {type(config).__name__}")
+    return config
+
+
+def kind_of(config: dict[str, Any]) -> str | None:
+    """The task a run was trained on (config.json's task.task: "adding", "charlm", ...)."""
+    task = config.get("task")
+    return task.get("task") if isinstance(task, dict) else None
+
+
+def run_kind(path: Path) -> str | None:
+    """The task a run folder was trained on, or None when the folder holds no readable config."""
+    try:
+        return kind_of(read_config(path))
+    except (OSError, ValueError):
         return None
 
 
@@ -57,6 +82,11 @@ def _differences(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -
 
 def prepare(out: Path, run: dict[str, Any], resume: bool, force: bool) -> None:
     """Make `out` ready for a run described by `run` (see :func:`identity`), or refuse."""
+    if resume and force:
+        raise RunFolderError(
+            f"--resume and --force contradict each other: --resume continues the run in {out}, "
+            "--force replaces it; give one of them"
+        )
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file; give a folder for the run")
     try:
