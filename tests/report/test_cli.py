@@ -37,6 +37,8 @@ def test_train_and_inspect(tmp_path, capsys):
     )
     summary = json.loads((ckpt / "inspect" / "summary.json").read_text())
     assert len(summary["half_life_steps"]) == 8
+    lives = summary["half_life_steps"]
+    assert lives[summary["longest_memory_units"][0]] == max(lives)
     assert summary["prediction"]["label"] in ("negative", "positive")
     assert 0.5 <= summary["prediction"]["probability"] <= 1 and summary["seq_len"] == 10
     for name in ("forget-gates.png", "carousel.png", "cell-states.png"):
@@ -67,6 +69,11 @@ def test_compare(tmp_path, capsys):
     assert out.count("| adding |") == 4
     assert (tmp_path / "metric-vs-length-adding.png").exists()
     assert (tmp_path / "gradient-adding-T8.png").exists()
+    assert main(["inspect", str(tmp_path)]) == 0  # a compare folder: each run inside
+    written = capsys.readouterr().out
+    for run in ("adding-rnn-T5", "adding-lstm-T5", "adding-rnn-T8", "adding-lstm-T8"):
+        assert f"{tmp_path / run / 'inspect'}" in written, run
+        assert (tmp_path / run / "inspect" / "summary.json").exists()
 
 
 def test_demo_tiny_budget_page_references_existing_files(tmp_path):
@@ -78,6 +85,27 @@ def test_demo_tiny_budget_page_references_existing_files(tmp_path):
         assert (tmp_path / ref).stat().st_size > 1000, ref
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert {r["model"] for r in rows} == {"RNN", "LSTM"}
+    assert main(["inspect", str(tmp_path), "--text", "the movie was not fun"]) == 0
+    assert (tmp_path / "sentiment-lstm" / "inspect" / "forget-gates.png").exists()
+    assert not (tmp_path / "adding-lstm" / "inspect").exists()  # --text: sentiment runs only
+
+
+def test_the_gate_figure_leads_with_the_units_that_remember_longest(tmp_path):
+    import torch
+
+    from longshort.inspect import half_life
+    from longshort.report import figures
+
+    torch.manual_seed(0)
+    f = torch.rand(30, 40) * 0.5  # 40 units forgetting fast, with large swings...
+    f[:, 33] = 0.999  # ...but for two that hold memory and barely vary
+    f[:, 7] = 0.99
+    longest = [int(u) for u in torch.argsort(half_life(f), descending=True)[:4]]
+    assert longest[:2] == [33, 7]
+    fig = figures.gate_heatmap(f, None, "f", first=longest, first_label="*")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[:2] == ["33 *", "7 *"] and len(labels) == 16
+    assert len(set(labels)) == 16
 
 
 def test_train_resume_and_bad_checkpoint(tmp_path, capsys):

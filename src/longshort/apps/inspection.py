@@ -19,6 +19,7 @@ OTHER_RUNS = {
     "forecast": "a forecaster run (`longshort forecast train`); its summary.json has its errors",
 }
 SENTIMENT_LABELS = ("negative", "positive")
+LONGEST = 4  # units with the longest half-life, drawn first in the gate figures
 
 
 def read_run_kind(path: Path) -> str:
@@ -30,7 +31,7 @@ def read_run_kind(path: Path) -> str:
     if not config_path.is_file():
         raise ValueError(
             f"{path}: not a run folder (no {CONFIG}); give a folder written by longshort train, "
-            "compare or demo"
+            "or a folder of runs written by compare or demo"
         )
     kind = run_kind(path)  # None: load() below names what is wrong with the file
     if kind in OTHER_RUNS:
@@ -45,7 +46,7 @@ def _sentence(task: Task, text: str) -> tuple[torch.Tensor, list[str]]:
     from longshort.tasks.sentiment import INDEX, VOCAB
 
     if task.name != "sentiment":
-        raise ValueError(f"--text needs a sentiment run; this one is a {task.name} run")
+        raise ValueError(f"--text needs a sentiment run; this one is a run of the {task.name} task")
     tokens = text.lower().replace(",", " , ").split()
     if not tokens:
         raise ValueError("--text is empty; give a sentence such as 'the movie was not fun'")
@@ -94,7 +95,17 @@ def inspect_run(path: Path, text: str | None = None, out: Path | None = None) ->
     }
     if tr.f is not None:  # LSTM: forget gates carry the cell state
         f = tr.f[:, 0]
-        figures.gate_heatmap(f, tokens, "Forget gate f_t", path=out / "forget-gates.png")
+        lives = half_life(f)
+        longest = [int(u) for u in torch.argsort(lives, descending=True)[:LONGEST]]
+        figures.gate_heatmap(
+            f,
+            tokens,
+            f"Forget gate f_t: the {len(longest)} units that hold memory longest (*), "
+            "then the most varying",
+            path=out / "forget-gates.png",
+            first=longest,
+            first_label="*",
+        )
         figures.gate_heatmap(tr.i[:, 0], tokens, "Input gate i_t", path=out / "input-gates.png")
         figures.carousel_products(
             carousel(f, k=0), "Carousel products from step 0", path=out / "carousel.png"
@@ -102,19 +113,66 @@ def inspect_run(path: Path, text: str | None = None, out: Path | None = None) ->
         figures.cell_trajectories(
             tr.c[:, 0], tokens, "Cell states C_t", path=out / "cell-states.png"
         )
-        summary["half_life_steps"] = [round(v, 2) for v in half_life(f).tolist()]
+        summary["half_life_steps"] = [round(v, 2) for v in lives.tolist()]
+        summary["longest_memory_units"] = longest
         summary["mean_forget_gate"] = round(float(f.mean()), 4)
     elif tr.z is not None:  # GRU: update gates carry h along its additive path
         z = tr.z[:, 0]
-        figures.gate_heatmap(z, tokens, "Update gate z_t", path=out / "update-gates.png")
+        lives = half_life(z)
+        longest = [int(u) for u in torch.argsort(lives, descending=True)[:LONGEST]]
+        figures.gate_heatmap(
+            z,
+            tokens,
+            f"Update gate z_t: the {len(longest)} units that hold memory longest (*), "
+            "then the most varying",
+            path=out / "update-gates.png",
+            first=longest,
+            first_label="*",
+        )
         figures.gate_heatmap(tr.r[:, 0], tokens, "Reset gate r_t", path=out / "reset-gates.png")
         figures.carousel_products(
             carousel(z, k=0),
             "Products of update gates from step 0 (∂h_t/∂h_0 along z)",
             path=out / "carousel.png",
         )
-        summary["half_life_steps"] = [round(v, 2) for v in half_life(z).tolist()]
+        summary["half_life_steps"] = [round(v, 2) for v in lives.tolist()]
+        summary["longest_memory_units"] = longest
         summary["mean_update_gate"] = round(float(z.mean()), 4)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     summary["out"] = str(out)
     return summary
+
+
+def runs_in(path: Path, text: str | None = None) -> list[Path]:
+    """The run folders that `inspect PATH` reads: PATH itself when it is a run, else its
+    subfolders that are runs of the long-range tasks (a compare or demo folder), sentiment runs
+    alone when `text` is given. ValueError when there is none."""
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such run folder")
+    if (path / CONFIG).is_file():
+        return [path]
+    runs = sorted(
+        sub for sub in path.iterdir() if (sub / CONFIG).is_file() and run_kind(sub) in TASKS
+    )
+    if text is not None:
+        runs = [sub for sub in runs if run_kind(sub) == "sentiment"]
+    if not runs:
+        wanted = (
+            "sentiment runs (for --text)" if text is not None else "runs of the long-range tasks"
+        )
+        raise ValueError(
+            f"{path}: not a run folder (no {CONFIG}), and none of its subfolders holds "
+            f"{wanted}; give a folder written by longshort train, compare or demo"
+        )
+    return runs
+
+
+def inspect_runs(
+    path: Path, text: str | None = None, out: Path | None = None
+) -> list[dict[str, object]]:
+    """:func:`inspect_run` on each run that :func:`runs_in` finds at `path`; with `out`, each
+    run's figures go to out/RUN-NAME (out itself for a single run folder)."""
+    runs = runs_in(path, text)
+    if runs == [path]:
+        return [inspect_run(path, text, out)]
+    return [inspect_run(run, text, None if out is None else out / run.name) for run in runs]

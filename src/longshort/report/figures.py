@@ -87,17 +87,28 @@ def gate_heatmap(
     title: str,
     units: int = 16,
     path: Path | str | None = None,
+    first: Sequence[int] = (),
+    first_label: str = "",
 ) -> Figure:
-    """values: (T, H) one gate of one sequence; shows the `units` most varying units."""
+    """values: (T, H) one gate of one sequence; shows the units in `first` (at the top, their
+    tick labels marked with `first_label`, e.g. the units that hold memory longest), then the
+    most varying of the others, `units` rows in all."""
     v = values.detach().double().numpy()
-    order = np.argsort(-v.std(axis=0))[:units]
+    top = [int(u) for u in first][:units]
+    rest = [int(u) for u in np.argsort(-v.std(axis=0)) if int(u) not in top]
+    order = top + rest[: units - len(top)]
     fig, ax = plt.subplots(figsize=(max(6, 0.18 * v.shape[0]), 3.8))
     im = ax.imshow(
         v[:, order].T, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest"
     )
     _time_axis(ax, tokens, "unit", title)
     ax.set_yticks(range(len(order)))
-    ax.set_yticklabels([str(u) for u in order], fontsize=6)
+    ax.set_yticklabels(
+        [f"{u} {first_label}" if k < len(top) else str(u) for k, u in enumerate(order)],
+        fontsize=6,
+    )
+    if top:
+        ax.axhline(len(top) - 0.5, color="white", lw=1.5)
     fig.colorbar(im, ax=ax, label="gate value (0 = closed, 1 = open)")
     return _save(fig, path)
 
