@@ -18,8 +18,11 @@ from longshort.nn.variants import LSTMVariant, Options
 
 __version__ = "0.1.0"
 
-# For whole pickled models loaded with torch.load(..., weights_only=True):
-#     torch.serialization.add_safe_globals(longshort.SAFE_GLOBALS)
+# torch.load(..., weights_only=True) of a whole pickled model needs the model's own classes on
+# the allow-list, longshort's layers among them (longshort.LSTM where a torch.nn model has
+# nn.LSTM). SAFE_GLOBALS lists all six layers, and the two option types that pickles written
+# before longshort 0.1.0's options-as-tuples still hold:
+#     torch.serialization.add_safe_globals([MyModel, *longshort.SAFE_GLOBALS, ...])
 SAFE_GLOBALS = [LSTM, RNN, GRU, LSTMCell, RNNCell, GRUCell, Options, LSTMVariant]
 
 __all__ = [

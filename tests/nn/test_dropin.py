@@ -293,3 +293,58 @@ def test_whole_model_loads_with_the_safe_globals_line():
         loaded = torch.load(buf, weights_only=True)
     x = torch.randn(2, 3)
     torch.testing.assert_close(loaded(x)[0], m(x)[0], rtol=0, atol=0)
+
+
+class WordModel(nn.Module):
+    """pytorch/examples' word_language_model in small: embedding, LSTM, dropout, decoder."""
+
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.rnn = nn.Embedding(20, 6), rnn
+        self.drop, self.decoder = nn.Dropout(0.2), nn.Linear(8, 20)
+
+    def forward(self, tokens):
+        out = self.rnn(self.drop(self.encoder(tokens)))[0]
+        return self.decoder(self.drop(out))
+
+
+ALLOWED = [WordModel, nn.Embedding, nn.Dropout, nn.Linear]  # what a torch.nn user lists
+
+
+@pytest.mark.parametrize("kw", [{}, {"peephole": True, "zoneout": 0.1}], ids=["plain", "variant"])
+def test_a_whole_model_loads_with_the_classes_a_torch_nn_user_lists(kw):
+    """torch.nn's user lists their model, Embedding, Dropout, Linear and nn.LSTM; here
+    longshort.LSTM takes nn.LSTM's place, and nothing of longshort's insides is needed."""
+    torch.manual_seed(0)
+    model = WordModel(longshort.LSTM(6, 8, num_layers=2, **kw)).eval()
+    ref = WordModel(nn.LSTM(6, 8, num_layers=2)).eval()
+    for m, rnn_class in ((model, longshort.LSTM), (ref, nn.LSTM)):
+        buf = io.BytesIO()
+        torch.save(m, buf)
+        buf.seek(0)
+        with torch.serialization.safe_globals([*ALLOWED, rnn_class]):
+            loaded = torch.load(buf, weights_only=True)
+        tokens = torch.randint(0, 20, (7, 3))
+        torch.testing.assert_close(loaded(tokens), m(tokens), rtol=0, atol=0)
+        if rnn_class is longshort.LSTM:
+            assert loaded.rnn.options == model.rnn.options
+
+
+def test_pickles_that_hold_the_options_type_still_load_with_safe_globals(monkeypatch):
+    from longshort.nn import variants
+
+    monkeypatch.setattr(variants.PicklesOptions, "__getstate__", lambda self: self.__dict__)
+    m = longshort.LSTMCell(3, 4, coupled_gates=True)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    monkeypatch.undo()
+    buf.seek(0)
+    with (
+        torch.serialization.safe_globals([longshort.LSTMCell]),
+        pytest.raises(pickle.UnpicklingError, match="Options"),
+    ):
+        torch.load(buf, weights_only=True)
+    buf.seek(0)
+    with torch.serialization.safe_globals(longshort.SAFE_GLOBALS):
+        loaded = torch.load(buf, weights_only=True)
+    assert loaded.options == m.options

@@ -18,7 +18,7 @@ from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from longshort.engine import dispatch, gradient_norms
-from longshort.nn import checks, sequence
+from longshort.nn import checks, onnx, sequence
 
 
 class LayerTrace(NamedTuple):
@@ -369,9 +369,25 @@ class RecurrentBase(nn.RNNBase):
         """output and the final state (h_n, or (h_n, c_n) for the LSTM), as torch.nn returns
         them; with return_trace=True, a third value: a :class:`LayerTrace` per layer and
         direction. lengths: (B,) integer tensor, in any order, instead of packing."""
+        if onnx.exporting():
+            return self._export_forward(input, hx, lengths, return_trace)
         output, finals, traces = self._forward(input, hx, lengths, return_trace)
         state = finals if self.state_count == 2 else finals[0]
         return (output, state, traces) if return_trace else (output, state)
+
+    def _export_forward(self, input: object, hx: object, lengths: object, return_trace: bool):
+        """The forward that torch.onnx.export records (:mod:`longshort.nn.onnx`): one ONNX
+        recurrent node a layer, or torch.nn's own forward (the TorchScript exporter,
+        projections, packed input), which exports as the same operators."""
+        onnx.check_layer_call(type(self).__name__, lengths, return_trace)
+        if onnx.builds_nodes() and not self.proj_size and not isinstance(input, PackedSequence):
+            return onnx.layer_stack(self, input, hx)
+        return self.torch_class.forward(self, input, hx)
+
+    def _onnx_node(self, x: Tensor, states: list[Tensor], layer: int) -> list[Tensor]:
+        """One layer, both directions, as an ONNX node: x (T, B, I), states (D, B, H) each;
+        returns Y (T, D, B, H) and the final states (:mod:`longshort.nn.onnx`)."""
+        raise NotImplementedError
 
     @classmethod
     def from_torch(cls, module: nn.RNNBase):

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from longshort import engine
 from longshort.cells.rnn import NONLINEARITIES
-from longshort.nn import checks, variants
+from longshort.nn import checks, onnx, variants
 
 
 class _CellBase(nn.RNNCellBase):
@@ -59,7 +59,7 @@ class _CellBase(nn.RNNCellBase):
         return x, states, unbatched
 
 
-class LSTMCell(_CellBase, nn.LSTMCell):
+class LSTMCell(variants.PicklesOptions, _CellBase, nn.LSTMCell):
     """One LSTM step. forward(input (B, I) or (I,), hx=(h (B, H), c (B, H))) -> (h', c').
 
     The variant options of :class:`longshort.LSTM` apply here too (forget_gate, peephole,
@@ -115,6 +115,8 @@ class LSTMCell(_CellBase, nn.LSTMCell):
     ) -> tuple[Tensor, Tensor]:
         if hx is not None and (not isinstance(hx, tuple | list) or len(hx) != 2):
             raise TypeError(f"LSTMCell: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
+        if onnx.exporting():
+            return self._export_forward(input, hx)
         x, (h0, c0), unbatched = self._check(input, hx, 2)
         if self.options.active:
             h, c = self._variant_step(x, h0, c0)
@@ -122,6 +124,21 @@ class LSTMCell(_CellBase, nn.LSTMCell):
             w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
             h, c = engine.lstm_cell(x, h0, c0, *w)
         return (h[0], c[0]) if unbatched else (h, c)
+
+    def _export_forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None):
+        """What torch.onnx.export records (:mod:`longshort.nn.onnx`): torch.nn's step, or for a
+        variant one step of ONNX's LSTM operator."""
+        if not self.options.active:
+            return nn.LSTMCell.forward(self, input, hx)
+        onnx.check_exportable(type(self).__name__, self.options)
+        x = input.unsqueeze(0) if input.dim() == 1 else input
+        h0, c0 = (x.new_zeros(x.shape[0], self.hidden_size),) * 2 if hx is None else hx
+        h0, c0 = (h0.unsqueeze(0), c0.unsqueeze(0)) if input.dim() == 1 else (h0, c0)
+        w = variants.weights(self, "")
+        _, h, c = onnx.lstm_node(
+            x[None], h0[None], c0[None], [w], self.options.variant, self.hidden_size
+        )
+        return (h[0, 0], c[0, 0]) if input.dim() == 1 else (h[0], c[0])
 
     def _variant_step(self, x: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor]:
         size = (self.hidden_size, self.hidden_size)
@@ -153,6 +170,8 @@ class RNNCell(_CellBase, nn.RNNCell):
         super().__init__(input_size, hidden_size, bias, device, dtype)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        if onnx.exporting():  # torch.nn's step (longshort.nn.onnx)
+            return nn.RNNCell.forward(self, input, hx)
         x, (h0,), unbatched = self._check(input, None if hx is None else (hx,), 1)
         w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         h = engine.rnn_cell(x, h0, *w, nonlinearity=self.nonlinearity)
@@ -165,6 +184,8 @@ class GRUCell(_CellBase, nn.GRUCell):
     gate_multiplier = 3
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        if onnx.exporting():  # torch.nn's step (longshort.nn.onnx)
+            return nn.GRUCell.forward(self, input, hx)
         x, (h0,), unbatched = self._check(input, None if hx is None else (hx,), 1)
         w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         h = engine.gru_layer(x[None], h0, *w)[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from longshort import engine
+from longshort.nn import onnx
 from longshort.nn.base import LayerTrace, RecurrentBase
 
 
@@ -58,6 +59,10 @@ class GRU(RecurrentBase):
 
     def _mode(self) -> str:
         return "GRU"
+
+    def _onnx_node(self, x: Tensor, states: list[Tensor], layer: int) -> list[Tensor]:
+        weights = [self.layer_weights(layer, d)[:4] for d in range(self.num_directions)]
+        return onnx.gru_node(x, states[0], weights, self.hidden_size)
 
     def _run_layer(
         self,

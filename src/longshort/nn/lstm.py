@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from longshort import engine
-from longshort.nn import variants
+from longshort.nn import onnx, variants
 from longshort.nn.base import LayerTrace, RecurrentBase
 
 
-class LSTM(RecurrentBase):
+class LSTM(variants.PicklesOptions, RecurrentBase):
     """Multi-layer LSTM (Hochreiter and Schmidhuber 1997, with the forget gate of Gers et al.
     2000) and its handwritten BPTT:
 
@@ -123,6 +124,22 @@ class LSTM(RecurrentBase):
 
     def _mode(self) -> str:
         return "LSTM"
+
+    def _export_forward(self, input: object, hx: object, lengths: object, return_trace: bool):
+        if self.options.active:
+            name = type(self).__name__
+            onnx.check_exportable(name, self.options)
+            if self.proj_size or isinstance(input, PackedSequence):
+                what = "proj_size" if self.proj_size else "a PackedSequence input"
+                raise ValueError(f"{name}: torch.onnx.export of a variant cannot take {what}")
+        return super()._export_forward(input, hx, lengths, return_trace)
+
+    def _onnx_node(self, x: Tensor, states: list[Tensor], layer: int) -> list[Tensor]:
+        weights = [
+            variants.weights(self, self._param_name("", layer, d))
+            for d in range(self.num_directions)
+        ]
+        return onnx.lstm_node(x, *states, weights, self.options.variant, self.hidden_size)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()

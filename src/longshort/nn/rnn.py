@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from longshort import engine
 from longshort.cells.rnn import NONLINEARITIES
+from longshort.nn import onnx
 from longshort.nn.base import LayerTrace, RecurrentBase
 
 
@@ -58,6 +59,10 @@ class RNN(RecurrentBase):
 
     def _mode(self) -> str:
         return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
+
+    def _onnx_node(self, x: Tensor, states: list[Tensor], layer: int) -> list[Tensor]:
+        weights = [self.layer_weights(layer, d)[:4] for d in range(self.num_directions)]
+        return onnx.rnn_node(x, states[0], weights, self.hidden_size, self.nonlinearity)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

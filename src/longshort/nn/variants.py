@@ -94,6 +94,27 @@ def options(
     return Options(v, (zc, zh), p)
 
 
+class PicklesOptions:
+    """Mixin of the modules with variant options: ``options`` pickles as plain tuples of bools
+    and floats, so ``torch.load(..., weights_only=True)`` of a whole model needs the classes a
+    torch.nn user would list (the model's own, ``longshort.LSTM`` in place of ``nn.LSTM``),
+    not longshort's internals. Pickles that hold an :class:`Options` still load."""
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())  # type: ignore[misc]
+        opts = state.get("options")
+        if isinstance(opts, Options):
+            state["options"] = (tuple(opts.variant), tuple(opts.zoneout), opts.recurrent_dropout)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        opts = state.get("options")
+        if isinstance(opts, tuple) and not isinstance(opts, Options):
+            variant, zoneout, dropout = opts
+            state = {**state, "options": Options(LSTMVariant(*variant), tuple(zoneout), dropout)}
+        super().__setstate__(state)  # type: ignore[misc]
+
+
 def check_biases(owner: str, opts: Options, forget_bias: object, input_bias: object) -> None:
     """A forget or input bias needs the gate it starts."""
     if forget_bias is not None and not opts.variant.forget_gate:
