@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import longshort
-from longshort.engine.cpu import blas, compiled
+from longshort.engine.cpu import blas, compiled, host
 from longshort.engine.types import LSTMWeights
 
 SHAPES = [
@@ -48,8 +48,8 @@ def gemm_peaks(reps: int) -> tuple[float, float]:
     a, b, c = (np.random.rand(1024, 1024).astype(np.float32) for _ in range(3))
     flops = 2 * 1024**3 / 1e9
     with blas.threads(1):
-        one = flops / median_ms(lambda: blas.matmul_wt(a, b, c, 0.0), reps) * 1e3
-    return one, flops / median_ms(lambda: blas.matmul_wt(a, b, c, 0.0), reps) * 1e3
+        one = flops / median_ms(lambda: blas.gemm_wt(a, b, c, 0.0), reps) * 1e3
+    return one, flops / median_ms(lambda: blas.gemm_wt(a, b, c, 0.0), reps) * 1e3
 
 
 def phases(shape: tuple[int, int, int, int], reps: int) -> dict[str, tuple[float, float]]:
@@ -63,13 +63,11 @@ def phases(shape: tuple[int, int, int, int], reps: int) -> dict[str, tuple[float
     d_out = torch.ones(steps, batch, hid)
     g = 4 * hid
     rows_flops = 2 * steps * batch * g
-    t_proj = median_ms(lambda: compiled._project(x, w.w_ih, w.b_ih, w.b_hh), reps)
+    t_proj = median_ms(lambda: host.project_all(x, w.w_ih, w.b_ih, w.b_hh), reps)
     t_fwd = median_ms(lambda: compiled.lstm_forward(x, h0, c0, w, None), reps)
     t_bwd = median_ms(lambda: compiled.lstm_backward(d_out, h0, c0, x, h0, w, None, saved), reps)
     dz = torch.randn_like(saved.gates)
-    t_grads = median_ms(
-        lambda: compiled._input_and_weight_grads(dz, x, h0, saved.out, w.w_ih), reps
-    )
+    t_grads = median_ms(lambda: host.input_and_weight_grads(dz, x, h0, saved.out, w.w_ih), reps)
     return {
         "input projection": (t_proj, rows_flops * inp / 1e9),
         "forward loop": (t_fwd - t_proj, rows_flops * hid / 1e9),

@@ -11,7 +11,8 @@ from torch import nn
 
 import longshort
 from longshort.engine import dispatch, reference
-from longshort.engine.cpu import blas, compiled, lstm, rnn, rows
+from longshort.engine.cpu import blas, compiled, host, lstm, rnn
+from longshort.engine.cpu import threads as cpu_threads
 from longshort.engine.types import LSTMWeights
 from tests.helpers import abs_err, record, rel_err
 
@@ -86,10 +87,11 @@ def test_loops_release_the_gil():
 
 @pytest.mark.parametrize(("batch", "threads"), [(1, 2), (3, 2), (4, 2), (97, 2), (97, 3), (8, 1)])
 def test_row_ranges_cover_the_batch_once(batch, threads):
-    parts = rows.ranges(batch, threads)
+    parts = cpu_threads.ranges(batch, threads)
     assert parts[0][0] == 0 and parts[-1][1] == batch
     assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
-    assert len(parts) <= threads and all(b1 - b0 >= min(batch, rows.MIN_ROWS) for b0, b1 in parts)
+    least = min(batch, cpu_threads.MIN_ROWS)
+    assert len(parts) <= threads and all(b1 - b0 >= least for b0, b1 in parts)
 
 
 @pytest.mark.parametrize("team", ["torch-openmp", "own-pool"])
@@ -98,8 +100,8 @@ def test_split_rows_match_torch(threads, team, monkeypatch):
     """The batch split across threads gives torch.nn's results, with lengths and projection, on
     torch's OpenMP threads and on the fallback pool."""
     if team == "own-pool":
-        monkeypatch.setattr(rows, "_gomp", None)
-    elif rows._gomp is None:
+        monkeypatch.setattr(cpu_threads, "_gomp", None)
+    elif cpu_threads._gomp is None:
         pytest.skip("torch does not run on GNU OpenMP here")
     torch.manual_seed(3)
     theirs = nn.LSTM(5, 12, proj_size=4, bidirectional=True)
@@ -133,10 +135,10 @@ def test_small_row_products_equal_numpy(dtype, m, k, n):
     tol = 1e-4 if dtype == np.float32 else 1e-12
     for beta in (0.0, 1.0):
         got = np.full_like(y, np.nan) if beta == 0 else y.copy()  # beta 0 must not read y
-        blas.matmul_wt(x, w_t, got, beta)
+        blas.gemm_wt(x, w_t, got, beta)
         np.testing.assert_allclose(got, x @ w_t.T + beta * y, rtol=tol, atol=tol)
         got = np.full_like(y, np.nan) if beta == 0 else y.copy()
-        blas.matmul_w(x, w, got, beta)
+        blas.gemm_w(x, w, got, beta)
         np.testing.assert_allclose(got, x @ w + beta * y, rtol=tol, atol=tol)
 
 
@@ -146,7 +148,7 @@ def test_errors_in_a_row_range_reach_the_caller():
             raise RuntimeError(f"rows {b0}-{b1} failed")
 
     with pytest.raises(RuntimeError, match="rows 2-4 failed"):
-        rows.run(kernel, [(0, 2), (2, 4)], lambda b0, b1: (b0, b1), 0)
+        cpu_threads.run(kernel, [(0, 2), (2, 4)], lambda b0, b1: (b0, b1), 0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -201,7 +203,7 @@ def test_cell_step_runs_compiled_passes_gradcheck_and_records_norms():
     h0, c0 = (torch.randn(3, 5, dtype=f64, requires_grad=True) for _ in range(2))
     w = [torch.randn(20, k, dtype=f64, requires_grad=True) for k in (4, 5)]
     b = [torch.randn(20, dtype=f64, requires_grad=True) for _ in range(2)]
-    assert dispatch.step_on_compiled(x, LSTMWeights(*w, *b))
+    assert dispatch.step_engine(x, LSTMWeights(*w, *b)) is compiled
     assert torch.autograd.gradcheck(
         lambda *a: longshort.engine.lstm_cell(*a), (x, h0, c0, *w, *b), eps=1e-6, atol=1e-6
     )
@@ -224,7 +226,7 @@ def test_rnn_cell_step_runs_compiled_passes_gradcheck_and_records_norms(nonlinea
     h0 = torch.randn(3, 5, dtype=f64, requires_grad=True)
     w = [torch.randn(5, k, dtype=f64, requires_grad=True) for k in (4, 5)]
     b = [torch.randn(5, dtype=f64, requires_grad=True) for _ in range(2)]
-    assert dispatch.step_on_compiled(x)
+    assert dispatch.step_engine(x) is compiled
 
     def step(*a):
         return longshort.engine.rnn_cell(*a, nonlinearity=nonlinearity)
@@ -244,8 +246,8 @@ def test_kept_buffers_stay_bounded_over_many_sequence_lengths():
     m = longshort.LSTM(3, 8)
     for steps in range(2, 12):
         m(torch.randn(steps, 4, 3))[0].sum().backward()
-    kept = compiled._BUFFERS.cache
-    assert all(len(shapes) <= compiled.KEPT_SHAPES for shapes in kept.values())
+    kept = host._BUFFERS.cache
+    assert all(len(shapes) <= host.KEPT_SHAPES for shapes in kept.values())
     assert any(shape[0][0] == 11 for shape in kept["dz"])  # the last length is kept
 
 

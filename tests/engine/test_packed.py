@@ -21,7 +21,7 @@ def test_product_matches_numpy(dtype, rows, k, n, beta):
     w = rng.standard_normal((n, k)).astype(dtype)
     y = rng.standard_normal((rows, n)).astype(dtype)
     expected = x.astype(np.float64) @ w.T.astype(np.float64) + beta * y
-    packed.matmul_wt(x, packed.pack(w), y, beta)
+    packed.packed_wt(x, packed.pack(w), y, beta)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(y, expected, rtol=tol, atol=tol * k)
 
@@ -36,7 +36,7 @@ def test_strided_rows_and_columns_past_n_untouched():
     x, y = x_wide[:, 3:27], y_wide[:, 10:80]
     before = y_wide.copy()
     expected = x @ w.T + y
-    packed.matmul_wt(x, packed.pack(w), y, 1.0)
+    packed.packed_wt(x, packed.pack(w), y, 1.0)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(y_wide[:, :10], before[:, :10])
     np.testing.assert_array_equal(y_wide[:, 80:], before[:, 80:])
@@ -56,7 +56,7 @@ def test_nan_propagates():
     w = np.ones((3, 4), np.float32)
     w[1, 2] = np.nan
     y = np.zeros((2, 3), np.float32)
-    packed.matmul_wt(x, packed.pack(w), y, 0.0)
+    packed.packed_wt(x, packed.pack(w), y, 0.0)
     assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, [0, 2]]).all()
 
 
@@ -78,7 +78,7 @@ def test_bf16_product_matches_float_products_of_bf16_values(rows, k, n, beta):
     w = torch.randn(n, k, generator=gen).bfloat16()
     y = torch.randn(rows, n, generator=gen).numpy()
     expected = x.double().numpy() @ w.double().numpy().T + beta * y
-    packed.matmul_wt(_bf16_bits(x), packed.pack(_bf16_bits(w)), y, beta)
+    packed.packed_wt(_bf16_bits(x), packed.pack(_bf16_bits(w)), y, beta)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * k)
 
 
@@ -116,7 +116,7 @@ for dtype in (np.float32, np.float64):
         x, w = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((n, k)).astype(dtype)
         y = rng.standard_normal((m, n)).astype(dtype)
         want = x @ w.T + y
-        packed.matmul_wt(x, packed.pack(w), y, 1.0)
+        packed.packed_wt(x, packed.pack(w), y, 1.0)
         assert np.allclose(y, want, rtol=1e-4, atol=1e-4), (dtype, m, k, n)
 print("ok")
 """

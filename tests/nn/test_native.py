@@ -68,5 +68,7 @@ def test_only_plain_runs_go_native(monkeypatch):
     assert len(calls) == 1
     with pytest.raises(TypeError, match="tuple of device type names"), dispatch.use_native("cuda"):
         pass
-    assert dispatch.native_layers(torch.device("cuda"))
-    assert not dispatch.native_layers(torch.device("cpu"))
+    plain = dispatch.LayerCall(False, False, False, False, False)
+    assert dispatch.layers_on_native(torch.device("cuda"), plain)
+    assert not dispatch.layers_on_native(torch.device("cpu"), plain)
+    assert not dispatch.layers_on_native(torch.device("cuda"), plain._replace(trace=True))

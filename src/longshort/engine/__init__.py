@@ -78,13 +78,15 @@ def lstm_cell(
     b_hh: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step (an LSTMCell's): x (B, I), h0, c0 (B, H) -> h_1, C_1. On the compiled
-    engine's one-call step where :func:`dispatch.step_on_compiled` says so, else as a
-    one-step layer."""
+    engine's one-call step where :func:`dispatch.step_engine` says so, else as a one-step
+    layer."""
     w = LSTMWeights(w_ih, w_hh, b_ih, b_hh)
-    if dispatch.step_on_compiled(x, w):
+    step = dispatch.step_engine(x, w)
+    if step is not None:
         if not _needs_grad(x, h0, c0, *w[:4]):  # no graph to record: the step alone
-            return dispatch.compiled_step().lstm_step(x, h0, c0, w)[:2]
-        return eager.LSTMStep.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+            h, c, _ = step.lstm_step(x, h0, c0, w)
+            return h, c
+        return eager.LSTMStep.apply(step, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     _, h, c, _, _ = lstm_layer(x[None], h0, c0, w_ih, w_hh, b_ih, b_hh, keep=False)
     return h, c
 
@@ -112,8 +114,8 @@ def variant_layer(
     """
     masks = VariantMasks() if masks is None else masks
     if torch.compiler.is_compiling():
-        res = ops.variant_fwd(x, h0, c0, *masks, lengths, segment, *v, *w)
-        return VariantForward(*res[:5], x.new_empty(0))
+        out, h_n, c_n, gates, cs, *_ = ops.variant_fwd(x, h0, c0, *masks, lengths, segment, *v, *w)
+        return VariantForward(out, h_n, c_n, gates, cs, x.new_empty(0))
     x, h0, c0, zone_c, zone_h, keep, *weights = eager.autocast((x, h0, c0, *masks, *w))
     out, h_n, c_n, gates, cs = eager.VariantLayer.apply(
         x, h0, c0, v, zone_c, zone_h, keep, lengths, segment, *weights
@@ -152,12 +154,12 @@ def rnn_cell(
     nonlinearity: str = "tanh",
 ) -> Tensor:
     """One RNN step (an RNNCell's): x (B, I), h0 (B, H) -> h_1. On the compiled engine's
-    one-call step where :func:`dispatch.step_on_compiled` says so, else as a one-step layer."""
-    if dispatch.step_on_compiled(x):
+    one-call step where :func:`dispatch.step_engine` says so, else as a one-step layer."""
+    step = dispatch.step_engine(x)
+    if step is not None:
         if not _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):  # no graph to record: the step alone
-            w = RNNWeights(w_ih, w_hh, b_ih, b_hh)
-            return dispatch.compiled_step().rnn_step(x, h0, w, nonlinearity)
-        return eager.RNNStep.apply(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity)
+            return step.rnn_step(x, h0, RNNWeights(w_ih, w_hh, b_ih, b_hh), nonlinearity)
+        return eager.RNNStep.apply(step, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity)
     return rnn_layer(x[None], h0, w_ih, w_hh, b_ih, b_hh, None, nonlinearity)[1]
 
 

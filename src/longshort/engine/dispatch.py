@@ -4,25 +4,49 @@ CPU tensors run on the compiled engine (:mod:`longshort.engine.cpu.compiled`) wh
 the dtype and options, everything else on the reference engine (:mod:`longshort.engine.reference`,
 any device). The custom ops' real and fake kernels both ask here, so they agree on what is saved.
 
-Plain runs on CUDA (the modules decide what is plain: no trace, no gradient norms, no variant,
-no ``lengths=``) go to PyTorch's own fused recurrent op, cuDNN, which computes exactly these
-equations with these weights; :func:`native_layers` says where, :func:`use_native` changes it.
+Plain calls on CUDA (no trace, no gradient norms, no variant, no ``lengths=``: a module
+describes its call as a :class:`LayerCall`) go to PyTorch's own fused recurrent op, cuDNN,
+which computes exactly these equations with these weights: :func:`layers_on_native` decides,
+:func:`use_native` changes where. One cell step runs as one compiled call where
+:func:`step_engine` says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 
-from longshort.engine import reference
-from longshort.engine.types import Engine, LSTMWeights, VariantWeights
+from longshort.engine import gradient_norms, reference
+from longshort.engine.types import (
+    CompiledEngine,
+    Engine,
+    LSTMWeights,
+    StepEngine,
+    VariantWeights,
+)
 
 _state: dict = {"cpu": "compiled", "native": ("cuda",)}
 
 
-def _compiled() -> Engine:
+class LayerCall(NamedTuple):
+    """What a module's call asks of its layers, for :func:`layers_on_native`."""
+
+    lengths: bool  # lengths= or a PackedSequence
+    variant: bool  # one of the LSTM's variants
+    segment: bool  # recomputation in segments
+    check_finite: bool  # a NaN scan after each layer
+    trace: bool  # the gates and states returned
+
+    def plain(self) -> bool:
+        """Whether PyTorch's fused op computes this call alike: none of the above, and no
+        gradient norms being recorded."""
+        return not any(self) and not gradient_norms.listening()
+
+
+def _compiled() -> CompiledEngine:
     from longshort.engine.cpu import compiled
 
     return compiled
@@ -36,23 +60,15 @@ def lstm_engine(x: torch.Tensor, w: LSTMWeights) -> Engine:
     return compiled if compiled.supports_lstm(x, w) else reference
 
 
-def compiled_step():
-    """The compiled engine, for :func:`step_on_compiled`'s calls."""
-    return _compiled()
-
-
-def step_on_compiled(x: torch.Tensor, w: LSTMWeights | None = None) -> bool:
-    """Whether one LSTMCell step (w given) or RNNCell step (w None) runs the compiled engine's
-    one-call step: the compiled engine chosen for x, float32/float64 without projection, not
-    autocast, not being compiled."""
+def step_engine(x: torch.Tensor, w: LSTMWeights | None = None) -> StepEngine | None:
+    """The engine that runs one LSTMCell step (w given) or RNNCell step (w None) as one
+    compiled call each way, or None for a one-step layer instead: the compiled engine chosen
+    for x, float32/float64 without projection, not under autocast, not being compiled."""
     chosen = rnn_engine(x) if w is None else lstm_engine(x, w)
-    return (
-        x.dtype in (torch.float32, torch.float64)
-        and (w is None or w.w_hr is None)
-        and chosen is not reference
-        and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
-    )
+    if chosen is reference or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():
+        return None
+    compiled = _compiled()
+    return compiled if compiled.supports_step(x, w) else None
 
 
 def variant_engine(x: torch.Tensor, w: VariantWeights) -> Engine:
@@ -96,9 +112,11 @@ def use_cpu_engine(name: str) -> Iterator[None]:
         _state["cpu"] = old
 
 
-def native_layers(device: torch.device) -> bool:
-    """Whether plain runs on this device go to PyTorch's fused recurrent op (cuDNN on CUDA)."""
-    return device.type in _state["native"]
+def layers_on_native(device: torch.device, call: LayerCall) -> bool:
+    """Whether a layer stack's call runs on PyTorch's fused recurrent op (cuDNN on CUDA)
+    instead of an engine: a plain call (:meth:`LayerCall.plain`) on a device that
+    :func:`use_native` lists (CUDA unless changed)."""
+    return device.type in _state["native"] and call.plain() and not torch.compiler.is_compiling()
 
 
 @contextlib.contextmanager

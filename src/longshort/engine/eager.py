@@ -22,13 +22,11 @@ import contextlib
 import torch
 from torch import Tensor
 
-from longshort.engine import dispatch, gradient_norms, reference, segmented, variant
+from longshort.engine import calls, gradient_norms, reference, variant
 from longshort.engine.types import (
-    GRUForward,
     GRUWeights,
     LSTMForward,
     LSTMWeights,
-    RNNForward,
     RNNWeights,
     VariantForward,
     VariantMasks,
@@ -63,14 +61,8 @@ class LSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment, keep):
         w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
-        engine = dispatch.lstm_engine(x, w)
         with _no_autocast(x.device):
-            if segment > 0:
-                res = segmented.lstm_forward(engine, segment, x, h0, c0, w, lengths)
-            elif keep:
-                res = engine.lstm_forward(x, h0, c0, w, lengths)
-            else:
-                res = engine.lstm_infer(x, h0, c0, w, lengths)
+            engine, res = calls.lstm_forward(x, h0, c0, w, lengths, segment, keep)
         ctx.mark_non_differentiable(res.gates, res.cs)
         ctx.set_materialize_grads(False)  # no zero tensors for the gates and states
         ctx.engine, ctx.segment = engine, segment
@@ -90,27 +82,26 @@ class LSTMLayer(torch.autograd.Function):
                 (d_out, d_hn, d_cn),
             )
             return (*grads, None, None, None)
+        saved = LSTMForward(out, d_hn, d_cn, gates, cs)  # h_n, c_n are not read
         with _no_autocast(x.device):
-            if ctx.segment > 0:
-                g = segmented.lstm_backward(
-                    ctx.engine, ctx.segment, d_out, d_hn, d_cn, x, w, lengths, cs
-                )
-            else:
-                saved = LSTMForward(out, d_hn, d_cn, gates, cs)  # h_n, c_n are not read
-                g = ctx.engine.lstm_backward(d_out, d_hn, d_cn, x, h0, w, lengths, saved)
-        gradient_norms.record("lstm", g.norms)
+            g = calls.lstm_backward(
+                ctx.engine, ctx.segment, (d_out, d_hn, d_cn), x, h0, w, lengths, saved
+            )
         db = g.db if b_ih is not None else None
         return g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, db, db, g.dw_hr, None, None, None
 
 
 class LSTMStep(torch.autograd.Function):
-    """apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh) -> h_1, C_1: one step of an LSTMCell on the
-    compiled engine in one call each way (the layer's machinery cost a cell tens of us)."""
+    """apply(step, x, h0, c0, w_ih, w_hh, b_ih, b_hh) -> h_1, C_1: one step of an LSTMCell in
+    one call each way on `step`, the :class:`~longshort.engine.types.StepEngine` that
+    :func:`longshort.engine.dispatch.step_engine` chose (the layer's machinery cost a cell
+    tens of us)."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    def forward(ctx, step, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
         w = LSTMWeights(w_ih, w_hh, b_ih, b_hh)
-        h, c, z = dispatch.compiled_step().lstm_step(x, h0, c0, w)
+        h, c, z = step.lstm_step(x, h0, c0, w)
+        ctx.step = step
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, z, c)
         return h, c
@@ -121,31 +112,30 @@ class LSTMStep(torch.autograd.Function):
         dh, dc = _zeros_if_none((dh, dc), (h0, c0))
         w = LSTMWeights(w_ih, w_hh, b_ih, b_hh)
         if torch.is_grad_enabled():  # create_graph=True: a backward that can be differentiated
-            return _differentiable(
+            grads = _differentiable(
                 lambda *a: reference.lstm_outputs(a[0][None], *a[1:3], LSTMWeights(*a[3:]), None)[
                     1:
                 ],
                 (x, h0, c0, *w[:4]),
                 (dh, dc),
             )
-        dx, dh0, dc0, dw_ih, dw_hh, db, norms = dispatch.compiled_step().lstm_step_backward(
+            return (None, *grads)
+        dx, dh0, dc0, dw_ih, dw_hh, db, norms = ctx.step.lstm_step_backward(
             dh, dc, x, h0, c0, w, z, c
         )
         gradient_norms.record("lstm", norms)
         db = db if b_ih is not None else None
-        return dx, dh0, dc0, dw_ih, dw_hh, db, db
+        return None, dx, dh0, dc0, dw_ih, dw_hh, db, db
 
 
 class RNNStep(torch.autograd.Function):
-    """apply(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity) -> h_1: one step of an RNNCell on
-    the compiled engine in one call each way."""
+    """apply(step, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity) -> h_1: one step of an RNNCell
+    in one call each way on `step` (as :class:`LSTMStep`)."""
 
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity):
-        h = dispatch.compiled_step().rnn_step(
-            x, h0, RNNWeights(w_ih, w_hh, b_ih, b_hh), nonlinearity
-        )
-        ctx.nonlinearity = nonlinearity
+    def forward(ctx, step, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity):
+        h = step.rnn_step(x, h0, RNNWeights(w_ih, w_hh, b_ih, b_hh), nonlinearity)
+        ctx.step, ctx.nonlinearity = step, nonlinearity
         ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, h)
         return h
 
@@ -159,13 +149,11 @@ class RNNStep(torch.autograd.Function):
                 (x, h0, *w),
                 (dh,),
             )
-            return (*grads, None)
-        dx, dh0, dw_ih, dw_hh, db, norms = dispatch.compiled_step().rnn_step_backward(
-            dh, x, h0, h, w, nl
-        )
+            return (None, *grads, None)
+        dx, dh0, dw_ih, dw_hh, db, norms = ctx.step.rnn_step_backward(dh, x, h0, h, w, nl)
         gradient_norms.record("rnn", norms)
         db = db if b_ih is not None else None
-        return dx, dh0, dw_ih, dw_hh, db, db, None
+        return None, dx, dh0, dw_ih, dw_hh, db, db, None
 
 
 class RNNLayer(torch.autograd.Function):
@@ -174,9 +162,8 @@ class RNNLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
         w = RNNWeights(w_ih, w_hh, b_ih, b_hh)
-        engine = dispatch.rnn_engine(x)
         with _no_autocast(x.device):
-            res = engine.rnn_forward(x, h0, w, lengths, nonlinearity)
+            engine, res = calls.rnn_forward(x, h0, w, lengths, nonlinearity)
         ctx.mark_non_differentiable(res.hs)
         ctx.set_materialize_grads(False)  # no zero tensors for the gates and states
         ctx.engine, ctx.nonlinearity, ctx.has_bias = engine, nonlinearity, b_ih is not None
@@ -195,12 +182,9 @@ class RNNLayer(torch.autograd.Function):
                 (d_out, d_hn),
             )
             return (*grads, None, None)
-        saved = RNNForward(hs, d_hn, hs)  # only hs is read by BPTT
+        w, nl = RNNWeights(w_ih, w_hh), ctx.nonlinearity
         with _no_autocast(x.device):
-            g = ctx.engine.rnn_backward(
-                d_out, d_hn, x, h0, RNNWeights(w_ih, w_hh), lengths, saved, ctx.nonlinearity
-            )
-        gradient_norms.record("rnn", g.norms)
+            g = calls.rnn_backward(ctx.engine, (d_out, d_hn), x, h0, w, lengths, hs, nl)
         db = g.db if ctx.has_bias else None
         return g.dx, g.dh0, g.dw_ih, g.dw_hh, db, db, None, None
 
@@ -211,9 +195,8 @@ class GRULayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
         w = GRUWeights(w_ih, w_hh, b_ih, b_hh)
-        engine = dispatch.gru_engine(x)
         with _no_autocast(x.device):
-            res = engine.gru_forward(x, h0, w, lengths)
+            engine, res = calls.gru_forward(x, h0, w, lengths)
         ctx.mark_non_differentiable(res.gates, res.hs)
         ctx.set_materialize_grads(False)  # no zero tensors for the gates and states
         ctx.engine = engine
@@ -232,10 +215,8 @@ class GRULayer(torch.autograd.Function):
                 (d_out, d_hn),
             )
             return (*grads, None)
-        saved = GRUForward(hs, d_hn, gates, hs)  # out and h_n are not read by BPTT
         with _no_autocast(x.device):
-            g = ctx.engine.gru_backward(d_out, d_hn, x, h0, w, lengths, saved)
-        gradient_norms.record("gru", g.norms)
+            g = calls.gru_backward(ctx.engine, (d_out, d_hn), x, h0, w, lengths, gates, hs)
         has_bias = b_ih is not None
         return (
             g.dx,
@@ -255,14 +236,8 @@ class VariantLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, c0, v, zone_c, zone_h, keep, lengths, segment, *weights):
         w, masks = VariantWeights(*weights), VariantMasks(zone_c, zone_h, keep)
-        engine = dispatch.variant_engine(x, w)
         with _no_autocast(x.device):
-            if segment > 0:
-                res = variant.segmented_forward(engine, segment, x, h0, c0, w, v, masks, lengths)
-                empty = x.new_empty(0)
-                part = variant.InputPart(empty, empty, empty)
-            else:
-                res, part = variant.forward(engine, x, h0, c0, w, v, masks, lengths)
+            engine, res, part = calls.variant_forward(x, h0, c0, w, v, masks, lengths, segment)
         ctx.mark_non_differentiable(res.gates, res.cs)
         ctx.set_materialize_grads(False)  # no zero tensors for the gates and states
         ctx.engine, ctx.segment, ctx.v = engine, segment, v
@@ -283,17 +258,12 @@ class VariantLayer(torch.autograd.Function):
                 (d_out, d_hn, d_cn),
             )
             return (*grads[:3], *[None] * 6, *grads[3:])
+        saved = VariantForward(out, d_hn, d_cn, gates, cs, rec)  # h_n, c_n are not read
         with _no_autocast(x.device):
-            if ctx.segment > 0:
-                g = variant.segmented_backward(
-                    ctx.engine, ctx.segment, d_out, d_hn, d_cn, x, w, v, masks, lengths, cs
-                )
-            else:
-                saved = VariantForward(out, d_hn, d_cn, gates, cs, rec)  # h_n, c_n unread
-                g = variant.backward(
-                    ctx.engine, d_out, d_hn, d_cn, x, h0, w, v, masks, lengths, saved, part
-                )
-        gradient_norms.record("lstm", g.norms)
+            g = calls.variant_backward(
+                ctx.engine, ctx.segment, (d_out, d_hn, d_cn), x, h0, w, v, masks, lengths,
+                saved, part,
+            )  # fmt: skip
         return (g.dx, g.dh0, g.dc0, *[None] * 6, *g.weights)
 
 

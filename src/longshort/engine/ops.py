@@ -16,14 +16,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from longshort.engine import dispatch, gradient_norms, segmented, variant
+from longshort.engine import calls, dispatch, variant
 from longshort.engine.types import (
-    GRUForward,
     GRUWeights,
     LSTMForward,
     LSTMVariant,
     LSTMWeights,
-    RNNForward,
     RNNWeights,
     VariantForward,
     VariantMasks,
@@ -50,10 +48,7 @@ def lstm_fwd(
     (recompute in segments), gates is (0, B, 4H) and cs holds the segment starts
     (ceil(T/S), B, P + H)."""
     w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
-    engine = dispatch.lstm_engine(x, w)
-    if segment > 0:
-        return tuple(segmented.lstm_forward(engine, segment, x, h0, c0, w, lengths))
-    return tuple(engine.lstm_forward(x, h0, c0, w, lengths))
+    return calls.lstm_forward(x, h0, c0, w, lengths, segment)[1]
 
 
 @lstm_fwd.register_fake
@@ -102,13 +97,10 @@ def lstm_bwd(
     is no projection. With segment S > 0, cs holds the segment starts and each segment is
     recomputed (the biases are needed for that)."""
     w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
-    engine = dispatch.lstm_engine(x, w)
-    if segment > 0:
-        g = segmented.lstm_backward(engine, segment, d_out, d_hn, d_cn, x, w, lengths, cs)
-    else:
-        saved = LSTMForward(out, d_hn, d_cn, gates, cs)  # h_n, c_n are not read by BPTT
-        g = engine.lstm_backward(d_out, d_hn, d_cn, x, h0, w, lengths, saved)
-    return tuple(g._replace(dw_hr=x.new_empty(_EMPTY) if g.dw_hr is None else g.dw_hr))
+    saved = LSTMForward(out, d_hn, d_cn, gates, cs)  # h_n, c_n are not read by BPTT
+    g = calls.lstm_backward(None, segment, (d_out, d_hn, d_cn), x, h0, w, lengths, saved)
+    dw_hr = x.new_empty(_EMPTY) if g.dw_hr is None else g.dw_hr
+    return g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, g.db, dw_hr, g.norms
 
 
 @lstm_bwd.register_fake
@@ -152,8 +144,7 @@ def _lstm_backward(ctx, d_out, d_hn, d_cn, _d_gates, _d_cs):
         cs,
         ctx.segment,
     )
-    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, norms = g
-    gradient_norms.record("lstm", norms)
+    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, _norms = g  # recorded by calls.lstm_backward
     db_ih, db_hh = (db, db) if ctx.has_bias else (None, None)
     dw_hr = dw_hr if ctx.has_proj else None
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, None, None
@@ -175,7 +166,7 @@ def rnn_fwd(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The fields of :class:`~longshort.engine.types.RNNForward`."""
     w = RNNWeights(w_ih, w_hh, b_ih, b_hh)
-    return tuple(dispatch.rnn_engine(x).rnn_forward(x, h0, w, lengths, nonlinearity))
+    return calls.rnn_forward(x, h0, w, lengths, nonlinearity)[1]
 
 
 @rnn_fwd.register_fake
@@ -198,10 +189,7 @@ def rnn_bwd(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The fields of :class:`~longshort.engine.types.RNNGrads`."""
     w = RNNWeights(w_ih, w_hh)
-    saved = RNNForward(hs, d_hn, hs)  # only hs is read by BPTT
-    return tuple(
-        dispatch.rnn_engine(x).rnn_backward(d_out, d_hn, x, h0, w, lengths, saved, nonlinearity)
-    )
+    return calls.rnn_backward(None, (d_out, d_hn), x, h0, w, lengths, hs, nonlinearity)
 
 
 @rnn_bwd.register_fake
@@ -226,7 +214,7 @@ def _rnn_setup(ctx, inputs: Sequence, output: Sequence) -> None:
 
 def _rnn_backward(ctx, d_out, d_hn, _d_hs):
     x, h0, w_ih, w_hh, lengths, hs = ctx.saved_tensors
-    dx, dh0, dw_ih, dw_hh, db, norms = rnn_bwd(
+    dx, dh0, dw_ih, dw_hh, db, _norms = rnn_bwd(  # the norms recorded by calls.rnn_backward
         _or_zeros(d_out, hs),
         _or_zeros(d_hn, h0),
         x,
@@ -237,7 +225,6 @@ def _rnn_backward(ctx, d_out, d_hn, _d_hs):
         hs,
         ctx.nonlinearity,
     )
-    gradient_norms.record("rnn", norms)
     db_ih, db_hh = (db, db) if ctx.has_bias else (None, None)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None
 
@@ -257,7 +244,7 @@ def gru_fwd(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The fields of :class:`~longshort.engine.types.GRUForward`."""
     w = GRUWeights(w_ih, w_hh, b_ih, b_hh)
-    return tuple(dispatch.gru_engine(x).gru_forward(x, h0, w, lengths))
+    return calls.gru_forward(x, h0, w, lengths)[1]
 
 
 @gru_fwd.register_fake
@@ -285,9 +272,8 @@ def gru_bwd(
     hs: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The fields of :class:`~longshort.engine.types.GRUGrads`."""
-    saved = GRUForward(hs, d_hn, gates, hs)  # out and h_n are not read by BPTT
     w = GRUWeights(w_ih, w_hh)
-    return tuple(dispatch.gru_engine(x).gru_backward(d_out, d_hn, x, h0, w, lengths, saved))
+    return calls.gru_backward(None, (d_out, d_hn), x, h0, w, lengths, gates, hs)
 
 
 @gru_bwd.register_fake
@@ -314,8 +300,7 @@ def _gru_setup(ctx, inputs: Sequence, output: Sequence) -> None:
 def _gru_backward(ctx, d_out, d_hn, _d_gates, _d_hs):
     x, h0, w_ih, w_hh, lengths, gates, hs = ctx.saved_tensors
     g = gru_bwd(_or_zeros(d_out, hs), _or_zeros(d_hn, h0), x, h0, w_ih, w_hh, lengths, gates, hs)
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms = g
-    gradient_norms.record("gru", norms)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, _norms = g  # recorded by calls.gru_backward
     if not ctx.has_bias:
         db_ih = db_hh = None
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None
@@ -367,12 +352,7 @@ def variant_fwd(
     v = LSTMVariant(forget_gate, peephole, coupled, layer_norm)
     w = VariantWeights(w_ih, w_hh, b_ih, b_hh, w_hr, w_ch, ln_ih, ln_hh, ln_c_w, ln_c_b)
     masks = VariantMasks(zone_c, zone_h, keep)
-    engine = dispatch.variant_engine(x, w)
-    if segment > 0:
-        res = variant.segmented_forward(engine, segment, x, h0, c0, w, v, masks, lengths)
-        empty = x.new_empty(_EMPTY)
-        return _distinct((*res, empty, empty, empty), (x, h0, c0))
-    res, part = variant.forward(engine, x, h0, c0, w, v, masks, lengths)
+    _, res, part = calls.variant_forward(x, h0, c0, w, v, masks, lengths, segment)
     return _distinct((*res, *part), (x, h0, c0))
 
 
@@ -440,15 +420,11 @@ def variant_bwd(
     v = LSTMVariant(forget_gate, peephole, coupled, layer_norm)
     w = VariantWeights(w_ih, w_hh, b_ih, b_hh, w_hr, w_ch, ln_ih, ln_hh, ln_c_w, ln_c_b)
     masks = VariantMasks(zone_c, zone_h, keep)
-    engine = dispatch.variant_engine(x, w)
-    if segment > 0:
-        g = variant.segmented_backward(
-            engine, segment, d_out, d_hn, d_cn, x, w, v, masks, lengths, cs
-        )
-    else:
-        res = VariantForward(out, d_hn, d_cn, gates, cs, rec)  # h_n, c_n are not read
-        part = variant.InputPart(wx, mean, rstd)
-        g = variant.backward(engine, d_out, d_hn, d_cn, x, h0, w, v, masks, lengths, res, part)
+    res = VariantForward(out, d_hn, d_cn, gates, cs, rec)  # h_n, c_n are not read
+    part = variant.InputPart(wx, mean, rstd)
+    g = calls.variant_backward(
+        None, segment, (d_out, d_hn, d_cn), x, h0, w, v, masks, lengths, res, part
+    )
     grads = [x.new_empty(_EMPTY) if t is None else t for t in g.weights]
     return _distinct((g.dx, g.dh0, g.dc0, g.norms, *grads), (d_out, d_hn, d_cn))
 
@@ -493,13 +469,21 @@ def _variant_setup(ctx, inputs: Sequence, output: Sequence) -> None:
 def _variant_backward(ctx, d_out, d_hn, d_cn, *_unused):
     x, h0, c0, zone_c, zone_h, keep, lengths, *rest = ctx.saved_tensors
     weights, saved = rest[:10], rest[10:]
-    dx, dh0, dc0, norms, *grads = variant_bwd(
+    dx, dh0, dc0, _norms, *grads = variant_bwd(
         _or_zeros(d_out, saved[0]),
         _or_zeros(d_hn, h0),
         _or_zeros(d_cn, c0),
-        x, h0, zone_c, zone_h, keep, lengths, ctx.segment, *ctx.flags, *weights, *saved,
-    )  # fmt: skip
-    gradient_norms.record("lstm", norms)
+        x,
+        h0,
+        zone_c,
+        zone_h,
+        keep,
+        lengths,
+        ctx.segment,
+        *ctx.flags,
+        *weights,
+        *saved,
+    )  # fmt: skip  (the norms recorded by calls.variant_backward)
     grads = [g if w is not None else None for g, w in zip(grads, weights, strict=True)]
     return (dx, dh0, dc0, *[None] * 9, *grads)
 

@@ -410,7 +410,7 @@ def variant_backward(
             dc_prev = torch.where(mask[t], dc_prev, dc)
             norms[t, :, 1:] = torch.where(mask[t], norms[t, :, 1:], 0)
         da[t], dr[t] = da_t, dr_t
-        if dn is not None:
+        if dn is not None and dn_t is not None:
             dn[t] = dn_t
         if dhp is not None:
             dhp[t] = dhp_t
@@ -430,6 +430,7 @@ def _variant_param_grads(
         parts = [(d * c_prev).sum(rows) for d in (dai, daf) if d is not None]
         grads["w_ch"] = torch.cat((*parts, (dao * c_new).sum(rows)))
     if v.layer_norm:
+        assert dn is not None, "layer norm's BPTT keeps dL/dn"
         grads["ln_hh"] = (da * variant_cell.normalise(saved.rec)[0]).sum(rows)
         grads["ln_c_w"] = (dn * variant_cell.normalise(c_new)[0]).sum(rows)
         grads["ln_c_b"] = dn.sum(rows)

@@ -73,7 +73,7 @@ def lstm_backward(
         dw_ih += g.dw_ih
         dw_hh += g.dw_hh
         db += g.db
-        if dw_hr is not None:
+        if dw_hr is not None and g.dw_hr is not None:
             dw_hr += g.dw_hr
         norms[s : s + segment] = g.norms
     return LSTMGrads(dx, dh, dc, dw_ih, dw_hh, db, dw_hr, norms)

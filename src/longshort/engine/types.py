@@ -309,3 +309,54 @@ class Engine(Protocol):
         lengths: Tensor | None,
         saved: GRUForward,
     ) -> GRUGrads: ...
+
+
+class StepEngine(Protocol):
+    """One step of a cell, every row, in one call each way (the compiled engine's; the
+    reference engine runs a one-step layer instead). Shapes: x (B, I), h0, c0 (B, H)."""
+
+    def lstm_step(
+        self, x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """h_1, C_1 (B, H) and the gates (B, 4H) BPTT reads."""
+        ...
+
+    def lstm_step_backward(
+        self,
+        dh: Tensor,
+        dc: Tensor,
+        x: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        w: LSTMWeights,
+        z: Tensor,
+        c: Tensor,
+    ) -> tuple[Tensor, ...]:
+        """dx, dh0, dc0, dW_ih, dW_hh, db and the norms (1, B, 2)."""
+        ...
+
+    def rnn_step(self, x: Tensor, h0: Tensor, w: RNNWeights, nonlinearity: str) -> Tensor:
+        """h_1 (B, H)."""
+        ...
+
+    def rnn_step_backward(
+        self, dh: Tensor, x: Tensor, h0: Tensor, h: Tensor, w: RNNWeights, nonlinearity: str
+    ) -> tuple[Tensor, ...]:
+        """dx, dh0, dW_ih, dW_hh, db and the norms (1, B, 1)."""
+        ...
+
+
+class CompiledEngine(Engine, StepEngine, Protocol):
+    """The compiled engine (:mod:`longshort.engine.cpu.compiled`): an :class:`Engine` and a
+    :class:`StepEngine`, and the calls it runs; :mod:`longshort.engine.dispatch` sends the
+    others to the reference engine."""
+
+    def supports_lstm(self, x: Tensor, w: LSTMWeights) -> bool: ...
+
+    def supports_variant(self, x: Tensor, w: VariantWeights) -> bool: ...
+
+    def supports_rnn(self, x: Tensor) -> bool: ...
+
+    def supports_gru(self, x: Tensor) -> bool: ...
+
+    def supports_step(self, x: Tensor, w: LSTMWeights | None = None) -> bool: ...

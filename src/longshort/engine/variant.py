@@ -136,7 +136,9 @@ def _projection_grad(
     if dhp is None:
         return None
     c_new = new_cells(saved.gates, saved.cs[:-1], v)
-    n = normalise(c_new)[0] * w.ln_c_w + w.ln_c_b if v.layer_norm else c_new
+    n = c_new
+    if w.ln_c_w is not None and w.ln_c_b is not None:  # layer norm
+        n = normalise(c_new)[0] * w.ln_c_w + w.ln_c_b
     m = split(saved.gates, v)[3] * torch.tanh(n)
     return dhp.flatten(0, 1).T @ m.flatten(0, 1)
 
@@ -202,4 +204,4 @@ def segmented_backward(
             a if b is None else (b if a is None else a + b)
             for a, b in zip(total, g.weights, strict=True)
         ]
-    return VariantGrads(dx, dh, dc, VariantWeights(*total), norms)
+    return VariantGrads(dx, dh, dc, VariantWeights._make(total), norms)

@@ -9,7 +9,6 @@ by layer and direction by direction; the per-step loop lives in the engine.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from typing import NamedTuple
 
@@ -17,7 +16,7 @@ import torch
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from longshort.engine import dispatch, gradient_norms
+from longshort.engine import dispatch
 from longshort.nn import checks, onnx, sequence
 
 
@@ -60,6 +59,7 @@ class RecurrentBase(nn.RNNBase):
     gate_multiplier: int
     state_count: int  # 2 for (h, c), 1 for h
     torch_class: type[nn.RNNBase]  # the torch.nn module this one replaces
+    allows_projection = False  # proj_size (the LSTM's, as in torch.nn)
 
     def __init__(
         self,
@@ -76,60 +76,21 @@ class RecurrentBase(nn.RNNBase):
         recompute_segment: int | None = None,
         check_finite: bool = False,
     ) -> None:
-        name = type(self).__name__
-        if proj_size and self.torch_class is not nn.LSTM:  # as torch.nn answers it
-            raise ValueError(
-                f"{name}: proj_size argument is only supported for LSTM, not {name}; "
-                f"got {proj_size!r}"
-            )
+        checks.check_layer_args(
+            type(self).__name__,
+            self.allows_projection,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            recompute_segment,
+        )
         self.check_finite = check_finite
-        if recompute_segment is not None and (
-            not isinstance(recompute_segment, int) or recompute_segment < 1
-        ):
-            raise ValueError(
-                f"{name}: recompute_segment must be None or a positive int, "
-                f"got {recompute_segment!r}"
-            )
         self.recompute_segment = recompute_segment
-        for arg, value in (
-            ("input_size", input_size),
-            ("hidden_size", hidden_size),
-            ("num_layers", num_layers),
-            ("proj_size", proj_size),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name}: {arg} must be an int, got {type(value).__name__}")
-        for arg, value in (
-            ("bias", bias),
-            ("batch_first", batch_first),
-            ("bidirectional", bidirectional),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name}: {arg} must be a bool, got {type(value).__name__}")
-        for arg, value in (
-            ("input_size", input_size),
-            ("hidden_size", hidden_size),
-            ("num_layers", num_layers),
-        ):
-            if value <= 0:
-                raise ValueError(f"{name}: {arg} must be greater than zero, got {value}")
-        if proj_size < 0 or (proj_size and proj_size >= hidden_size):
-            raise ValueError(
-                f"{name}: proj_size must be 0 (no projection) or in [1, hidden_size-1] = "
-                f"[1, {hidden_size - 1}], got {proj_size}"
-            )
-        if (
-            not isinstance(dropout, numbers.Number)
-            or isinstance(dropout, bool)
-            or not 0 <= dropout <= 1
-        ):
-            raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(
-                f"{name}: dropout is applied between layers, so dropout={dropout} with "
-                "num_layers=1 has no effect",
-                stacklevel=3,
-            )
         with warnings.catch_warnings():  # torch.nn's own dropout warning repeats ours
             warnings.simplefilter("ignore", UserWarning)
             nn.RNNBase.__init__(
@@ -290,16 +251,14 @@ class RecurrentBase(nn.RNNBase):
         """Whether this module runs one of the LSTM's variants (see :class:`longshort.LSTM`)."""
         return False
 
-    def _plain(self, prep: Prepared) -> bool:
-        """Whether this call is one PyTorch's fused op computes alike: no lengths or packing,
-        no variant, no recomputation, no NaN scan per layer, no gradient norms recorded."""
-        return (
-            prep.lengths is None
-            and not self._runs_variant()
-            and not self.recompute_segment
-            and not self.check_finite
-            and not gradient_norms.listening()
-            and not torch.compiler.is_compiling()
+    def _call(self, prep: Prepared, want_trace: bool) -> dispatch.LayerCall:
+        """What this call asks of the layers, for :func:`dispatch.layers_on_native`."""
+        return dispatch.LayerCall(
+            lengths=prep.lengths is not None,
+            variant=self._runs_variant(),
+            segment=bool(self.recompute_segment),
+            check_finite=self.check_finite,
+            trace=want_trace,
         )
 
     def _run_native(
@@ -324,7 +283,7 @@ class RecurrentBase(nn.RNNBase):
         """All layers and directions; returns output (T, B, D*P), final states and, if
         want_trace, a trace per layer and direction."""
         x, lengths = prep.x, prep.lengths
-        if not want_trace and self._plain(prep) and dispatch.native_layers(x.device):
+        if dispatch.layers_on_native(x.device, self._call(prep, want_trace)):
             return self._run_native(x, states)
         rev = sequence.reverse_index(lengths, x.shape[0]) if self.bidirectional else None
         finals: list[list[Tensor]] = [[] for _ in states]

@@ -3,6 +3,9 @@ and what was expected. Nothing is broadcast, truncated or cast silently."""
 
 from __future__ import annotations
 
+import numbers
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -77,3 +80,65 @@ def check_lengths(
                 f"got values from {low} to {high}"
             )
     return lengths
+
+
+def check_layer_args(
+    owner: str,
+    allows_projection: bool,
+    input_size: object,
+    hidden_size: object,
+    num_layers: object,
+    bias: object,
+    batch_first: object,
+    dropout: object,
+    bidirectional: object,
+    proj_size: object,
+    recompute_segment: object,
+) -> None:
+    """A recurrent layer's constructor arguments, as torch.nn.RNNBase's checks them (with its
+    exception classes), and longshort's own (recompute_segment)."""
+    if proj_size and not allows_projection:  # as torch.nn answers it
+        raise ValueError(
+            f"{owner}: proj_size argument is only supported for LSTM, not {owner}; "
+            f"got {proj_size!r}"
+        )
+    if recompute_segment is not None and (
+        not isinstance(recompute_segment, int) or recompute_segment < 1
+    ):
+        raise ValueError(
+            f"{owner}: recompute_segment must be None or a positive int, got {recompute_segment!r}"
+        )
+    sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
+    for arg, value in (*sizes.items(), ("proj_size", proj_size)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{owner}: {arg} must be an int, got {type(value).__name__}")
+    flags = {"bias": bias, "batch_first": batch_first, "bidirectional": bidirectional}
+    for arg, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{owner}: {arg} must be a bool, got {type(value).__name__}")
+    for arg, value in sizes.items():
+        if value <= 0:  # type: ignore[operator]
+            raise ValueError(f"{owner}: {arg} must be greater than zero, got {value}")
+    _check_projection(owner, proj_size, hidden_size)  # type: ignore[arg-type]
+    _check_dropout(owner, dropout, num_layers)  # type: ignore[arg-type]
+
+
+def _check_projection(owner: str, proj_size: int, hidden_size: int) -> None:
+    if proj_size < 0 or (proj_size and proj_size >= hidden_size):
+        raise ValueError(
+            f"{owner}: proj_size must be 0 (no projection) or in [1, hidden_size-1] = "
+            f"[1, {hidden_size - 1}], got {proj_size}"
+        )
+
+
+def _check_dropout(owner: str, dropout: object, num_layers: int) -> None:
+    if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool):
+        raise ValueError(f"{owner}: dropout must be a number in [0, 1], got {dropout!r}")
+    if not 0 <= dropout <= 1:  # type: ignore[operator]
+        raise ValueError(f"{owner}: dropout must be a number in [0, 1], got {dropout!r}")
+    if dropout > 0 and num_layers == 1:  # type: ignore[operator]
+        warnings.warn(
+            f"{owner}: dropout is applied between layers, so dropout={dropout} with "
+            "num_layers=1 has no effect",
+            stacklevel=5,
+        )

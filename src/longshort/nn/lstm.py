@@ -63,6 +63,7 @@ class LSTM(variants.PicklesOptions, RecurrentBase):
 
     gate_multiplier = 4
     state_count = 2
+    allows_projection = True
     options = variants.Options()  # the plain LSTM until __init__ says otherwise
     torch_class = nn.LSTM
     # torch.nn.LSTM's own versions of RNNBase's hooks, for code that calls or overrides them

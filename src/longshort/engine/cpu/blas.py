@@ -220,26 +220,26 @@ def _gemm_impl(y, ta, tb, m, n, k, a, lda, b, ldb, beta, ldc):
 
 
 @njit(cache=True, nogil=True)
-def matmul_wt(x, w, y, beta):
+def gemm_wt(x, w, y, beta):
     """y (B, N) = x (B, K) @ w.T + beta * y, with w (N, K); all C-contiguous. Up to
     small.SMALL_ROWS float rows times a weight of small.MIN_WEIGHT elements or more run on
     :mod:`.small`'s loops, the rest on BLAS."""
     n, k = w.shape
     if small.handles(x) and x.shape[0] <= small.SMALL_ROWS and n * k >= small.MIN_WEIGHT:
-        small.matmul_wt(x, w, y, beta)
+        small.few_rows_wt(x, w, y, beta)
         return
     _gemm(y, NO_TRANS, TRANS, x.shape[0], n, k, x, k, w, k, beta, n)
 
 
 @njit(cache=True, nogil=True)
-def matmul_w(x, w, y, beta):
+def gemm_w(x, w, y, beta):
     """y (B, N) = x (B, K) @ w + beta * y, with w (K, N)."""
     k, n = w.shape
     _gemm(y, NO_TRANS, NO_TRANS, x.shape[0], n, k, x, k, w, n, beta, n)
 
 
 @njit(cache=True, nogil=True)
-def matmul_at(a, b, y, beta):
+def gemm_at(a, b, y, beta):
     """y (N, K) = a.T @ b + beta * y, with a (M, N) and b (M, K): a sum over the M rows.
     a may be a column slice of a wider array (rows a.strides[0] apart); b, y C-contiguous."""
     m, n = a.shape

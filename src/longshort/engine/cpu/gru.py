@@ -1,29 +1,44 @@
-"""The GRU over a whole sequence, compiled: forward loop and BPTT loop side by side.
+"""The compiled GRU: its forward and BPTT loops side by side, and the host code that lays out
+their buffers and runs them.
 
-Same equations as ``longshort.cells.gru`` (Cho et al. 2014, torch's formulation): per step
-one recurrent GEMM through BLAS (W_h·h_{t-1} for the three gates), then the gate math fused per
-batch row. A call computes the batch rows [b0, b1) for all steps (see ``lstm.py``); scratch
-buffers have N = b1 - b0 rows.
+Same equations as ``longshort.cells.gru`` (Cho et al. 2014, torch's formulation): per step one
+recurrent product on :mod:`.packed`'s micro-kernel (W_h·h_{t-1} for the three gates at once),
+then the gate math fused per batch row. Kernel arguments come in the four bundles of
+:mod:`longshort.engine.cpu`, then the rows [b0, b1) (see :mod:`.lstm`).
 
-Shapes: T steps, B batch, H hidden, G = 3H. ``lengths`` is (B,) int64, or empty when every
-sequence runs all T steps; ``b_hh`` is (G,), or empty without bias.
+Shapes: T steps, B batch, H hidden, G = 3H, N = b1 - b0 rows of a thread. ``lengths`` is (B,)
+int64, or empty when every sequence runs all T steps; ``b_hh`` is (G,), or empty without bias.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from numba import njit
+from torch import Tensor
 
+from longshort.engine import reference
+from longshort.engine.cpu import host, threads
 from longshort.engine.cpu.activations import JIT, affine_logistic, copy, tanh_into
 from longshort.engine.cpu.packed import product
+from longshort.engine.types import GRUForward, GRUGrads, GRUWeights
 
 
 @njit(**JIT)
-def forward(xw, h, hs, gates, w_hh, b_hh, lengths, hw, coef, bits, b0, b1):
-    """xw (T, B, G): W_i·x_t + b_i. h (B, H): h_0 on entry, h_n on return. hs (T, B, H) out:
-    h_t, carried through padded steps. gates (T, B, 4H) out: [r, z, n, W_hn h_{t-1} + b_hn].
-    hw (N, G) scratch. coef (3, 2H): σ's coefficients (activations.gate_coefficients rows);
-    bits (G,) int32 scratch. Rows [b0, b1) only."""
+def forward(weights, io, saved, scratch, b0, b1):
+    """The forward loop over all T steps for rows [b0, b1).
+
+    weights = (w_hh, b_hh, coef): w_hh packed (or (G, H) as it is); b_hh (G,) or empty;
+      coef (3, 2H) σ's coefficients (activations.gate_coefficients rows).
+    io = (xw, h, lengths): xw (T, B, G) W_i·x_t + b_i; h (B, H) h_0 in, h_n out.
+    saved = (hs, gates): hs (T, B, H) out, h_t carried through padded steps; gates (T, B, 4H)
+      out, [r, z, n, W_hn h_{t-1} + b_hn].
+    scratch = (hw, bits): hw (N, G); bits (G,) int32.
+    """
+    w_hh, b_hh, coef = weights
+    xw, h, lengths = io
+    hs, gates = saved
+    hw, bits = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
     steps, _, g3 = xw.shape
@@ -57,10 +72,20 @@ def forward(xw, h, hs, gates, w_hh, b_hh, lengths, hw, coef, bits, b0, b1):
 
 
 @njit(**JIT)
-def backward(d_out, dh, h0, hs, gates, w_hh_t, lengths, dgi, dgh, dh_t, dh_buf, norms, b0, b1):
-    """BPTT of :func:`forward`, with w_hh_t (H, G) = W_h^T. dh (B, H): dL/dh_T in, dL/dh_0 out.
-    dgi, dgh (T, B, G) out: the gradients at the input-side and hidden-side pre-activations.
-    dh_t, dh_buf (N, H) scratch; norms (T, B, 1) out: ||dL/dh_t|| (0 at padding)."""
+def backward(weights, io, saved, scratch, b0, b1):
+    """BPTT of :func:`forward` for rows [b0, b1).
+
+    weights = (w_hh_t,): (H, G) = W_hᵀ, packed or not.
+    io = (d_out, dh, h0, lengths, dgi, dgh, norms): d_out (T, B, H); dh (B, H) dL/dh_T in,
+      dL/dh_0 out; h0 (B, H); dgi, dgh (T, B, G) out: the gradients at the input-side and
+      hidden-side pre-activations; norms (T, B, 1) out: ||dL/dh_t|| (0 at padding).
+    saved = (hs, gates): as :func:`forward` left them.
+    scratch = (dh_t, dh_buf): (N, H) each.
+    """
+    (w_hh_t,) = weights
+    d_out, dh, h0, lengths, dgi, dgh, norms = io
+    hs, gates = saved
+    dh_t, dh_buf = scratch
     steps, _, g4 = gates.shape
     hidden = g4 // 4
     for t in range(steps - 1, -1, -1):
@@ -93,3 +118,73 @@ def backward(d_out, dh, h0, hs, gates, w_hh_t, lengths, dgi, dgh, dh_t, dh_buf, 
                 for j in range(hidden):
                     # ∂h_t/∂h_{t-1} = z_t along the additive path, plus the gates' path
                     dh[b, j] = dh_t[b - b0, j] * gb[hidden + j] + dh_buf[b - b0, j]
+
+
+# host: the engine functions ------------------------------------------------------------------
+
+
+def gru_forward(x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None) -> GRUForward:
+    """See :func:`longshort.engine.reference.gru_forward`."""
+    steps, batch, _ = x.shape
+    hidden = h0.shape[1]
+    xw = host.project_all(x, w.w_ih, w.b_ih, None)  # b_hh stays inside: r scales W_hn h + b_hn
+    gates = x.new_empty(steps, batch, 4 * hidden)
+    hs = x.new_empty(steps, batch, hidden)
+    h = h0.clone(memory_format=torch.contiguous_format)
+    dtype = xw.numpy().dtype
+    b_hh = host.optional(w.b_hh, 1, dtype)
+    weights = (host.recurrent(w.w_hh, steps), b_hh, host.sigmoid_coefficients(hidden, dtype))
+    io = (xw.numpy(), h.numpy(), host.lengths_array(lengths))
+    saved = (hs.numpy(), gates.numpy())
+
+    def args(b0: int, b1: int) -> tuple:
+        scratch = (np.empty((b1 - b0, 3 * hidden), dtype), np.empty(3 * hidden, np.int32))
+        return weights, io, saved, scratch, b0, b1
+
+    flops = 2 * batch * 3 * hidden * hidden
+    threads.run(forward, threads.ranges(batch, flops=flops * steps), args, flops)
+    mask = reference.step_mask(lengths, steps)
+    out = hs.clone() if mask is None else torch.where(mask, hs, 0)
+    return GRUForward(out, h, gates, hs)
+
+
+def gru_backward(
+    d_out: Tensor,
+    d_hn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w: GRUWeights,
+    lengths: Tensor | None,
+    saved: GRUForward,
+) -> GRUGrads:
+    """See :func:`longshort.engine.reference.gru_backward`."""
+    steps, batch, _ = x.shape
+    hidden = h0.shape[1]
+    dh = d_hn.clone(memory_format=torch.contiguous_format)
+    shape, real = (steps, batch, 3 * hidden), host.array(x).dtype  # BPTT writes all of both
+    dgi, dgh = (torch.from_numpy(host.kept(role, shape, real)) for role in ("dgi", "dgh"))
+    norms = x.new_empty(steps, batch, 1)
+    dtype = dgi.numpy().dtype
+    weights = (host.recurrent(w.w_hh.t(), steps),)  # transposed once: each product reads rows
+    io = (
+        host.array(d_out), dh.numpy(), host.array(h0), host.lengths_array(lengths),
+        dgi.numpy(), dgh.numpy(), norms.numpy(),
+    )  # fmt: skip
+    saved_arrays = (host.array(saved.hs), host.array(saved.gates))
+
+    def args(b0: int, b1: int) -> tuple:
+        scratch = tuple(np.empty((b1 - b0, hidden), dtype) for _ in range(2))
+        return weights, io, saved_arrays, scratch, b0, b1
+
+    flops = 2 * batch * 3 * hidden * hidden
+    threads.run(backward, threads.ranges(batch, flops=flops * steps), args, flops)
+    dgin, dghn = host.as_matrix(dgi.numpy()), host.as_matrix(dgh.numpy())
+    dx = x.new_empty(x.shape)
+    dw_ih, dw_hh = torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
+    # dx = dgi W_i, dW_i = Σ_t dgi_tᵀ x_t, dW_h = Σ_t dgh_tᵀ h_{t-1}
+    hs = host.as_matrix(host.array(saved.hs)[:-1])
+    ins = (dgin, dghn, host.as_matrix(host.array(x)), host.array(h0), hs, host.array(w.w_ih))
+    host.weight_products(*ins, host.as_matrix(dx.numpy()), dw_ih.numpy(), dw_hh.numpy())
+    db_ih = torch.from_numpy(dgin.sum(axis=0))
+    db_hh = torch.from_numpy(dghn.sum(axis=0))
+    return GRUGrads(dx, dh, dw_ih, dw_hh, db_ih, db_hh, norms)

@@ -1,27 +1,33 @@
-"""The LSTM over a whole sequence, compiled: forward loop and BPTT loop side by side.
+"""The compiled LSTM: its kernels (forward loop, BPTT loop, the no-grad loop and the one-call
+cell step, side by side) and the host code that lays out their buffers and runs them.
 
-Same equations as ``longshort.cells.lstm``, written for numba: per step one
-recurrent GEMM through BLAS, then the gate math fused per batch row, one 1-D view per gate so
-LLVM vectorises each loop. Every buffer is allocated by the caller; a step allocates nothing.
+Same equations as ``longshort.cells.lstm``, written for numba: per step one recurrent product on
+:mod:`.packed`'s micro-kernel (:func:`.packed.product`), then the gate math fused per batch row,
+one 1-D view per gate so LLVM vectorises each loop. Every buffer is allocated by the host code;
+a step allocates nothing.
 
-Shapes: T steps, B batch, H hidden, P size of h (= H without projection), G = 4H.
-``lengths`` is (B,) int64, or empty when every sequence runs all T steps; ``w_hr`` is (P, H), or
-(0, 0) without projection.
-
-Rows: a call computes the batch rows [b0, b1) only, for all T steps; the recurrence of one row
-never reads another, so the caller can run disjoint row ranges on several threads at once
-(compiled ``nogil``) with no barrier between steps. Scratch buffers (N = b1 - b0 rows) belong
-to one call.
+Shapes: T steps, B batch, I input, H hidden, P size of h (= H without projection), G = 4H,
+N = b1 - b0 rows of a thread. ``lengths`` is (B,) int64, or empty when every sequence runs all
+T steps; ``w_hr`` is (P, H), or (0, 0) without projection. Kernel arguments come in the four
+bundles of :mod:`longshort.engine.cpu` (weights, io, saved, scratch), then the rows [b0, b1):
+the recurrence of one row never reads another, so the host runs disjoint row ranges on several
+threads at once (compiled ``nogil``) with no barrier between steps.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from numba import njit
+from torch import Tensor
 
+from longshort.engine.cpu import host, threads
 from longshort.engine.cpu.activations import JIT, copy, gates_inplace, tanh_into
-from longshort.engine.cpu.blas import as_operand, matmul_at, matmul_w, matmul_wt
+from longshort.engine.cpu.blas import as_operand, gemm_at, gemm_w, gemm_wt
 from longshort.engine.cpu.packed import product
+from longshort.engine.types import LSTMForward, LSTMGrads, LSTMWeights
+
+# kernels: one row's step each way ------------------------------------------------------------
 
 
 @njit(inline="always", **JIT)
@@ -40,22 +46,56 @@ def _cell(zb, c_prev, c, m, scale, shift, gain, bits, two_k):
         m[j] *= o[j]  # h_t = o_t ⊙ tanh(C_t)
 
 
+@njit(inline="always", **JIT)
+def _cell_grads(zb, c_prev, tc, dm, dc, dzb):
+    """One row's BPTT step: from its gates zb (4H,) = [i, f, g, o], C_{t-1}, tanh(C_t) in tc
+    and dm = dL/d(o_t ⊙ tanh(C_t)), the pre-activation gradients into dzb (4H,); dc (H,) holds
+    dL/dC_t from step t+1 on entry and dL/dC_{t-1} on return. Returns ||dL/dC_t||. Inlined
+    into the BPTT loop and the cell's step."""
+    hidden = tc.shape[0]
+    i, f = zb[0:hidden], zb[hidden : 2 * hidden]
+    g, o = zb[2 * hidden : 3 * hidden], zb[3 * hidden :]
+    dzi, dzf = dzb[0:hidden], dzb[hidden : 2 * hidden]
+    dzg, dzo = dzb[2 * hidden : 3 * hidden], dzb[3 * hidden :]
+    sq = 0.0
+    for j in range(hidden):
+        dcj = dc[j] + dm[j] * o[j] * (1 - tc[j] * tc[j])  # h_t = o_t ⊙ tanh(C_t)
+        sq += dcj * dcj
+        dzo[j] = dm[j] * tc[j] * o[j] * (1 - o[j])  # σ' = σ(1 - σ)
+        dzi[j] = dcj * g[j] * i[j] * (1 - i[j])  # C_t = f ⊙ C_{t-1} + i ⊙ C~
+        dzf[j] = dcj * c_prev[j] * f[j] * (1 - f[j])
+        dzg[j] = dcj * i[j] * (1 - g[j] * g[j])  # tanh' = 1 - tanh²
+        dc[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
+    return sq**0.5
+
+
+# kernels: the sequence loops -----------------------------------------------------------------
+
+
 @njit(**JIT)
-def forward(z, bias, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, hb, b0, b1):
-    """z (T, B, G): W·x_t on entry, the gates [i, f, g, o] on return (in place). bias (G,):
-    b_ih + b_hh, added row by row in the loop (a pass over z in L1, not one over memory).
-    h (B, P): h_0 on entry, h_n on return. cs (T+1, B, H): C_0 set by the caller, C_t filled.
-    out (T, B, P). m_buf (N, H), h_buf (N, P): scratch for the projection. coef (3, G): the
-    activations.gate_coefficients; bits (G,) int32 scratch. hb (N, P) uint16: h rounded to
-    bfloat16 when w_hh holds bfloat16 bits (uint16), unused otherwise. Rows [b0, b1) only."""
+def forward(weights, io, saved, scratch, b0, b1):
+    """The forward loop over all T steps for rows [b0, b1).
+
+    weights = (w_hh, w_hr, bias, coef): w_hh packed (or (G, P) as it is, or bf16 bits);
+      w_hr (P, H) or (0, 0); bias (G,) b_ih + b_hh, added row by row in the loop (a pass over
+      z in L1, not one over memory); coef (3, G) activations.gate_coefficients.
+    io = (h, out, lengths): h (B, P) h_0 in, h_n out; out (T, B, P) out.
+    saved = (z, cs): z (T, B, G) W·x_t on entry, the gates [i, f, g, o] on return (in place);
+      cs (T+1, B, H) with C_0 set by the host, C_t filled.
+    scratch = (m_buf, h_buf, hb, bits): m_buf (N, H), h_buf (N, P) for the projection; hb
+      (N, P) uint16 h rounded to bfloat16 when w_hh holds bf16 bits; bits (G,) int32.
+    """
+    w_hh, w_hr, bias, coef = weights
+    h, out, lengths = io
+    z, cs = saved
+    m_buf, h_buf, hb, bits = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
     steps, _, gates = z.shape
     proj = w_hr.shape[0] > 0
     for t in range(steps):
         zt = z[t]
-        hr = h[b0:b1]
-        product(as_operand(hr, w_hh, hb), w_hh, zt[b0:b1], 1.0)  # W·x_t + U·h_{t-1}
+        product(as_operand(h[b0:b1], w_hh, hb), w_hh, zt[b0:b1], 1.0)  # W·x_t + U·h_{t-1}
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 zt[b, :] = 0.0
@@ -67,7 +107,7 @@ def forward(z, bias, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, 
             m = m_buf[b - b0] if proj else out[t, b]
             _cell(zb, cs[t, b], cs[t + 1, b], m, scale, shift, gain, bits, two_k)
         if proj:
-            matmul_wt(m_buf, w_hr, h_buf, 0.0)  # h_t = W_hr (o_t ⊙ tanh(C_t))
+            gemm_wt(m_buf, w_hr, h_buf, 0.0)  # h_t = W_hr (o_t ⊙ tanh(C_t))
             for b in range(b0, b1):
                 copy(h_buf[b - b0], out[t, b])
         for b in range(b0, b1):
@@ -78,37 +118,27 @@ def forward(z, bias, h, cs, w_hh, w_hr, lengths, out, m_buf, h_buf, coef, bits, 
 
 
 @njit(**JIT)
-def backward(
-    d_out,
-    dh,
-    dc,
-    gates,
-    cs,
-    w_hh_t,
-    w_hr_t,
-    lengths,
-    dz,
-    dh_t,
-    dm_buf,
-    dh_buf,
-    tanh_c,
-    norms,
-    bits,
-    dz_bf16,
-    b0,
-    b1,
-):
-    """BPTT of :func:`forward`, with the weights transposed so that each product reads rows:
-    w_hh_t (P, G) = U^T, w_hr_t (H, P) = W_hr^T or (0, 0). dh (B, P), dc (B, H): dL/dh_T, dL/dC_T
-    on entry, dL/dh_0, dL/dC_0 on return. dz (T, B, G): dL/dz_t out. dh_t (T, B, P) with
-    projection (it keeps dL/dh_t for dW_hr), else (1, B, P) scratch. dm_buf (N, H),
-    dh_buf (N, P), tanh_c (N, H). norms (T, B, 2) out: ||dL/dh_t|| and ||dL/dC_t|| of every
-    step (0 at padding). dz_bf16 (N, G) uint16: dz_t rounded to bfloat16 when w_hh_t holds
-    bfloat16 bits, unused otherwise.
-    Rows [b0, b1) only."""
+def backward(weights, io, saved, scratch, b0, b1):
+    """BPTT of :func:`forward` for rows [b0, b1), the weights transposed so that each product
+    reads rows.
+
+    weights = (w_hh_t, w_hr_t): w_hh_t (P, G) = Uᵀ, packed or not; w_hr_t (H, P) = W_hrᵀ or
+      (0, 0).
+    io = (d_out, dh, dc, lengths, dz, dh_t, norms): d_out (T, B, P); dh (B, P), dc (B, H):
+      dL/dh_T, dL/dC_T in, dL/dh_0, dL/dC_0 out; dz (T, B, G) out: dL/dz_t; dh_t (T, B, P)
+      out with projection (dL/dh_t, for dW_hr), else (1, B, P) scratch; norms (T, B, 2) out:
+      ||dL/dh_t|| and ||dL/dC_t|| of every step (0 at padding).
+    saved = (gates, cs): as :func:`forward` left them.
+    scratch = (dm_buf, dh_buf, tanh_c, dz_bf16, bits): dm_buf (N, H), dh_buf (N, P),
+      tanh_c (N, H); dz_bf16 (N, G) uint16 dz_t rounded to bfloat16 when w_hh_t holds bf16
+      bits; bits (H,) int32.
+    """
+    w_hh_t, w_hr_t = weights
+    d_out, dh, dc, lengths, dz, dh_t, norms = io
+    gates, cs = saved
+    dm_buf, dh_buf, tanh_c, dz_bf16, bits = scratch
     two_k = bits.view(np.float32)
-    steps, _, n_gates = gates.shape
-    hidden = n_gates // 4
+    steps = gates.shape[0]
     proj = w_hr_t.shape[0] > 0
     for t in range(steps - 1, -1, -1):
         dht = dh_t[t if proj else 0]
@@ -120,35 +150,16 @@ def backward(
                 sq += dht[b, j] * dht[b, j]
             norms[t, b, 0] = sq**0.5
         if proj:
-            matmul_wt(dht[b0:b1], w_hr_t, dm_buf, 0.0)  # back through h_t = W_hr m_t
+            gemm_wt(dht[b0:b1], w_hr_t, dm_buf, 0.0)  # back through h_t = W_hr m_t
         for b in range(b0, b1):
-            dzb = dz[t, b]
             if lengths.shape[0] and t >= lengths[b]:  # padding: the gradient passes untouched
-                dzb[:] = 0.0
+                dz[t, b, :] = 0.0
                 norms[t, b, 1] = 0.0
                 continue
-            gb = gates[t, b]
-            i, f, g, o = (
-                gb[0:hidden],
-                gb[hidden : 2 * hidden],
-                gb[2 * hidden : 3 * hidden],
-                gb[3 * hidden :],
-            )
-            dzi, dzf = dzb[0:hidden], dzb[hidden : 2 * hidden]
-            dzg, dzo = dzb[2 * hidden : 3 * hidden], dzb[3 * hidden :]
-            c_prev, tc, dcb = cs[t, b], tanh_c[b - b0], dc[b]
-            dm = dm_buf[b - b0] if proj else dht[b]
+            tc = tanh_c[b - b0]
             tanh_into(cs[t + 1, b], tc, bits, two_k)
-            sq = 0.0
-            for j in range(hidden):
-                dcj = dcb[j] + dm[j] * o[j] * (1 - tc[j] * tc[j])  # h_t = o_t ⊙ tanh(C_t)
-                sq += dcj * dcj
-                dzo[j] = dm[j] * tc[j] * o[j] * (1 - o[j])  # σ' = σ(1 - σ)
-                dzi[j] = dcj * g[j] * i[j] * (1 - i[j])  # C_t = f ⊙ C_{t-1} + i ⊙ C~
-                dzf[j] = dcj * c_prev[j] * f[j] * (1 - f[j])
-                dzg[j] = dcj * i[j] * (1 - g[j] * g[j])  # tanh' = 1 - tanh²
-                dcb[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
-            norms[t, b, 1] = sq**0.5
+            dm = dm_buf[b - b0] if proj else dht[b]
+            norms[t, b, 1] = _cell_grads(gates[t, b], cs[t, b], tc, dm, dc[b], dz[t, b])
         dzt = dz[t, b0:b1]
         product(as_operand(dzt, w_hh_t, dz_bf16), w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = dz_t U
         for b in range(b0, b1):
@@ -157,13 +168,20 @@ def backward(
 
 
 @njit(**JIT)
-def infer(x, w, bias, h, c, lengths, out, xh, coef, bits, z, b0, b1):
-    """:func:`forward` when neither BPTT nor a trace will read the gates: one product a step,
-    [x_t | h_{t-1}] @ [W_ih | U]ᵀ for this thread's rows, into the scratch z, and nothing of
-    a step kept but its output (no T x B x 4H buffer written and read back). No projection
-    (P = H). x (T, B, I); w: [W_ih | U] (4H, I + H), as :func:`forward`'s w_hh (packed or
-    not); bias (G,). h, c (B, H): h_0, C_0 on entry, h_T, C_T on return. out (T, B, H).
-    xh (N, I + H), z (N, G): scratch. coef, bits: as :func:`forward`. Rows [b0, b1) only."""
+def infer(weights, io, saved, scratch, b0, b1):
+    """:func:`forward` when neither BPTT nor a trace will read the gates, for rows [b0, b1):
+    one product a step, [x_t | h_{t-1}] @ [W_ih | U]ᵀ for this thread's rows, and nothing of a
+    step kept but its output (no T x B x 4H buffer written and read back). No projection.
+
+    weights = (w, bias, coef): w [W_ih | U] (G, I + H), packed or not; bias (G,); coef (3, G).
+    io = (x, h, c, out, lengths): x (T, B, I); h, c (B, H) h_0, C_0 in, h_T, C_T out;
+      out (T, B, H) out.
+    saved = (): nothing is saved.
+    scratch = (xh, z, bits): xh (N, I + H), z (N, G), bits (G,) int32.
+    """
+    w, bias, coef = weights
+    x, h, c, out, lengths = io
+    xh, z, bits = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
     steps, _, n_in = x.shape
@@ -187,17 +205,27 @@ def infer(x, w, bias, h, c, lengths, out, xh, coef, bits, z, b0, b1):
         copy(xh[b - b0, n_in:], h[b])
 
 
+# kernels: one step of an LSTMCell, every row in one call -------------------------------------
+
+
 @njit(**JIT)
-def step_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, z, h, c, coef, bits):
-    """One step for every row, as one call (an LSTMCell's): x (B, I), h0 (B, H), c0 (B, H);
-    w_ih (G, I), w_hh (G, H) as they are (a step reads them once: no packing); b_ih, b_hh
-    (G,), or both empty without bias.
-    z (B, G) out: the gates [i, f, g, o]; h, c (B, H) out: h_1, C_1. coef, bits: as
-    :func:`forward`."""
+def step_forward(weights, io, saved, scratch):
+    """One step for every row (an LSTMCell's call).
+
+    weights = (w_ih, w_hh, b_ih, b_hh, coef): w_ih (G, I), w_hh (G, H) as they are (a step
+      reads them once: no packing); b_ih, b_hh (G,), or both empty without bias; coef (3, G).
+    io = (x, h0, c0, h, c): x (B, I), h0, c0 (B, H) in; h, c (B, H) out: h_1, C_1.
+    saved = (z,): z (B, G) out, the gates [i, f, g, o].
+    scratch = (bits,): bits (G,) int32.
+    """
+    w_ih, w_hh, b_ih, b_hh, coef = weights
+    x, h0, c0, h, c = io
+    (z,) = saved
+    (bits,) = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
-    matmul_wt(x, w_ih, z, 0.0)  # W·x_t
-    matmul_wt(h0, w_hh, z, 1.0)  # + U·h_{t-1}
+    gemm_wt(x, w_ih, z, 0.0)  # W·x_t
+    gemm_wt(h0, w_hh, z, 1.0)  # + U·h_{t-1}
     for b in range(z.shape[0]):
         zb = z[b]
         for j in range(b_ih.shape[0]):
@@ -206,29 +234,194 @@ def step_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, z, h, c, coef, bits):
 
 
 @njit(**JIT)
-def step_backward(dh, dc, x, h0, c0, z, c, w_ih, w_hh, dz, dx, dh0, dc0, dw_ih, dw_hh, norms, bits):
-    """BPTT of :func:`step_forward`: dh, dc (B, H) the gradients at h_1, C_1; z, c its
-    gates and C_1. Out: dz (B, G), dx (B, I), dh0 (B, H), dc0 (B, H), dw_ih (G, I), dw_hh
-    (G, H), norms (B, 2): ||dL/dh_1||, ||dL/dC_1|| per row."""
+def step_backward(weights, io, saved, scratch):
+    """BPTT of :func:`step_forward`.
+
+    weights = (w_ih, w_hh): (G, I), (G, H).
+    io = (dh, dc, x, h0, c0, dz, dx, dh0, dc0, dw_ih, dw_hh, norms): dh, dc (B, H) the
+      gradients at h_1, C_1; x, h0, c0 the step's inputs. Out: dz (B, G), dx (B, I), dh0,
+      dc0 (B, H), dw_ih (G, I), dw_hh (G, H), norms (B, 2): ||dL/dh_1||, ||dL/dC_1|| per row.
+    saved = (z, c): the step's gates (B, G) and C_1 (B, H).
+    scratch = (bits,): bits (H,) int32.
+    """
+    w_ih, w_hh = weights
+    dh, dc, x, h0, c0, dz, dx, dh0, dc0, dw_ih, dw_hh, norms = io
+    z, c = saved
+    (bits,) = scratch
     two_k = bits.view(np.float32)
-    hidden = c.shape[1]
     for b in range(z.shape[0]):
-        zb, dzb, dcb, tc = z[b], dz[b], dc0[b], dh0[b]  # dh0[b]: tanh(C_1) until the product
-        i, f = zb[0:hidden], zb[hidden : 2 * hidden]
-        g, o = zb[2 * hidden : 3 * hidden], zb[3 * hidden :]
+        tc = dh0[b]  # tanh(C_1), until the product below overwrites it
         tanh_into(c[b], tc, bits, two_k)
-        sq_h = sq_c = dh[b, 0] * 0
-        for j in range(hidden):
-            sq_h += dh[b, j] * dh[b, j]
-            dcj = dc[b, j] + dh[b, j] * o[j] * (1 - tc[j] * tc[j])  # h_t = o_t ⊙ tanh(C_t)
-            sq_c += dcj * dcj
-            dzb[3 * hidden + j] = dh[b, j] * tc[j] * o[j] * (1 - o[j])  # σ' = σ(1 - σ)
-            dzb[j] = dcj * g[j] * i[j] * (1 - i[j])  # C_t = f ⊙ C_{t-1} + i ⊙ C~
-            dzb[hidden + j] = dcj * c0[b, j] * f[j] * (1 - f[j])
-            dzb[2 * hidden + j] = dcj * i[j] * (1 - g[j] * g[j])  # tanh' = 1 - tanh²
-            dcb[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
-        norms[b, 0], norms[b, 1] = sq_h**0.5, sq_c**0.5
-    matmul_w(dz, w_ih, dx, 0.0)  # dL/dx_t = dz_t W
-    matmul_w(dz, w_hh, dh0, 0.0)  # dL/dh_{t-1} = dz_t U
-    matmul_at(dz, x, dw_ih, 0.0)  # dW = dz_tᵀ x_t
-    matmul_at(dz, h0, dw_hh, 0.0)  # dU = dz_tᵀ h_{t-1}
+        copy(dc[b], dc0[b])
+        sq = 0.0
+        for j in range(dh.shape[1]):
+            sq += dh[b, j] * dh[b, j]
+        norms[b, 0] = sq**0.5
+        norms[b, 1] = _cell_grads(z[b], c0[b], tc, dh[b], dc0[b], dz[b])
+    gemm_w(dz, w_ih, dx, 0.0)  # dL/dx_t = dz_t W
+    gemm_w(dz, w_hh, dh0, 0.0)  # dL/dh_{t-1} = dz_t U
+    gemm_at(dz, x, dw_ih, 0.0)  # dW = dz_tᵀ x_t
+    gemm_at(dz, h0, dw_hh, 0.0)  # dU = dz_tᵀ h_{t-1}
+
+
+# host: the engine functions ------------------------------------------------------------------
+
+
+def lstm_forward(
+    x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None
+) -> LSTMForward:
+    """See :func:`longshort.engine.reference.lstm_forward`."""
+    steps, batch, _ = x.shape
+    hidden, out_size = c0.shape[1], h0.shape[1]
+    gates = host.project_all(x, w.w_ih, None, None)  # W x_t; becomes the gates in place
+    out = x.new_empty(steps, batch, out_size, dtype=gates.dtype)
+    cs = x.new_empty(steps + 1, batch, hidden, dtype=gates.dtype)
+    cs[0] = c0
+    h = h0.to(gates.dtype, memory_format=torch.contiguous_format, copy=True)
+    dtype = out.numpy().dtype
+    w_hr = np.empty((0, 0), dtype) if w.w_hr is None else host.array(w.w_hr)
+    coef = host.coefficients(hidden, dtype)
+    weights = (host.recurrent(w.w_hh, steps), w_hr, host.bias_sum(w, gates.dtype), coef)
+    io = (h.numpy(), out.numpy(), host.lengths_array(lengths))
+    saved = (gates.numpy(), cs.numpy())
+
+    def args(b0: int, b1: int) -> tuple:
+        n = b1 - b0
+        m_buf, h_buf = np.empty((n, hidden), dtype), np.empty((n, out_size), dtype)
+        hb, bits = host.bf16_scratch(x, n, out_size), np.empty(4 * hidden, np.int32)
+        return weights, io, saved, (m_buf, h_buf, hb, bits), b0, b1
+
+    flops = 2 * batch * 4 * hidden * out_size
+    threads.run(forward, threads.ranges(batch, flops=flops * steps), args, flops)
+    if x.dtype == out.dtype:
+        return LSTMForward(out, h, cs[steps].clone(), gates, cs)
+    return LSTMForward(out.to(x.dtype), h.to(x.dtype), cs[steps].to(x.dtype), gates, cs)
+
+
+def infer_pays(parts: list[tuple[int, int]], n_in: int, hidden: int, steps: int) -> bool:
+    """Whether the per-step input product of :func:`infer` beats one projection of all
+    steps: over more than one step (a cell's call would pay for [W_ih | U] copied), with 4 rows
+    a thread or more (the kernel's blocks), and with 16 or more or an input at most half the
+    hidden size. Measured, 2 threads, ratio of the times: 0.71-0.90 at
+    (100,32,32,128), (500,16,16,64), (100,64,256,256), (50,128,512,512); 1.09 at (35,20,200,200)
+    (10 rows, I = H) and 1.10 at (200,4,64,256) (2 rows), which keep the projection."""
+    least = min(b1 - b0 for b0, b1 in parts)
+    return steps > 1 and least >= 4 and (least >= 16 or 2 * n_in <= hidden)
+
+
+def lstm_infer(
+    x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None
+) -> LSTMForward:
+    """:func:`lstm_forward` for a call whose gates nothing will read (no BPTT, no trace):
+    gates and cs come back empty, one product a step on [x_t | h_{t-1}] (:func:`infer`).
+    float32 and float64 without projection; the full forward runs the rest."""
+    steps, batch, n_in = x.shape
+    hidden = c0.shape[1]
+    flops = 2 * batch * 4 * hidden * (hidden + n_in)
+    parts = threads.ranges(batch, flops=flops * steps)
+    if (
+        w.w_hr is not None
+        or x.dtype not in host.DTYPES
+        or not infer_pays(parts, n_in, hidden, steps)
+    ):
+        return lstm_forward(x, h0, c0, w, lengths)
+    out = x.new_empty(steps, batch, hidden)
+    h = h0.to(x.dtype, memory_format=torch.contiguous_format, copy=True)
+    c = c0.to(x.dtype, memory_format=torch.contiguous_format, copy=True)
+    dtype = out.numpy().dtype
+    w_cat = torch.cat([w.w_ih.detach().t(), w.w_hh.detach().t()]).t()  # rows of [W_ih | U]ᵀ
+    coef = host.coefficients(hidden, dtype)
+    weights = (host.recurrent(w_cat, steps), host.bias_sum(w, x.dtype), coef)
+    io = (host.array(x), h.numpy(), c.numpy(), out.numpy(), host.lengths_array(lengths))
+
+    def args(b0: int, b1: int) -> tuple:
+        n = b1 - b0
+        xh, z = np.empty((n, n_in + hidden), dtype), np.empty((n, 4 * hidden), dtype)
+        return weights, io, (), (xh, z, np.empty(4 * hidden, np.int32)), b0, b1
+
+    threads.run(infer, parts, args, flops)
+    empty = x.new_empty(0)
+    return LSTMForward(out, h, c, empty, empty)
+
+
+def lstm_backward(
+    d_out: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w: LSTMWeights,
+    lengths: Tensor | None,
+    saved: LSTMForward,
+) -> LSTMGrads:
+    """See :func:`longshort.engine.reference.lstm_backward`."""
+    out, gates, cs = saved.out, saved.gates, saved.cs
+    steps, batch, _ = x.shape
+    hidden, out_size = cs.shape[2], out.shape[2]
+    w_hr = w.w_hr
+    proj = w_hr is not None
+    acc = gates.dtype
+    dh = d_hn.to(acc, memory_format=torch.contiguous_format, copy=True)
+    dc = d_cn.to(acc, memory_format=torch.contiguous_format, copy=True)
+    dz = torch.from_numpy(host.kept("dz", tuple(gates.shape), host.array(gates).dtype))
+    norms = x.new_empty(steps, batch, 2, dtype=acc)
+    dh_t = x.new_empty(steps if proj else 1, batch, out_size, dtype=acc)
+    dtype = dz.numpy().dtype
+    w_hr_t = np.empty((0, 0), dtype) if w_hr is None else host.array(w_hr.t())
+    # Uᵀ transposed once: each step's product reads rows
+    weights = (host.recurrent(w.w_hh.t(), steps), w_hr_t)
+    io = (
+        host.array(d_out.to(acc)), dh.numpy(), dc.numpy(), host.lengths_array(lengths),
+        dz.numpy(), dh_t.numpy(), norms.numpy(),  # BPTT writes all of dz
+    )  # fmt: skip
+    saved_arrays = (host.array(gates), host.array(cs))
+
+    def args(b0: int, b1: int) -> tuple:
+        n = b1 - b0
+        dm, dhb, tc = (np.empty((n, k), dtype) for k in (hidden, out_size, hidden))
+        scratch = (dm, dhb, tc, host.bf16_scratch(x, n, 4 * hidden), np.empty(hidden, np.int32))
+        return weights, io, saved_arrays, scratch, b0, b1
+
+    flops = 2 * batch * 4 * hidden * out_size
+    threads.run(backward, threads.ranges(batch, flops=flops * steps), args, flops)
+    dx, dw_ih, dw_hh, db = host.input_and_weight_grads(dz, x, h0, out, w.w_ih)
+    dw_hr = None
+    if w_hr is not None:
+        m = gates[..., 3 * hidden :] * torch.tanh(cs[1:])  # o_t ⊙ tanh(C_t), recomputed
+        dw_hr = w_hr.new_empty(w_hr.shape)
+        host.summed(host.as_matrix(dh_t.numpy()), host.as_matrix(host.array(m)), dw_hr.numpy(), 0)
+    return LSTMGrads(dx, dh.to(x.dtype), dc.to(x.dtype), dw_ih, dw_hh, db, dw_hr, norms)
+
+
+def lstm_step(x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights) -> tuple[Tensor, Tensor, Tensor]:
+    """One LSTM step of an LSTMCell, float32/float64, no projection, in one compiled call:
+    x (B, I), h0, c0 (B, H) -> h_1, C_1 (B, H) and the gates (B, 4H) BPTT reads."""
+    batch, hidden = c0.shape
+    z = x.new_empty(batch, 4 * hidden)
+    h, c = torch.empty_like(c0), torch.empty_like(c0)
+    coef = host.coefficients(hidden, z.numpy().dtype)
+    no_bias = host.NO_BIAS[x.dtype]
+    b_ih = no_bias if w.b_ih is None else host.array(w.b_ih)
+    b_hh = no_bias if w.b_hh is None else host.array(w.b_hh)
+    weights = (host.array(w.w_ih), host.array(w.w_hh), b_ih, b_hh, coef)
+    io = (host.array(x), host.array(h0), host.array(c0), h.numpy(), c.numpy())
+    with host.one_thread(batch * 4 * hidden * (hidden + x.shape[1])):
+        step_forward(weights, io, (z.numpy(),), (np.empty(4 * hidden, np.int32),))
+    return h, c, z
+
+
+def lstm_step_backward(
+    dh: Tensor, dc: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, z: Tensor, c: Tensor
+) -> tuple[Tensor, ...]:
+    """BPTT of :func:`lstm_step`: dx, dh0, dc0, dW_ih, dW_hh, db and the norms (1, B, 2)."""
+    batch, hidden = c0.shape
+    dz = torch.empty_like(z)
+    dx, dh0, dc0 = torch.empty_like(x), torch.empty_like(h0), torch.empty_like(c0)
+    dw_ih, dw_hh = torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
+    norms = x.new_empty(1, batch, 2)
+    ins = (host.array(t) for t in (dh, dc, x, h0, c0))
+    io = (*ins, *(t.numpy() for t in (dz, dx, dh0, dc0, dw_ih, dw_hh)), norms.numpy()[0])
+    weights, saved = (host.array(w.w_ih), host.array(w.w_hh)), (host.array(z), host.array(c))
+    with host.one_thread(batch * 4 * hidden * (hidden + x.shape[1])):
+        step_backward(weights, io, saved, (np.empty(hidden, np.int32),))
+    return dx, dh0, dc0, dw_ih, dw_hh, dz.sum(0), norms

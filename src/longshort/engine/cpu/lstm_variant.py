@@ -1,8 +1,10 @@
-"""The LSTM's variants over a whole sequence, compiled: forward loop and BPTT loop side by side.
+"""The LSTM's variants, compiled: the forward and BPTT loops side by side, each with its row
+step, and the host code that lays out their buffers and runs them.
 
 Same equations as :mod:`longshort.cells.lstm_variant`, written for numba like :mod:`.lstm`:
-per step one recurrent GEMM through BLAS for the rows [b0, b1), then the gate math fused per
-row. The plain LSTM keeps its own kernel; this one serves every variant and combination.
+per step one recurrent product on :mod:`.packed`'s micro-kernel for the rows [b0, b1), then
+the gate math fused per row. The plain LSTM keeps its own kernels; these serve every variant
+and combination. Kernel arguments come in the four bundles of :mod:`longshort.engine.cpu`.
 
 Shapes: T steps, B batch, H hidden (= P, no projection here), G = nb * H gate columns in the
 blocks [i, f, g, o], [i, g, o] (no forget gate) or [f, g, o] (coupled): g and o are always the
@@ -16,10 +18,20 @@ flags (4,) int64: [has input gate block, has forget gate block, peephole, layer 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from numba import njit
+from torch import Tensor
 
+from longshort.engine.cpu import host, threads
 from longshort.engine.cpu.activations import JIT, affine_logistic, copy, tanh_into
 from longshort.engine.cpu.packed import product
+from longshort.engine.types import (
+    LSTMVariant,
+    VariantForward,
+    VariantLoopGrads,
+    VariantMasks,
+    VariantWeights,
+)
 
 EPS = 1e-5
 
@@ -68,35 +80,98 @@ def _row(m, t, b):
     return m[t if m.shape[0] > 1 else 0, b if m.shape[1] > 1 else 0]
 
 
-@njit(**JIT)
-def forward(
-    z, rec, h, cs, w_hh, w_ch, ln_hh, ln_c, zone_c, zone_h, keep, lengths, out,
-    hd, cn_buf, coef, bits, flags, b0, b1,
-):  # fmt: skip
-    """z (T, B, G): the input part on entry, the gate blocks on return (in place). rec (T, B, G)
-    or (0, 0, 0): U h_{t-1} kept for layer norm's BPTT. h (B, H): h_0 in, h_n out. cs (T+1, B, H)
-    with C_0 set. out (T, B, H). hd (N, H), cn_buf (N, H): scratch; coef (3, G), bits (G,)
-    int32: as in :mod:`.lstm`. Rows [b0, b1) only."""
+@njit(inline="always", **JIT)
+def _layout(flags, n_gates, hidden, n_peep):
+    """(f_off, g_off, o_off, po_off): where the f, g and o blocks start in the gates, and p_o
+    in the peepholes (p_f starts at f_off there too)."""
+    f_off = hidden if flags[0] else 0
+    return f_off, n_gates - 2 * hidden, n_gates - hidden, n_peep - hidden
+
+
+# the forward loop and its row step -----------------------------------------------------------
+
+
+@njit(inline="always", **JIT)
+def _step_row(t, b, b0, weights, io, saved, scratch, layout):
+    """Row b's step t: the gates of zt[b] in place, C_t into cs[t + 1, b], h_t into out[t, b]."""
+    _w_hh, w_ch, ln_hh, ln_c, coef, flags = weights
+    h, out, zone_c, zone_h, _keep, _lengths = io
+    z, rec, cs = saved
+    _hd, cn_buf, o_pre, bits = scratch
     has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
-    scale, shift, gain = coef[0], coef[1], coef[2]
-    o_pre = np.empty(cs.shape[2], z.dtype)
+    f_off, g_off, o_off, po_off = layout
     two_k = bits.view(np.float32)
+    hidden = cs.shape[2]
+    zb, c_prev = z[t, b], cs[t, b]
+    if ln:
+        r = rec[t, b]
+        mu, rstd = _stats(r)
+        for j in range(zb.shape[0]):
+            zb[j] += ln_hh[j] * (r[j] - mu) * rstd  # + LN(U h_{t-1})·γ_h
+    if peep and has_i:
+        for j in range(hidden):
+            zb[j] += w_ch[j] * c_prev[j]  # i_t sees C_{t-1}
+    if peep and has_f:
+        for j in range(hidden):
+            zb[f_off + j] += w_ch[f_off + j] * c_prev[j]  # f_t sees C_{t-1}
+    o = zb[o_off:]
+    if peep:
+        copy(o, o_pre)  # o waits for C'_t, which it peeps at
+    affine_logistic(zb, zb, coef[0], coef[1], coef[2], bits, two_k)  # σ(i, f, o), tanh(g)
+    cn = cn_buf[b - b0] if zone_c.shape[0] else cs[t + 1, b]
+    _new_cell(zb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)
+    if peep:
+        for j in range(hidden):
+            o[j] = _sigmoid(o_pre[j] + w_ch[po_off + j] * cn[j])  # o_t sees C'_t
+    m, n = out[t, b], cn
+    if ln:
+        mu, rstd = _stats(cn)
+        for j in range(hidden):
+            m[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]  # LN(C'_t)·γ_c + β_c
+        n = m
+    tanh_into(n, m, bits, two_k)
+    for j in range(hidden):
+        m[j] *= o[j]  # h'_t = o_t ⊙ tanh(·)
+    if zone_h.shape[0]:
+        zh = _row(zone_h, t, b)
+        for j in range(hidden):
+            m[j] = zh[j] * h[b, j] + (1.0 - zh[j]) * m[j]  # h_t = d ⊙ h_{t-1} + (1-d) ⊙ h'_t
+    if zone_c.shape[0]:
+        zc, c = _row(zone_c, t, b), cs[t + 1, b]
+        for j in range(hidden):
+            c[j] = zc[j] * c_prev[j] + (1.0 - zc[j]) * cn[j]  # C_t, zoneout
+
+
+@njit(**JIT)
+def forward(weights, io, saved, scratch, b0, b1):
+    """The forward loop over all T steps for rows [b0, b1).
+
+    weights = (w_hh, w_ch, ln_hh, ln_c, coef, flags): w_hh packed (or (G, H) as it is);
+      w_ch, ln_hh, ln_c as the module docstring says; coef (3, G); flags (4,).
+    io = (h, out, zone_c, zone_h, keep, lengths): h (B, H) h_0 in, h_n out; out (T, B, H) out;
+      the masks and lengths as the module docstring says.
+    saved = (z, rec, cs): z (T, B, G) the input part on entry, the gate blocks on return (in
+      place); rec (T, B, G) or (0, 0, 0): U h_{t-1}, kept for layer norm's BPTT; cs
+      (T+1, B, H) with C_0 set by the host, C_t filled.
+    scratch = (hd, cn_buf, o_pre, bits): hd, cn_buf (N, H); o_pre (H,); bits (G,) int32.
+    """
+    w_hh, w_ch, _, _, _, flags = weights
+    h, out, _, _, keep, lengths = io
+    z, rec, cs = saved
+    hd = scratch[0]
     steps, _, n_gates = z.shape
     hidden = cs.shape[2]
-    g_off, o_off = n_gates - 2 * hidden, n_gates - hidden
-    f_off = hidden if has_i else 0
-    pf_off, po_off = (hidden if has_i else 0), w_ch.shape[0] - hidden
-    zc_on, zh_on, keep_on = zone_c.shape[0] > 0, zone_h.shape[0] > 0, keep.shape[0] > 0
+    layout = _layout(flags, n_gates, hidden, w_ch.shape[0])
     for t in range(steps):
         zt = z[t]
         src = h[b0:b1]
-        if keep_on:
+        if keep.shape[0]:
             for b in range(b0, b1):
                 for j in range(hidden):
                     hd[b - b0, j] = keep[b, j] * h[b, j]  # m ⊙ h_{t-1}: recurrent dropout
             src = hd
-        if ln:
-            product(src, w_hh, rec[t, b0:b1], 0.0)  # U h_{t-1}, normalised below
+        if flags[3]:
+            product(src, w_hh, rec[t, b0:b1], 0.0)  # U h_{t-1}, normalised in the row step
         else:
             product(src, w_hh, zt[b0:b1], 1.0)  # a_t = W x_t + b + U h_{t-1}
         for b in range(b0, b1):
@@ -104,47 +179,7 @@ def forward(
                 zt[b, :] = 0.0
                 copy(cs[t, b], cs[t + 1, b])
                 continue
-            zb, c_prev = zt[b], cs[t, b]
-            if ln:
-                r = rec[t, b]
-                mu, rstd = _stats(r)
-                for j in range(n_gates):
-                    zb[j] += ln_hh[j] * (r[j] - mu) * rstd  # + LN(U h_{t-1})·γ_h
-            if peep:
-                if has_i:
-                    for j in range(hidden):
-                        zb[j] += w_ch[j] * c_prev[j]  # i_t sees C_{t-1}
-                if has_f:
-                    for j in range(hidden):
-                        zb[f_off + j] += w_ch[pf_off + j] * c_prev[j]  # f_t sees C_{t-1}
-            o = zb[o_off:]
-            if peep:
-                copy(o, o_pre)  # o waits for C'_t, which it peeps at
-            affine_logistic(zb, zb, scale, shift, gain, bits, two_k)  # σ(i, f, o), tanh(g)
-            cn = cn_buf[b - b0] if zc_on else cs[t + 1, b]
-            _new_cell(zb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)
-            if peep:
-                for j in range(hidden):
-                    o[j] = _sigmoid(o_pre[j] + w_ch[po_off + j] * cn[j])  # o_t sees C'_t
-            m, n = out[t, b], cn
-            if ln:
-                mu, rstd = _stats(cn)
-                for j in range(hidden):
-                    m[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]  # LN(C'_t)·γ_c + β_c
-                n = m
-            tanh_into(n, m, bits, two_k)
-            for j in range(hidden):
-                m[j] *= o[j]  # h'_t = o_t ⊙ tanh(·)
-            if zh_on:
-                zh = _row(zone_h, t, b)
-                for j in range(hidden):
-                    m[j] = (
-                        zh[j] * h[b, j] + (1.0 - zh[j]) * m[j]
-                    )  # h_t = d ⊙ h_{t-1} + (1-d) ⊙ h'_t
-            if zc_on:
-                zc, c = _row(zone_c, t, b), cs[t + 1, b]
-                for j in range(hidden):
-                    c[j] = zc[j] * c_prev[j] + (1.0 - zc[j]) * cn[j]  # C_t, zoneout
+            _step_row(t, b, b0, weights, io, saved, scratch, layout)
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:
                 out[t, b, :] = 0.0
@@ -152,28 +187,146 @@ def forward(
                 copy(out[t, b], h[b])
 
 
-@njit(**JIT)
-def backward(
-    d_out, dh, dc, gates, cs, rec, w_hh_t, w_ch, ln_hh, ln_c, zone_c, zone_h, keep, lengths,
-    da, dr, g_ch, g_ln_hh, g_ln_c, dht, cn_buf, tn_buf, dn_buf, dh_buf, norms, bits, flags, b0, b1,
-):  # fmt: skip
-    """BPTT of :func:`forward`. w_hh_t (H, G) = U^T. dh, dc (B, H): dL/dh_T, dL/dC_T in,
-    dL/dh_0, dL/dC_0 out. da (T, B, G) out: dL/da_t. dr (T, B, G) out: dL/d(U h_{t-1}) with
-    layer norm (else da itself). Per batch row, summed over the steps (the caller sums the rows):
-    g_ch (B, (nb-1) H) the peepholes' gradient, g_ln_hh (B, G) γ_h's, g_ln_c (B, 2, H) γ_c's and
-    β_c's (empty without the option). dht (B, H), cn_buf, tn_buf, dn_buf, dh_buf (N, H):
-    scratch. norms (T, B, 2) out."""
+# the BPTT loop and its row step --------------------------------------------------------------
+
+
+@njit(inline="always", **JIT)
+def _back_output(t, b, b0, weights, io, saved, scratch, layout):
+    """Row b's step t back through h_t: dL/do_t into da, dL/dn (n = LN(C'_t) or C'_t) into
+    dn_buf, C'_t recomputed into cn_buf; with layer norm the γ_c, β_c gradients. Returns
+    (μ, 1/σ, m1, m2) of layer norm's backward (0, 1, 0, 0 without it)."""
+    _, _, _, ln_c, flags = weights
+    _, _, _, _, zone_h, _, _, da, _, _, _, g_ln_c, _ = io
+    gates, _, cs = saved
+    dht, cn_buf, tn_buf, dn_buf, _, bits = scratch
+    has_i, has_f, ln = flags[0], flags[1], flags[3]
+    f_off, g_off, o_off, _ = layout
+    hidden = cs.shape[2]
+    gb, dab = gates[t, b], da[t, b]
+    cn, tn, dnb = cn_buf[b - b0], tn_buf[b - b0], dn_buf[b - b0]
+    _new_cell(gb, cs[t, b], cn, hidden, f_off, g_off, has_i, has_f)  # C'_t, recomputed
+    mu, rstd, n = 0.0, 1.0, cn
+    if ln:
+        mu, rstd = _stats(cn)
+        for j in range(hidden):
+            tn[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]
+        n = tn
+    tanh_into(n, tn, bits, bits.view(np.float32))
+    zone = zone_h.shape[0] > 0
+    zh = _row(zone_h, t, b) if zone else tn
+    for j in range(hidden):
+        dhn = dht[b, j] * (1.0 - zh[j]) if zone else dht[b, j]  # zoneout of h
+        o = gb[o_off + j]
+        dab[o_off + j] = dhn * tn[j] * o * (1.0 - o)  # h' = o ⊙ tanh(n); σ' = σ(1 - σ)
+        dnb[j] = dhn * o * (1.0 - tn[j] * tn[j])  # … and through tanh
+    m1, m2 = 0.0, 0.0
+    if ln:
+        for j in range(hidden):
+            c_hat = (cn[j] - mu) * rstd
+            g_ln_c[b, 0, j] += dnb[j] * c_hat  # dL/dγ_c
+            g_ln_c[b, 1, j] += dnb[j]  # dL/dβ_c
+            m1 += dnb[j] * ln_c[0, j]
+            m2 += dnb[j] * ln_c[0, j] * c_hat
+        m1, m2 = m1 / hidden, m2 / hidden
+    return mu, rstd, m1, m2
+
+
+@njit(inline="always", **JIT)
+def _back_cell(t, b, b0, weights, io, saved, scratch, layout, norm):
+    """Row b's step t back through C_t = f ⊙ C_{t-1} + i ⊙ C~ (and zoneout, peepholes):
+    the gates' gradients into da, dL/dC_{t-1} into dc, the peepholes' into g_ch.
+    norm: :func:`_back_output`'s layer norm values. Returns ||dL/dC'_t||."""
+    _, w_ch, _, ln_c, flags = weights
+    _, _, dc, zone_c, _, _, _, da, _, g_ch, _, _, _ = io
+    gates, _, cs = saved
+    _, cn_buf, _, dn_buf, _, _ = scratch
     has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
-    two_k = bits.view(np.float32)
+    f_off, g_off, o_off, po_off = layout
+    mu, rstd, m1, m2 = norm
+    gb, dab, c_prev = gates[t, b], da[t, b], cs[t, b]
+    cn, dnb = cn_buf[b - b0], dn_buf[b - b0]
+    zone = zone_c.shape[0] > 0
+    zc = _row(zone_c, t, b) if zone else cn
+    sq = 0.0
+    for j in range(cs.shape[2]):
+        dcn = dnb[j]
+        if ln:  # back through LN(C'_t)·γ_c + β_c
+            dcn = rstd * (dcn * ln_c[0, j] - m1 - (cn[j] - mu) * rstd * m2)
+        dcn += (1.0 - zc[j]) * dc[b, j] if zone else dc[b, j]  # zoneout of C
+        if peep:
+            dcn += dab[o_off + j] * w_ch[po_off + j]  # o_t sees C'_t
+            g_ch[b, po_off + j] += dab[o_off + j] * cn[j]
+        sq += dcn * dcn
+        f = gb[f_off + j] if has_f else 1.0
+        i = gb[j] if has_i else 1.0 - f
+        g = gb[g_off + j]
+        di = dcn * g  # C'_t = f ⊙ C_{t-1} + i ⊙ C~_t
+        dab[g_off + j] = dcn * i * (1.0 - g * g)  # tanh' = 1 - tanh²
+        dcp = dcn * f  # ∂C'_t/∂C_{t-1} = f_t: the carousel
+        if zone:
+            dcp += zc[j] * dc[b, j]
+        if has_i:
+            dai = di * i * (1.0 - i)
+            dab[j] = dai
+            if peep:
+                dcp += dai * w_ch[j]
+                g_ch[b, j] += dai * c_prev[j]
+        if has_f:
+            df = dcn * c_prev[j] - (0.0 if has_i else di)  # coupled: i_t = 1 - f_t
+            daf = df * f * (1.0 - f)
+            dab[f_off + j] = daf
+            if peep:
+                dcp += daf * w_ch[f_off + j]
+                g_ch[b, f_off + j] += daf * c_prev[j]
+        dc[b, j] = dcp
+    return sq**0.5
+
+
+@njit(inline="always", **JIT)
+def _back_rec_norm(t, b, weights, io, saved):
+    """Row b's step t back through LN(U h_{t-1})·γ_h: dL/d(U h_{t-1}) into dr, γ_h's
+    gradient into g_ln_hh."""
+    ln_hh = weights[2]
+    _, _, _, _, _, _, _, da, dr, _, g_ln_hh, _, _ = io
+    r, drb, dab = saved[1][t, b], dr[t, b], da[t, b]
+    n_gates = r.shape[0]
+    mu, rstd = _stats(r)
+    m1, m2 = 0.0, 0.0
+    for j in range(n_gates):
+        m1 += dab[j] * ln_hh[j]
+        m2 += dab[j] * ln_hh[j] * (r[j] - mu) * rstd
+    m1, m2 = m1 / n_gates, m2 / n_gates
+    for j in range(n_gates):
+        r_hat = (r[j] - mu) * rstd
+        g_ln_hh[b, j] += dab[j] * r_hat  # dL/dγ_h
+        drb[j] = rstd * (dab[j] * ln_hh[j] - m1 - r_hat * m2)
+
+
+@njit(**JIT)
+def backward(weights, io, saved, scratch, b0, b1):
+    """BPTT of :func:`forward` for rows [b0, b1).
+
+    weights = (w_hh_t, w_ch, ln_hh, ln_c, flags): w_hh_t (H, G) = Uᵀ, packed or not.
+    io = (d_out, dh, dc, zone_c, zone_h, keep, lengths, da, dr, g_ch, g_ln_hh, g_ln_c, norms):
+      d_out (T, B, H); dh, dc (B, H) dL/dh_T, dL/dC_T in, dL/dh_0, dL/dC_0 out; da (T, B, G)
+      out: dL/da_t; dr (T, B, G) out: dL/d(U h_{t-1}) with layer norm (else da itself). Per
+      batch row, summed over the steps (the host sums the rows): g_ch (B, (nb-1) H) the
+      peepholes' gradient, g_ln_hh (B, G) γ_h's, g_ln_c (B, 2, H) γ_c's and β_c's (empty
+      without the option). norms (T, B, 2) out.
+    saved = (gates, rec, cs): as :func:`forward` left them.
+    scratch = (dht, cn_buf, tn_buf, dn_buf, dh_buf, bits): dht (B, H), this thread writing
+      its rows; cn_buf, tn_buf, dn_buf, dh_buf (N, H); bits (G,) int32.
+    """
+    w_hh_t, w_ch, _, _, flags = weights
+    d_out, dh, _, _, zone_h, keep, lengths, da, dr, g_ch, g_ln_hh, g_ln_c, norms = io
+    gates, _, cs = saved
+    dht, dh_buf = scratch[0], scratch[4]
     steps, _, n_gates = gates.shape
     hidden = cs.shape[2]
-    g_off, o_off = n_gates - 2 * hidden, n_gates - hidden
-    f_off = hidden if has_i else 0
-    pf_off, po_off = (hidden if has_i else 0), w_ch.shape[0] - hidden
-    zc_on, zh_on, keep_on = zone_c.shape[0] > 0, zone_h.shape[0] > 0, keep.shape[0] > 0
-    if peep:
+    layout = _layout(flags, n_gates, hidden, w_ch.shape[0])
+    if flags[2]:
         g_ch[b0:b1] = 0.0
-    if ln:
+    if flags[3]:
         g_ln_hh[b0:b1] = 0.0
         g_ln_c[b0:b1] = 0.0
     for t in range(steps - 1, -1, -1):
@@ -190,82 +343,126 @@ def backward(
                 dr[t, b, :] = 0.0
                 norms[t, b, 1] = 0.0
                 continue
-            gb, dab, c_prev = gates[t, b], da[t, b], cs[t, b]
-            cn, tn, dnb = cn_buf[b - b0], tn_buf[b - b0], dn_buf[b - b0]
-            _new_cell(gb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)  # C'_t, recomputed
-            mu, rstd, n = 0.0, 1.0, cn
-            if ln:
-                mu, rstd = _stats(cn)
-                for j in range(hidden):
-                    tn[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]
-                n = tn
-            tanh_into(n, tn, bits, two_k)
-            zh = _row(zone_h, t, b) if zh_on else tn
-            for j in range(hidden):
-                dhn = dht[b, j] * (1.0 - zh[j]) if zh_on else dht[b, j]  # zoneout of h
-                o = gb[o_off + j]
-                dab[o_off + j] = dhn * tn[j] * o * (1.0 - o)  # h' = o ⊙ tanh(n); σ' = σ(1 - σ)
-                dnb[j] = dhn * o * (1.0 - tn[j] * tn[j])  # … and through tanh
-            m1, m2 = 0.0, 0.0
-            if ln:
-                for j in range(hidden):
-                    c_hat = (cn[j] - mu) * rstd
-                    g_ln_c[b, 0, j] += dnb[j] * c_hat  # dL/dγ_c
-                    g_ln_c[b, 1, j] += dnb[j]  # dL/dβ_c
-                    m1 += dnb[j] * ln_c[0, j]
-                    m2 += dnb[j] * ln_c[0, j] * c_hat
-                m1, m2 = m1 / hidden, m2 / hidden
-            zc = _row(zone_c, t, b) if zc_on else tn
-            sq = 0.0
-            for j in range(hidden):
-                dcn = dnb[j]
-                if ln:  # back through LN(C'_t)·γ_c + β_c
-                    dcn = rstd * (dcn * ln_c[0, j] - m1 - (cn[j] - mu) * rstd * m2)
-                dcn += (1.0 - zc[j]) * dc[b, j] if zc_on else dc[b, j]  # zoneout of C
-                if peep:
-                    dcn += dab[o_off + j] * w_ch[po_off + j]  # o_t sees C'_t
-                    g_ch[b, po_off + j] += dab[o_off + j] * cn[j]
-                sq += dcn * dcn
-                f = gb[f_off + j] if has_f else 1.0
-                i = gb[j] if has_i else 1.0 - f
-                g = gb[g_off + j]
-                di = dcn * g  # C'_t = f ⊙ C_{t-1} + i ⊙ C~_t
-                dab[g_off + j] = dcn * i * (1.0 - g * g)  # tanh' = 1 - tanh²
-                dcp = dcn * f  # ∂C'_t/∂C_{t-1} = f_t: the carousel
-                if zc_on:
-                    dcp += zc[j] * dc[b, j]
-                if has_i:
-                    dai = di * i * (1.0 - i)
-                    dab[j] = dai
-                    if peep:
-                        dcp += dai * w_ch[j]
-                        g_ch[b, j] += dai * c_prev[j]
-                if has_f:
-                    df = dcn * c_prev[j] - (0.0 if has_i else di)  # coupled: i_t = 1 - f_t
-                    daf = df * f * (1.0 - f)
-                    dab[f_off + j] = daf
-                    if peep:
-                        dcp += daf * w_ch[pf_off + j]
-                        g_ch[b, pf_off + j] += daf * c_prev[j]
-                dc[b, j] = dcp
-            norms[t, b, 1] = sq**0.5
-            if ln:  # back through LN(U h_{t-1})·γ_h
-                r, drb = rec[t, b], dr[t, b]
-                mu, rstd = _stats(r)
-                m1, m2 = 0.0, 0.0
-                for j in range(n_gates):
-                    m1 += dab[j] * ln_hh[j]
-                    m2 += dab[j] * ln_hh[j] * (r[j] - mu) * rstd
-                m1, m2 = m1 / n_gates, m2 / n_gates
-                for j in range(n_gates):
-                    r_hat = (r[j] - mu) * rstd
-                    g_ln_hh[b, j] += dab[j] * r_hat  # dL/dγ_h
-                    drb[j] = rstd * (dab[j] * ln_hh[j] - m1 - r_hat * m2)
+            norm = _back_output(t, b, b0, weights, io, saved, scratch, layout)
+            norms[t, b, 1] = _back_cell(t, b, b0, weights, io, saved, scratch, layout, norm)
+            if flags[3]:
+                _back_rec_norm(t, b, weights, io, saved)
         product(dr[t, b0:b1], w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = dr_t U
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:
                 continue
-            zh = _row(zone_h, t, b) if zh_on else dht[b]
+            zone = zone_h.shape[0] > 0
+            zh = _row(zone_h, t, b) if zone else dht[b]
             for j in range(hidden):
-                v = dh_buf[b - b0, j] * keep[b, j] if keep_on else dh_buf[b - b0, j]
-                dh[b, j] = v + zh[j] * dht[b, j] if zh_on else v
+                v = dh_buf[b - b0, j] * keep[b, j] if keep.shape[0] else dh_buf[b - b0, j]
+                dh[b, j] = v + zh[j] * dht[b, j] if zone else v
+
+
+# host: the engine functions ------------------------------------------------------------------
+
+
+def _operands(w: VariantWeights, v: LSTMVariant, masks: VariantMasks, dtype) -> tuple:
+    """(w_ch, ln_hh, ln_c (2, H), flags) and (zone_c, zone_h, keep), as the kernels take
+    them: empty arrays for what the variant lacks."""
+    ln_c = None
+    if w.ln_c_w is not None and w.ln_c_b is not None:
+        ln_c = torch.stack((w.ln_c_w, w.ln_c_b))
+    flags = np.array([v.has_input_gate, v.forget_gate, v.peephole, v.layer_norm], np.int64)
+    params = (
+        host.optional(w.w_ch if v.peephole else None, 1, dtype),
+        host.optional(w.ln_hh if v.layer_norm else None, 1, dtype),
+        host.optional(ln_c if v.layer_norm else None, 2, dtype),
+        flags,
+    )
+    dims = (3, 3, 2)
+    return params, tuple(host.optional(m, d, dtype) for m, d in zip(masks, dims, strict=True))
+
+
+def variant_forward(
+    xa: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w: VariantWeights,
+    v: LSTMVariant,
+    masks: VariantMasks,
+    lengths: Tensor | None,
+) -> VariantForward:
+    """See :func:`longshort.engine.reference.variant_forward`."""
+    steps, batch, n_gates = xa.shape
+    hidden = c0.shape[1]
+    gates = xa.contiguous()  # a tensor of the caller's own, which becomes the gates in place
+    rec = torch.empty_like(gates) if v.layer_norm else gates.new_empty(0, 0, 0)
+    out = xa.new_empty(steps, batch, hidden)
+    cs = xa.new_empty(steps + 1, batch, hidden)
+    cs[0] = c0
+    h = h0.clone(memory_format=torch.contiguous_format)
+    dtype = out.numpy().dtype
+    (w_ch, ln_hh, ln_c, flags), mask_arrays = _operands(w, v, masks, dtype)
+    coef = host.coefficients(hidden, dtype, v.blocks)
+    weights = (host.recurrent(w.w_hh, steps), w_ch, ln_hh, ln_c, coef, flags)
+    io = (h.numpy(), out.numpy(), *mask_arrays, host.lengths_array(lengths))
+    saved = (gates.numpy(), rec.numpy(), cs.numpy())
+
+    def args(b0: int, b1: int) -> tuple:
+        scratch = tuple(np.empty((b1 - b0, hidden), dtype) for _ in range(2))
+        scratch += (np.empty(hidden, dtype), np.empty(n_gates, np.int32))
+        return weights, io, saved, scratch, b0, b1
+
+    flops = 2 * batch * n_gates * hidden
+    threads.run(forward, threads.ranges(batch, flops=flops * steps), args, flops)
+    rec = rec if v.layer_norm else xa.new_empty(0)  # the reference engine's empty, for the ops
+    return VariantForward(out, h, cs[steps].clone(), gates, cs, rec)
+
+
+def variant_backward(
+    d_out: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+    h0: Tensor,
+    w: VariantWeights,
+    v: LSTMVariant,
+    masks: VariantMasks,
+    lengths: Tensor | None,
+    saved: VariantForward,
+) -> VariantLoopGrads:
+    """See :func:`longshort.engine.reference.variant_backward`. The returned da and dr are
+    views of buffers kept across calls (:func:`host.kept`): valid until this thread's next
+    variant BPTT, and :func:`longshort.engine.variant.backward` turns them into the weight
+    gradients at once."""
+    gates, cs = saved.gates, saved.cs
+    steps, batch, n_gates = gates.shape
+    hidden = cs.shape[2]
+    dh = d_hn.clone(memory_format=torch.contiguous_format)
+    dc = d_cn.clone(memory_format=torch.contiguous_format)
+    shape, real = tuple(gates.shape), host.array(gates).dtype  # BPTT writes all of da and dr
+    da = torch.from_numpy(host.kept("variant_da", shape, real))
+    dr = torch.from_numpy(host.kept("variant_dr", shape, real)) if v.layer_norm else da
+    peep, ln = v.peephole, v.layer_norm
+    peepholes = 0 if w.w_ch is None else len(w.w_ch)
+    g_ch = gates.new_empty((batch, peepholes) if peep else (0, 0))  # per row, summed below
+    g_ln_hh = gates.new_empty((batch, n_gates) if ln else (0, 0))
+    g_ln_c = gates.new_empty((batch, 2, hidden) if ln else (0, 0, 0))
+    norms = gates.new_empty(steps, batch, 2)
+    dtype = da.numpy().dtype
+    (w_ch, ln_hh, ln_c, flags), mask_arrays = _operands(w, v, masks, dtype)
+    # Uᵀ transposed once: each step's product reads rows
+    weights = (host.recurrent(w.w_hh.t(), steps), w_ch, ln_hh, ln_c, flags)
+    io = (host.array(d_out), dh.numpy(), dc.numpy(), *mask_arrays, host.lengths_array(lengths))
+    io += (da.numpy(), dr.numpy(), g_ch.numpy(), g_ln_hh.numpy(), g_ln_c.numpy(), norms.numpy())
+    rec = host.array(saved.rec) if v.layer_norm else np.empty((0, 0, 0), dtype)
+    saved_arrays = (host.array(gates), rec, host.array(cs))
+    dht = np.empty((batch, hidden), dtype)
+
+    def args(b0: int, b1: int) -> tuple:
+        scratch = (dht, *(np.empty((b1 - b0, hidden), dtype) for _ in range(4)))
+        return weights, io, saved_arrays, (*scratch, np.empty(n_gates, np.int32)), b0, b1
+
+    flops = 2 * batch * n_gates * hidden
+    threads.run(backward, threads.ranges(batch, flops=flops * steps), args, flops)
+    grads = VariantLoopGrads(da, dr, None, dh, dc, norms)
+    if peep:
+        grads = grads._replace(w_ch=g_ch.sum(0))
+    if ln:
+        ln_c_grads = g_ln_c.sum(0)
+        grads = grads._replace(ln_hh=g_ln_hh.sum(0), ln_c_w=ln_c_grads[0], ln_c_b=ln_c_grads[1])
+    return grads

@@ -31,7 +31,7 @@ from longshort.engine.cpu import blas
 from longshort.engine.cpu.small import zero_of
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
-MAX_ROWS = 4  # rows of one block: MAX_ROWS x NV accumulators
+MR = 4  # rows of one block (BLIS's MR): MR x NV vector accumulators
 
 
 def _features() -> dict[str, bool]:
@@ -201,7 +201,7 @@ def _store_part(e: _Emit, accs, add: bool, cols, c, ldc) -> None:
 
 @intrinsic
 def _block(typingctx, rows, add, cols, k, a, lda, b, c, ldc, zero, wp):
-    """c[r, :cols] (+)= Σ_κ a[r, κ] b[κ, :cols] for r < rows (a literal, 1..MAX_ROWS).
+    """c[r, :cols] (+)= Σ_κ a[r, κ] b[κ, :cols] for r < rows (a literal, 1..MR).
     a, b, c: addresses (intp); c holds zero's type (float32/float64), and so do a and b
     unless wp, the packed weights (read for their type only), hold bf16 pairs (uint32):
     then a holds bf16 bits (uint16) and b is a panel of bf16 pairs. a: rows of k elements, lda
@@ -261,7 +261,8 @@ def pack(w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     a buffer may be reused) or a new array."""
     bf16 = w.dtype == np.uint16
     if out is None:
-        out = np.empty(packed_shape(*w.shape, w.dtype), np.uint32 if bf16 else w.dtype)
+        n, k = w.shape
+        out = np.empty(packed_shape(n, k, w.dtype), np.uint32 if bf16 else w.dtype)
     (_pack_bf16 if bf16 else _pack)(w, out)
     return out
 
@@ -356,7 +357,7 @@ KC = 128  # panel rows per block of k: 128 x NR x 4 bytes = 32 KB, held in L1 fo
 
 
 @njit(**_JIT)
-def matmul_wt(x, wp, y, beta):
+def packed_wt(x, wp, y, beta):
     """y (M, N) = x (M, K) @ w.T + beta * y for wp = pack(w) (float32/float64 x and y) or
     wp = pack(w) of bf16 bits (bf16 bits x, float32 y), w (N, K); beta 0 or 1 (y not read at 0).
     x and y: rows with contiguous elements (any row stride). Over KC panel rows at a time, so
@@ -373,13 +374,13 @@ def matmul_wt(x, wp, y, beta):
             b = wp.ctypes.data + p * wp.strides[0] + (k0 // pairs) * wp.strides[1]
             xa = x.ctypes.data + k0 * x.itemsize
             add = beta != 0 or k0 > 0
-            _rows(m, add, cols, kn, xa, lda, x.itemsize, b, y, p * width, ldc, zero, wp)
+            _row_blocks(m, add, cols, kn, xa, lda, x.itemsize, b, y, p * width, ldc, zero, wp)
 
 
 @njit(**_JIT)
-def _rows(m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp):
+def _row_blocks(m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp):
     """All M rows (x's at address xa, lda elements of xsize bytes apart) against one block
-    of a panel (at b), into y's columns from col0: blocks of MAX_ROWS rows, then the rest."""
+    of a panel (at b), into y's columns from col0: blocks of MR rows, then the rest."""
     r = 0
     while r < m:
         a = xa + r * lda * xsize
@@ -393,12 +394,12 @@ def _rows(m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp):
             _block(2, add, cols, k, a, lda, b, c, ldc, zero, wp)
         else:
             _block(1, add, cols, k, a, lda, b, c, ldc, zero, wp)
-        r += min(left, MAX_ROWS)
+        r += min(left, MR)
 
 
 def product(x, w, y, beta):  # pragma: no cover - typed below
     """y (M, N) = x (M, K) @ w.T + beta * y: on the packed kernel when w is pack(w) (3-D),
-    through :func:`longshort.engine.cpu.blas.matmul_wt` when w is the
+    through :func:`longshort.engine.cpu.blas.gemm_wt` when w is the
     (N, K) weight itself (one step of a cell, where packing would cost more than it saves,
     or bfloat16 bits for MKL's products)."""
     raise NotImplementedError
@@ -407,5 +408,5 @@ def product(x, w, y, beta):  # pragma: no cover - typed below
 @overload(product, inline="always")
 def _product(x, w, y, beta):
     if w.ndim == 3:
-        return lambda x, w, y, beta: matmul_wt(x, w, y, beta)
-    return lambda x, w, y, beta: blas.matmul_wt(x, w, y, beta)
+        return lambda x, w, y, beta: packed_wt(x, w, y, beta)
+    return lambda x, w, y, beta: blas.gemm_wt(x, w, y, beta)

@@ -1,24 +1,40 @@
-"""The vanilla RNN over a whole sequence, compiled: forward loop and BPTT loop side by side.
+"""The compiled vanilla RNN: its forward and BPTT loops and the one-call cell step side by side,
+and the host code that lays out their buffers and runs them.
 
 h_t = tanh(W x_t + U h_{t-1} + b) (or relu), as ``longshort.cells.rnn``. Shapes: T steps,
-B batch, H hidden. ``lengths`` is (B,) int64, or empty when all sequences run T steps.
-A call computes the batch rows [b0, b1) for all steps (see ``lstm.py``); scratch has N rows.
+B batch, I input, H hidden, N = b1 - b0 rows of a thread. ``lengths`` is (B,) int64, or empty
+when all sequences run T steps. Kernel arguments come in the four bundles of
+:mod:`longshort.engine.cpu`, then the rows [b0, b1) for the loops (see :mod:`.lstm`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from numba import njit
+from torch import Tensor
 
+from longshort.engine.cpu import host, threads
 from longshort.engine.cpu.activations import JIT, copy, tanh_into
-from longshort.engine.cpu.blas import matmul_at, matmul_w, matmul_wt
+from longshort.engine.cpu.blas import gemm_at, gemm_w, gemm_wt
 from longshort.engine.cpu.packed import product
+from longshort.engine.types import RNNForward, RNNGrads, RNNWeights
 
 
 @njit(**JIT)
-def forward(z, h, lengths, w_hh, relu, bits, b0, b1):
-    """z (T, B, H): W x_t + b on entry, h_t on return (zero at padding). h (B, H): h_0 in,
-    h_n out."""
+def forward(weights, io, saved, scratch, b0, b1):
+    """The forward loop over all T steps for rows [b0, b1).
+
+    weights = (w_hh, relu): w_hh packed (or (H, H) as it is); relu: the nonlinearity is relu
+      (else tanh).
+    io = (h, lengths): h (B, H) h_0 in, h_n out.
+    saved = (z,): z (T, B, H) W x_t + b on entry, h_t on return (zero at padding).
+    scratch = (bits,): bits (H,) int32.
+    """
+    w_hh, relu = weights
+    h, lengths = io
+    (z,) = saved
+    (bits,) = scratch
     two_k = bits.view(np.float32)
     steps, _, hidden = z.shape
     for t in range(steps):
@@ -38,10 +54,19 @@ def forward(z, h, lengths, w_hh, relu, bits, b0, b1):
 
 
 @njit(**JIT)
-def backward(d_out, dh, hs, lengths, w_hh_t, relu, da, dh_buf, norms, b0, b1):
-    """BPTT of :func:`forward`; w_hh_t (H, H) = U^T. dh (B, H): dL/dh_T in, dL/dh_0 out;
-    da (T, B, H) out;
-    dh_buf (N, H) scratch; norms (T, B, 1) out: ||dL/dh_t|| of every step (0 at padding)."""
+def backward(weights, io, saved, scratch, b0, b1):
+    """BPTT of :func:`forward` for rows [b0, b1).
+
+    weights = (w_hh_t, relu): w_hh_t (H, H) = Uᵀ, packed or not.
+    io = (d_out, dh, lengths, da, norms): d_out (T, B, H); dh (B, H) dL/dh_T in, dL/dh_0 out;
+      da (T, B, H) out: dL/da_t; norms (T, B, 1) out: ||dL/dh_t|| (0 at padding).
+    saved = (hs,): hs (T, B, H) as :func:`forward` left them.
+    scratch = (dh_buf,): (N, H).
+    """
+    w_hh_t, relu = weights
+    d_out, dh, lengths, da, norms = io
+    (hs,) = saved
+    (dh_buf,) = scratch
     steps, _, hidden = hs.shape
     for t in range(steps - 1, -1, -1):
         for b in range(b0, b1):
@@ -64,12 +89,20 @@ def backward(d_out, dh, hs, lengths, w_hh_t, relu, da, dh_buf, norms, b0, b1):
 
 
 @njit(**JIT)
-def step_forward(x, h0, w_ih, w_hh, bias, relu, h, bits):
-    """One step for every row, as one call (an RNNCell's): x (B, I), h0 (B, H); w_ih (H, I),
-    w_hh (H, H) as they are; bias (H,). h (B, H) out: h_1."""
+def step_forward(weights, io, saved, scratch):
+    """One step for every row (an RNNCell's call).
+
+    weights = (w_ih, w_hh, bias, relu): w_ih (H, I), w_hh (H, H) as they are; bias (H,).
+    io = (x, h0, h): x (B, I), h0 (B, H) in; h (B, H) out: h_1.
+    saved = (): h itself is what BPTT reads.
+    scratch = (bits,): bits (H,) int32.
+    """
+    w_ih, w_hh, bias, relu = weights
+    x, h0, h = io
+    (bits,) = scratch
     two_k = bits.view(np.float32)
-    matmul_wt(x, w_ih, h, 0.0)  # W x_t
-    matmul_wt(h0, w_hh, h, 1.0)  # a_t = W x_t + U h_{t-1} (+ b below)
+    gemm_wt(x, w_ih, h, 0.0)  # W x_t
+    gemm_wt(h0, w_hh, h, 1.0)  # a_t = W x_t + U h_{t-1} (+ b below)
     for b in range(h.shape[0]):
         a = h[b]
         for j in range(a.shape[0]):
@@ -82,9 +115,19 @@ def step_forward(x, h0, w_ih, w_hh, bias, relu, h, bits):
 
 
 @njit(**JIT)
-def step_backward(dh, x, h0, h, w_ih, w_hh, relu, da, dx, dh0, dw_ih, dw_hh, norms):
-    """BPTT of :func:`step_forward`: dh (B, H) the gradient at h_1. Out: da (B, H), dx (B, I),
-    dh0 (B, H), dw_ih (H, I), dw_hh (H, H), norms (B,): ||dL/dh_1|| per row."""
+def step_backward(weights, io, saved, scratch):
+    """BPTT of :func:`step_forward`.
+
+    weights = (w_ih, w_hh, relu): (H, I), (H, H).
+    io = (dh, x, h0, da, dx, dh0, dw_ih, dw_hh, norms): dh (B, H) the gradient at h_1; x, h0
+      the step's inputs. Out: da (B, H), dx (B, I), dh0 (B, H), dw_ih (H, I), dw_hh (H, H),
+      norms (B,): ||dL/dh_1|| per row.
+    saved = (h,): the step's h_1 (B, H).
+    scratch = (): none.
+    """
+    w_ih, w_hh, relu = weights
+    dh, x, h0, da, dx, dh0, dw_ih, dw_hh, norms = io
+    (h,) = saved
     for b in range(h.shape[0]):
         sq = dh[b, 0] * 0
         for j in range(h.shape[1]):
@@ -92,7 +135,87 @@ def step_backward(dh, x, h0, h, w_ih, w_hh, relu, da, dx, dh0, dw_ih, dw_hh, nor
             da[b, j] = dh[b, j] * slope
             sq += dh[b, j] * dh[b, j]
         norms[b] = sq**0.5
-    matmul_w(da, w_ih, dx, 0.0)  # dL/dx_t = σ'(a_t) W
-    matmul_w(da, w_hh, dh0, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
-    matmul_at(da, x, dw_ih, 0.0)  # dW = daᵀ x_t
-    matmul_at(da, h0, dw_hh, 0.0)  # dU = daᵀ h_{t-1}
+    gemm_w(da, w_ih, dx, 0.0)  # dL/dx_t = σ'(a_t) W
+    gemm_w(da, w_hh, dh0, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
+    gemm_at(da, x, dw_ih, 0.0)  # dW = daᵀ x_t
+    gemm_at(da, h0, dw_hh, 0.0)  # dU = daᵀ h_{t-1}
+
+
+# host: the engine functions ------------------------------------------------------------------
+
+
+def rnn_forward(
+    x: Tensor, h0: Tensor, w: RNNWeights, lengths: Tensor | None, nonlinearity: str
+) -> RNNForward:
+    """See :func:`longshort.engine.reference.rnn_forward`."""
+    hs = host.project_all(x, w.w_ih, w.b_ih, w.b_hh)  # becomes h_1 .. h_T in place
+    h = h0.clone(memory_format=torch.contiguous_format)
+    steps, batch, hidden = hs.shape
+    weights = (host.recurrent(w.w_hh, steps), nonlinearity == "relu")
+    io = (h.numpy(), host.lengths_array(lengths))
+
+    def args(b0: int, b1: int) -> tuple:
+        return weights, io, (hs.numpy(),), (np.empty(hidden, np.int32),), b0, b1
+
+    flops = 2 * batch * hidden**2
+    threads.run(forward, threads.ranges(batch, flops=flops * steps), args, flops)
+    return RNNForward(hs.clone(), h, hs)
+
+
+def rnn_backward(
+    d_out: Tensor,
+    d_hn: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w: RNNWeights,
+    lengths: Tensor | None,
+    saved: RNNForward,
+    nonlinearity: str,
+) -> RNNGrads:
+    """See :func:`longshort.engine.reference.rnn_backward`."""
+    hs = saved.hs
+    steps, batch, hidden = hs.shape
+    dh = d_hn.clone(memory_format=torch.contiguous_format)
+    da = torch.from_numpy(host.kept("da", tuple(hs.shape), host.array(hs).dtype))  # all written
+    norms = x.new_empty(steps, batch, 1)
+    # Uᵀ transposed once: each step's product reads rows
+    weights = (host.recurrent(w.w_hh.t(), steps), nonlinearity == "relu")
+    io = (host.array(d_out), dh.numpy(), host.lengths_array(lengths), da.numpy(), norms.numpy())
+    saved_arrays = (host.array(hs),)
+
+    def args(b0: int, b1: int) -> tuple:
+        scratch = (np.empty((b1 - b0, hidden), hs.numpy().dtype),)
+        return weights, io, saved_arrays, scratch, b0, b1
+
+    flops = 2 * batch * hidden**2
+    threads.run(backward, threads.ranges(batch, flops=flops * steps), args, flops)
+    dx, dw_ih, dw_hh, db = host.input_and_weight_grads(da, x, h0, hs, w.w_ih)
+    return RNNGrads(dx, dh, dw_ih, dw_hh, db, norms)
+
+
+def rnn_step(x: Tensor, h0: Tensor, w: RNNWeights, nonlinearity: str) -> Tensor:
+    """One RNN step of an RNNCell, float32/float64, in one compiled call: h_1 (B, H)."""
+    hidden = h0.shape[1]
+    h = torch.empty_like(h0)
+    relu = nonlinearity == "relu"
+    weights = (host.array(w.w_ih), host.array(w.w_hh), host.bias_sum(w, x.dtype), relu)
+    io = (host.array(x), host.array(h0), h.numpy())
+    with host.one_thread(x.shape[0] * hidden * (hidden + x.shape[1])):
+        step_forward(weights, io, (), (np.empty(hidden, np.int32),))
+    return h
+
+
+def rnn_step_backward(
+    dh: Tensor, x: Tensor, h0: Tensor, h: Tensor, w: RNNWeights, nonlinearity: str
+) -> tuple[Tensor, ...]:
+    """BPTT of :func:`rnn_step`: dx, dh0, dW_ih, dW_hh, db and the norms (1, B, 1)."""
+    da, dh0 = torch.empty_like(h), torch.empty_like(h0)
+    dx, dw_ih, dw_hh = torch.empty_like(x), torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
+    norms = x.new_empty(1, h.shape[0], 1)
+    weights = (host.array(w.w_ih), host.array(w.w_hh), nonlinearity == "relu")
+    outs = (da, dx, dh0, dw_ih, dw_hh)
+    io = (host.array(dh), host.array(x), host.array(h0), *(t.numpy() for t in outs))
+    io = (*io, norms.numpy()[0, :, 0])
+    with host.one_thread(x.shape[0] * h.shape[1] * (h.shape[1] + x.shape[1])):
+        step_backward(weights, io, (host.array(h),), ())
+    return dx, dh0, dw_ih, dw_hh, da.sum(0), norms

@@ -48,7 +48,7 @@ def _zero_impl(y):
 
 
 @njit(**_JIT)
-def matmul_wt(x, w, y, beta):
+def few_rows_wt(x, w, y, beta):
     """y (M, N) = x (M, K) @ w.T + beta * y, with w (N, K); beta 0 or 1 (y not read at 0)."""
     m, k = x.shape
     n = w.shape[0]

@@ -138,8 +138,10 @@ def _on_torch_threads(kernel: Callable[..., None], jobs: list[tuple]) -> None:
     """kernel(*job) for every job, spread over one OpenMP team of len(jobs) threads."""
     errors: list[BaseException] = []
 
+    gomp = _gomp
+    assert gomp is not None, "called only where torch runs on GNU OpenMP"
+
     def body(_data: int | None) -> None:
-        gomp = _gomp
         me, team = gomp.omp_get_thread_num(), gomp.omp_get_num_threads()
         for k in range(me, len(jobs), team):  # a smaller team than asked for takes more each
             try:
@@ -148,6 +150,6 @@ def _on_torch_threads(kernel: Callable[..., None], jobs: list[tuple]) -> None:
                 errors.append(e)
 
     callback = _BODY(body)
-    _gomp.GOMP_parallel(callback, None, len(jobs), 0)
+    gomp.GOMP_parallel(callback, None, len(jobs), 0)
     if errors:
         raise errors[0]

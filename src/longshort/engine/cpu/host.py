@@ -1,0 +1,276 @@
+"""What every cell's host code shares: tensors as arrays, kept buffers, packed weights, and the
+one-off products of a call (the input projection before the loop, the input and weight
+gradients after BPTT), split across torch's threads.
+
+Each cell's host functions live beside its kernels (:mod:`.lstm`, :mod:`.gru`, :mod:`.rnn`,
+:mod:`.lstm_variant`); :mod:`.compiled` gathers them into the engine.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import threading
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from longshort.engine.cpu import blas, packed, threads
+from longshort.engine.cpu.activations import gate_coefficients
+from longshort.engine.cpu.blas import BF16, gemm_at, gemm_w, gemm_wt
+from longshort.engine.types import LSTMWeights, RNNWeights
+
+DTYPES = (torch.float32, torch.float64)
+NO_BF16 = np.empty((1, 1), np.uint16)  # the bf16 scratch, unused by float32/float64 weights
+# numpy's dtypes named directly: a torch tensor made at import would be a fake one when the
+# first import happens inside torch.compile's tracing (FakeTensorMode), and .numpy() fails there
+NO_BIAS: dict[torch.dtype, np.ndarray] = {
+    torch.float32: np.empty(0, np.float32),
+    torch.float64: np.empty(0, np.float64),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def coefficients(hidden: int, dtype: np.dtype, blocks: int = 4) -> np.ndarray:
+    """(3, blocks * H) gate coefficients, made once per size and dtype (read-only)."""
+    coef = np.stack(gate_coefficients(hidden, dtype, blocks))
+    coef.flags.writeable = False
+    return coef
+
+
+@functools.lru_cache(maxsize=64)
+def sigmoid_coefficients(hidden: int, dtype: np.dtype) -> np.ndarray:
+    """(3, 2H): σ's coefficients for the GRU's r and z blocks (read-only)."""
+    coef = np.ascontiguousarray(coefficients(hidden, dtype)[:, : 2 * hidden])
+    coef.flags.writeable = False
+    return coef
+
+
+def array(t: Tensor) -> np.ndarray:
+    """A C-contiguous NumPy view (or copy, when t is strided) of a CPU tensor; bfloat16 as the
+    uint16 bits the bf16 products take."""
+    t = t.detach().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16)
+    return t.numpy()
+
+
+def optional(t: Tensor | None, dims: int, dtype: np.dtype) -> np.ndarray:
+    """An optional operand of a kernel: its array, or an empty one of `dims` dimensions."""
+    return np.empty((0,) * dims, dtype) if t is None else array(t)
+
+
+def acc(t: Tensor) -> torch.dtype:
+    """The dtype the engine computes and keeps state in: float32 for bfloat16 tensors."""
+    return torch.float32 if t.dtype == torch.bfloat16 else t.dtype
+
+
+def bf16_scratch(t: Tensor, rows: int, cols: int) -> np.ndarray:
+    """(rows, cols) uint16 scratch for values rounded to bfloat16 when t is bf16; else unused."""
+    return np.empty((rows, cols), np.uint16) if t.dtype == torch.bfloat16 else NO_BF16
+
+
+def lengths_array(lengths: Tensor | None) -> np.ndarray:
+    """(B,) int64, or empty when every sequence runs all T steps."""
+    return np.empty(0, np.int64) if lengths is None else array(lengths)
+
+
+def as_matrix(a: np.ndarray) -> np.ndarray:
+    """All leading dimensions as rows (also when an array holds no element)."""
+    return a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1])
+
+
+# buffers kept across calls -------------------------------------------------------------------
+
+_BUFFERS = threading.local()
+MAX_BUFFER_BYTES = 16 << 20  # larger buffers are allocated anew at each call
+KEPT_SHAPES = 4  # shapes kept per role and thread
+
+
+def kept(role: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A buffer of this thread's for the role, kept across calls when at most MAX_BUFFER_BYTES
+    (new arrays' pages fault in at first write: a training step at (100, 32, 32, 128) took
+    1,600 faults). A role keeps its KEPT_SHAPES most recent shapes (the layers of a model, a
+    few sequence lengths), so memory stays bounded when every batch has a new length. Its
+    content is whatever the last call left: the caller writes all of it before reading it.
+    A view of it may leave the engine call only to a caller that consumes it before this
+    thread's next call for the role (the variants' BPTT hands da and dr to
+    :func:`longshort.engine.variant.backward`, which turns them into gradients at once); no
+    tensor a user receives is one."""
+    cache = getattr(_BUFFERS, "cache", None)
+    if cache is None:
+        cache = _BUFFERS.cache = {}
+    shapes = cache.setdefault(role, collections.OrderedDict())
+    key = (shape, np.dtype(dtype))
+    out = shapes.pop(key, None)
+    if out is None:
+        out = np.empty(shape, dtype)
+        if out.nbytes > MAX_BUFFER_BYTES:
+            return out
+    shapes[key] = out  # the most recent last
+    while len(shapes) > KEPT_SHAPES:
+        shapes.popitem(last=False)
+    return out
+
+
+def packed_kept(a: np.ndarray, role: str, rows_of_t: bool = False) -> np.ndarray:
+    """packed.pack(a), or packed.pack_t(a) with rows_of_t, into a :func:`kept` buffer of the
+    role: new arrays' page faults cost 1 ms of a 3.6 ms two-layer call at (35, 20, 200, 200).
+    Every element is written at each call, and the packing lives only inside the call."""
+    n, k = (a.shape[1], a.shape[0]) if rows_of_t else a.shape
+    dtype = np.dtype(np.uint32) if a.dtype == np.uint16 else a.dtype
+    out = kept(role, packed.packed_shape(n, k, a.dtype), dtype)
+    return packed.pack_t(a, out) if rows_of_t else packed.pack(a, out)
+
+
+def recurrent(w: Tensor, steps: int, role: str = "recurrent") -> np.ndarray:
+    """A loop's recurrent weight (N, K), for products x @ w.T: packed once for the per-step
+    kernel of :mod:`.packed` when the loop runs more than one step; as it is for one step (a
+    cell's call, where packing would cost as much as the product) and for bfloat16 bits
+    with MKL, whose products take them as they are."""
+    bf16 = w.dtype == torch.bfloat16
+    if (steps > 1 and not bf16) or (bf16 and packed.BF16 and (steps > 1 or not BF16)):
+        # BPTT's w = Uᵀ is a view: packed from U's rows (pack_t), not from a transposed copy
+        rows_of_u = not w.is_contiguous() and w.t().is_contiguous()
+        return packed_kept(array(w.t() if rows_of_u else w), role, rows_of_u)
+    return array(w)
+
+
+def bias_sum(w: LSTMWeights | RNNWeights, dtype: torch.dtype) -> np.ndarray:
+    """b_ih + b_hh (zeros without bias) in the engine's dtype, (G,)."""
+    if w.b_ih is None or w.b_hh is None:
+        return np.zeros(w.w_ih.shape[0], NO_BIAS[dtype].dtype)
+    return (w.b_ih.detach().to(dtype) + w.b_hh.detach().to(dtype)).numpy()
+
+
+def one_thread(macs: int) -> contextlib.AbstractContextManager:
+    """A step's products on one BLAS thread (BLAS's own threads would share cores with
+    torch's); below OpenBLAS's own threshold for threading, nothing to set (2 ctypes calls
+    saved at B = 1)."""
+    return blas.threads(1) if macs >= 1 << 18 else contextlib.nullcontext()
+
+
+# the one-off products ------------------------------------------------------------------------
+
+
+def by_rows(kernel, x: np.ndarray, w: np.ndarray, y: np.ndarray, beta: float) -> None:
+    """kernel(x, w, y, beta), a product y = x op w (+ beta y) of one row of y per row of x
+    (gemm_wt, gemm_w, packed_wt), with the rows split across torch's threads, each on
+    single-threaded BLAS. Not BLAS's own threads: after any parallel region torch's OpenMP
+    threads spin for a while, and a BLAS thread sharing their core ran a (6400 x 256) @
+    (256 x 1024) product in 15.6 ms against 9.0 ms with them asleep (2 cores)."""
+    flops = 2 * x.shape[0] * x.shape[1] * y.shape[1]
+    threads.run_jobs(kernel, [(x[a:b], w, y[a:b], beta) for a, b in threads.split(len(x), flops)])
+
+
+def summed(a: np.ndarray, b: np.ndarray, y: np.ndarray, beta: float) -> None:
+    """y (N, K) = a.T @ b + beta * y, a sum over the M rows of a (M, N) and b (M, K), with
+    the N rows of y split across torch's threads (see :func:`by_rows`)."""
+    flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
+    parts = threads.split(a.shape[1], flops)
+    threads.run_jobs(gemm_at, [(a[:, n0:n1], b, y[n0:n1], beta) for n0, n1 in parts])
+
+
+def project_all(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
+    """z = W·x_t + b for all T steps as one (T*B, I) @ (I, G) product: (T, B, G)."""
+    steps, batch, _ = x.shape
+    z = x.new_empty(steps, batch, w_ih.shape[0], dtype=acc(x))
+    zn, beta = z.numpy(), 0.0  # without a bias, z is not read: no pass to fill it
+    if b_ih is not None:
+        b = b_ih.detach().to(z.dtype)
+        zn[:] = (b if b_hh is None else b + b_hh.detach().to(z.dtype)).numpy()
+        beta = 1.0
+    xn, wn = as_matrix(array(x)), array(w_ih)
+    if wn.dtype == np.uint16 and not BF16:  # bf16 without MKL: the packed kernel's products
+        by_rows(packed.packed_wt, xn, packed_kept(wn, "input"), as_matrix(zn), beta)
+    else:
+        by_rows(gemm_wt, xn, wn, as_matrix(zn), beta)
+    return z
+
+
+def project(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
+    """W x_t + bias for all T steps as one product: (T, B, G)."""
+    return project_all(x, w_ih, bias, None)
+
+
+def weight_products(d_in, d_rec, x, h_first, h_rest, w_ih, dx, dw_ih, dw_hh) -> None:
+    """dx = d_in W_ih, dW_ih = d_inᵀ x, dW_hh = d_recᵀ [h_first; h_rest] over all T*B rows, in
+    one parallel region (each costs 30-70 us of waking and joining torch's threads): each
+    thread makes its rows of dx and its rows of dW_ih and dW_hh. Arrays: d_in (M, G), d_rec
+    (M, G'), x (M, I), h_first (B, P) the states before the first B rows, h_rest (M - B, P)
+    those before the others, w_ih (G, I); out dx (M, I), dw_ih (G, I), dw_hh (G', P)."""
+    m, batch = d_in.shape[0], h_first.shape[0]
+    flops = 2 * m * (d_in.shape[1] * 2 * x.shape[1] + d_rec.shape[1] * h_first.shape[1])
+    count = min(len(threads.split(d_in.shape[1], flops)), max(1, m))  # (an empty batch: one)
+    parts = zip(
+        threads.split(m, flops, count),
+        threads.split(d_in.shape[1], flops, count),
+        threads.split(d_rec.shape[1], flops, count),
+        strict=True,
+    )
+    work = []
+    for (r0, r1), (i0, i1), (j0, j1) in parts:
+        calls = [(gemm_w, (d_in[r0:r1], w_ih, dx[r0:r1], 0.0))]  # dx = dz W
+        calls.append((gemm_at, (d_in[:, i0:i1], x, dw_ih[i0:i1], 0.0)))  # dW = Σ dz_tᵀ x_t
+        calls.append((gemm_at, (d_rec[:batch, j0:j1], h_first, dw_hh[j0:j1], 0.0)))  # h_0 ..
+        if m > batch:  # ... then h_1 .. h_{T-1}
+            calls.append((gemm_at, (d_rec[batch:, j0:j1], h_rest, dw_hh[j0:j1], 1.0)))
+        work.append(calls)
+    threads.run_work(work)
+
+
+def product_grads(
+    d_in: Tensor, d_rec: Tensor, x: Tensor, h_prev: Tensor, w_ih: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """See :func:`longshort.engine.reference.product_grads` (float32 and float64)."""
+    dx = x.new_empty(x.shape)
+    dw_ih, dw_hh = torch.empty_like(w_ih), w_ih.new_empty(d_rec.shape[2], h_prev.shape[2])
+    hp = array(h_prev)
+    weight_products(
+        as_matrix(array(d_in)), as_matrix(array(d_rec)), as_matrix(array(x)), hp[0],
+        as_matrix(hp[1:]), array(w_ih), as_matrix(dx.numpy()), dw_ih.numpy(), dw_hh.numpy(),
+    )  # fmt: skip
+    return dx, dw_ih, dw_hh
+
+
+def input_and_weight_grads(
+    dz: Tensor, x: Tensor, h0: Tensor, hs: Tensor, w_ih: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """dx = dz W, dW_ih = Σ_t dz_tᵀ x_t, dW_hh = Σ_t dz_tᵀ h_{t-1}, db = Σ_t dz_t: one product
+    each over all T*B rows, in x's dtype. hs (T, B, P) holds h_1 .. h_T."""
+    acc_dtype, dtype = dz.dtype, x.dtype
+    if dtype == torch.bfloat16 and not BF16:  # bf16 without MKL
+        if packed.BF16:
+            return _bf16_input_and_weight_grads(dz, x, h0, hs, w_ih)
+        dz, x, h0, hs, w_ih = dz.to(dtype).float(), x.float(), h0.float(), hs.float(), w_ih.float()
+    dz2 = as_matrix(array(dz.to(x.dtype)))
+    dx = x.new_empty(x.shape, dtype=acc_dtype)
+    dw_ih = w_ih.new_empty(w_ih.shape, dtype=acc_dtype)
+    dw_hh = w_ih.new_empty(dz.shape[2], h0.shape[1], dtype=acc_dtype)
+    ins = (dz2, dz2, as_matrix(array(x)), array(h0), as_matrix(array(hs)[:-1]), array(w_ih))
+    weight_products(*ins, as_matrix(dx.numpy()), dw_ih.numpy(), dw_hh.numpy())
+    db = dz.sum(dim=(0, 1))
+    return dx.to(dtype), dw_ih.to(dtype), dw_hh.to(dtype), db.to(dtype)
+
+
+def _bf16_input_and_weight_grads(
+    dz: Tensor, x: Tensor, h0: Tensor, hs: Tensor, w_ih: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`input_and_weight_grads` for bfloat16 on the packed kernel's bf16 products.
+    The weight gradients as one product, [x_t | h_{t-1}]ᵀ over all T*B rows times dz packed
+    row by row (pack_t): the small operand is transposed, not dz."""
+    dtype, n_in = x.dtype, x.shape[2]
+    dzb = dz.to(dtype)
+    dzn = as_matrix(array(dzb))
+    dx = x.new_empty(x.shape, dtype=dz.dtype)
+    w_t = packed_kept(array(w_ih.t()), "input")
+    by_rows(packed.packed_wt, dzn, w_t, as_matrix(dx.numpy()), 0.0)
+    inputs = torch.cat([x, torch.cat([h0[None].to(dtype), hs[:-1]])], dim=2)  # (T, B, I + P)
+    dw_t = dz.new_empty(inputs.shape[2], dz.shape[2])  # [dW_ih | dW_hh]ᵀ
+    xt = array(inputs.reshape(-1, inputs.shape[2]).t())
+    by_rows(packed.packed_wt, xt, packed_kept(dzn, "gradients", rows_of_t=True), dw_t.numpy(), 0.0)
+    dw = dw_t.t().to(dtype)
+    db = dz.sum(dim=(0, 1))
+    return dx.to(dtype), dw[:, :n_in].contiguous(), dw[:, n_in:].contiguous(), db.to(dtype)
