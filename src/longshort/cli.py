@@ -151,40 +151,31 @@ def _loop_args(
         )
 
 
-def _seconds(args: argparse.Namespace) -> float | None:
-    return None if args.max_minutes is None else args.max_minutes * 60
-
-
-def _loop_kwargs(args: argparse.Namespace) -> dict[str, object]:
-    """The shared training-loop options as keyword arguments of the train_* functions."""
-    return {
-        "hidden": args.hidden,
-        "steps": args.steps,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "seed": args.seed,
-        "eval_every": args.eval_every,
-        "max_seconds": _seconds(args),
-        "progress": not args.no_progress,
-        "resume": args.resume,
-        "force": args.force,
-        "device": args.device,
-        "policy": _policy(args),
-    }
-
-
 def _budget(args: argparse.Namespace):
-    from longshort.apps.experiment import Budget
+    """The training options of a command's run, from its flags."""
+    from longshort.apps.runs import Budget
 
     return Budget(
         args.hidden,
         args.steps,
-        _seconds(args),
+        None if args.max_minutes is None else args.max_minutes * 60,
         args.seed,
         args.lr,
         args.batch_size,
         args.eval_every,
         _policy(args),
+    )
+
+
+def _session(args: argparse.Namespace):
+    """How the command's runs are carried out, from its flags."""
+    from longshort.apps.runs import Session
+
+    return Session(
+        progress=not args.no_progress,
+        resume=getattr(args, "resume", False),
+        force=getattr(args, "force", False),
+        device=args.device,
     )
 
 
@@ -197,21 +188,21 @@ def _policy(args: argparse.Namespace):
     return policy
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="longshort",
-        description="LSTM, GRU and RNN with handwritten BPTT: train, compare, inspect, demo.",
-    )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+# the commands' parsers -----------------------------------------------------------------------
+
+
+def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="RNN against LSTM on long-range tasks, as an HTML page")
     demo.add_argument("--out", type=Path, default=Path("longshort-demo"), help="page folder")
     demo.add_argument("--seed", type=int, default=0, help="seed of weights and data")
     demo.add_argument(
         "--scale", type=_positive_float, default=1.0, help="multiply the training steps"
     )
-    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--no-progress", action="store_true", help="no progress display")
     demo.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to train")
+
+
+def _add_train_and_compare(sub) -> None:
     train = sub.add_parser("train", help="train one model on a task")
     train.add_argument("--task", required=True, choices=sorted(TASKS))
     _loop_args(train, hidden=32, steps=2000, batch=64, lr=1e-2, out=None)
@@ -230,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--seeds", type=_positive_int, default=1, help="seeds per run: mean and spread"
     )
+
+
+def _add_lm(sub) -> None:
     lm = sub.add_parser("lm", help="character language model: train, sample")
     lm_sub = lm.add_subparsers(dest="lm_command", required=True)
     lm_train = lm_sub.add_parser("train", help="train on text files (default: Python's stdlib)")
@@ -263,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lm_sample.add_argument("--length", type=_count, default=300, help="characters to add")
     lm_sample.add_argument("--seed", type=int, default=0, help="seed of the sampling")
+
+
+def _add_classify(sub) -> None:
     classify = sub.add_parser("classify", help="sequence classification")
     classify_sub = classify.add_subparsers(dest="classify_command", required=True)
     ct = classify_sub.add_parser("train", help="train an LSTM classifier")
@@ -275,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--train", type=Path, default=None, help=".ts, .npz or .csv file")
     ct.add_argument("--test", type=Path, default=None, help=".ts, .npz or .csv file")
     _loop_args(ct, hidden=64, steps=1500, batch=32, lr=3e-3, out="runs/classify", validation=False)
+
+
+def _add_forecast(sub) -> None:
     forecast = sub.add_parser("forecast", help="multi-step forecasting")
     forecast_sub = forecast.add_subparsers(dest="forecast_command", required=True)
     ft = forecast_sub.add_parser("train", help="train an LSTM forecaster")
@@ -300,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--residual", action="store_true", help="the same as --base seasonal (older flag)"
     )
     _loop_args(ft, hidden=64, steps=1500, batch=32, lr=3e-3, out="runs/forecast", validation=False)
+
+
+def _add_inspect(sub) -> None:
     inspect = sub.add_parser("inspect", help="figures and a JSON summary of a trained run")
     inspect.add_argument(
         "checkpoint",
@@ -308,7 +311,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--text", default=None, help="a sentence (sentiment runs)")
     inspect.add_argument("--out", type=Path, default=None, help="default: RUN/inspect")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="longshort",
+        description="LSTM, GRU and RNN with handwritten BPTT: train, compare, inspect, demo.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for add in (_add_demo, _add_train_and_compare, _add_lm, _add_classify, _add_forecast):
+        add(sub)
+    _add_inspect(sub)
     return parser
+
+
+# the commands: parse, call the Python API, print ------------------------------------------
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -316,19 +334,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from longshort.train import distributed
 
     out = args.out or Path("runs") / f"{args.task}-{args.cell}-T{args.seq_len}"
-    run = train_one(
-        args.task,
-        args.seq_len,
-        args.cell,
-        _budget(args),
-        out,
-        not args.no_progress,
-        args.resume,
-        args.device,
-        force=args.force,
-    )
+    run = train_one(args.task, args.seq_len, args.cell, _budget(args), out, _session(args))
     h = run.history
-    if not distributed.setup(args.device).main:
+    if not distributed.is_main(args.device):
         return 0
     print(
         f"{args.cell.upper()} {args.task} T={args.seq_len}: held-out {run.task.metric_name} "
@@ -340,19 +348,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from longshort.apps.experiment import compare, format_seed_table
-    from longshort.report.demo import format_table
+    from longshort.apps.experiment import compare
+    from longshort.apps.tables import format_seed_table, format_table
 
+    session = _session(args)
     rows = compare(
-        args.task,
-        args.seq_len,
-        args.cell,
-        _budget(args),
-        args.out,
-        not args.no_progress,
-        args.device,
-        args.force,
-        seeds=args.seeds,
+        args.task, args.seq_len, args.cell, _budget(args), args.out, session, seeds=args.seeds
     )
     print(format_seed_table(rows) if args.seeds > 1 else format_table(rows))
     print(f"wrote the table, figures and runs to {args.out}")
@@ -360,17 +361,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from longshort.report.demo import DemoConfig, format_table, run_demo
+    from longshort.apps.demo import DemoConfig, run_demo
+    from longshort.apps.tables import format_table
 
-    summary = run_demo(
-        DemoConfig(
-            out=args.out,
-            seed=args.seed,
-            scale=args.scale,
-            progress=not args.no_progress,
-            device=args.device,
-        )
-    )
+    config = DemoConfig(args.out, args.seed, scale=args.scale, session=_session(args))
+    summary = run_demo(config)
     print(format_table(summary["rows"]))
     print(f"\n{summary['verdict']}")
     if summary["time_cap_fired"]:
@@ -400,10 +395,11 @@ def cmd_lm(args: argparse.Namespace) -> int:
         args.files,
         args.out,
         args.corpus,
-        layers=args.layers,
-        seq_len=args.seq_len,
-        dropout=args.dropout,
-        **_loop_kwargs(args),
+        args.layers,
+        args.seq_len,
+        args.dropout,
+        _budget(args),
+        _session(args),
     )
     print(json.dumps(summary, indent=2))
     print(f"wrote the run to {args.out}")
@@ -413,7 +409,8 @@ def cmd_lm(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     from longshort.apps.classify import train_classifier
 
-    summary = train_classifier(args.dataset, args.train, args.test, args.out, **_loop_kwargs(args))
+    data = (args.dataset, args.train, args.test)
+    summary = train_classifier(*data, args.out, _budget(args), _session(args))
     print(json.dumps(summary, indent=2))
     print(f"wrote the run to {args.out}")
     return 0
@@ -422,17 +419,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_forecast(args: argparse.Namespace) -> int:
     from longshort.apps.forecast import train_forecaster
 
+    shape = (args.window, args.horizon, args.test_steps, args.season)
     summary = train_forecaster(
         args.dataset,
         args.csv,
         args.column,
         args.out,
-        args.window,
-        args.horizon,
-        args.test_steps,
-        args.season,
+        *shape,
         base="seasonal" if args.residual else args.base,
-        **_loop_kwargs(args),
+        budget=_budget(args),
+        session=_session(args),
     )
     print(json.dumps(summary, indent=2))
     print(f"wrote the run to {args.out}")

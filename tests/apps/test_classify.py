@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from longshort.apps.classify import train_classifier
+from longshort.apps.runs import QUIET, Budget
 from longshort.data.sequences import read_file, uea
 
 TS = """# a tiny two-dimensional, variable-length set in the UCR/UEA format
@@ -85,9 +86,8 @@ def test_short_classifier_run_beats_chance(tmp_path):
         tmp_path / "train.npz",
         tmp_path / "test.npz",
         tmp_path / "out",
-        hidden=16,
-        steps=200,
-        progress=False,
+        Budget(hidden=16, steps=200, lr=3e-3, batch_size=32),
+        QUIET,
     )
     assert summary["test_accuracy"] > 0.75  # chance is about 0.5
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from longshort.apps.forecast import train_forecaster
+from longshort.apps.runs import QUIET, Budget
 from longshort.data.forecasting import Forecast
 from longshort.data.series import read_column, taylor
 
@@ -58,9 +59,8 @@ def test_short_run_beats_last_value(tmp_path):
         horizon=12,
         test_steps=96,
         season=24,
-        hidden=16,
-        steps=150,
-        progress=False,
+        budget=Budget(hidden=16, steps=150, lr=3e-3, batch_size=32),
+        session=QUIET,
     )
     errors = summary["errors"]
     assert errors["lstm"]["MAE"] < 0.5 * errors["last_value"]["MAE"]

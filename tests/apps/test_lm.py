@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from longshort.apps.lm import sample, train_lm
+from longshort.apps.runs import QUIET, Budget, Session
 from longshort.data import CharStream, read_texts, shakespeare_corpus, stdlib_corpus
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 200
@@ -44,12 +46,14 @@ def test_bad_text_file(tmp_path):
 def test_lm_learns_resumes_exactly_and_samples(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)
-    kw = dict(hidden=32, seq_len=20, batch_size=8, lr=1e-2, eval_every=20, progress=False)
-    full = train_lm([corpus], tmp_path / "full", steps=80, **kw)
+    budget = Budget(hidden=32, steps=80, lr=1e-2, batch_size=8, eval_every=20)
+    half = dataclasses.replace(budget, steps=40)
+    full = train_lm([corpus], tmp_path / "full", seq_len=20, budget=budget, session=QUIET)
     assert full["test_bits_per_char"] < 0.5 * full["uniform_bits_per_char"]
     assert full["best_valid_bits_per_char"] <= full["final_valid_bits_per_char"]
-    train_lm([corpus], tmp_path / "split", steps=40, **kw)
-    resumed = train_lm([corpus], tmp_path / "split", steps=80, resume=True, **kw)
+    train_lm([corpus], tmp_path / "split", seq_len=20, budget=half, session=QUIET)
+    again = Session(progress=False, resume=True)
+    resumed = train_lm([corpus], tmp_path / "split", seq_len=20, budget=budget, session=again)
     assert resumed["test_bits_per_char"] == full["test_bits_per_char"]
     assert resumed["best_step"] == full["best_step"]
     text = sample(tmp_path / "full", "the ", length=40, temperature=0.5)

@@ -7,6 +7,7 @@ import pytest
 
 from longshort.apps.experiment import Budget, train_one
 from longshort.apps.proof import PLAN, Experiment, format_proof, misses, run_proof
+from longshort.apps.runs import QUIET
 
 SHORT = {  # task: (length, steps, hidden, lr); all but copy stop within seconds, solved
     "adding": (20, 400, 16, 1e-2),
@@ -20,7 +21,7 @@ SHORT = {  # task: (length, steps, hidden, lr); all but copy stop within seconds
 def test_lstm_beats_the_baseline_clearly_in_a_short_run(task):
     length, steps, hidden, lr = SHORT[task]
     budget = Budget(hidden, steps, lr=lr, eval_every=50)  # steps only: no time cap
-    run = train_one(task, length, "lstm", budget, progress=False)
+    run = train_one(task, length, "lstm", budget, session=QUIET)
     final, baseline = run.history.final_metric, run.task.baseline
     if run.task.higher_is_better:
         assert final > baseline + 0.6 * (1 - baseline), (final, baseline)

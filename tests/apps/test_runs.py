@@ -219,7 +219,7 @@ def test_demo_gives_the_same_table_twice(tmp_path):
 
 
 def test_demo_words_follow_the_numbers():
-    from longshort.report.demo import verdict
+    from longshort.apps.demo import verdict
 
     row = {"T": 50, "metric": "accuracy", "baseline": 0.5, "steps": 600}
     rows = [

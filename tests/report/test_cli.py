@@ -179,7 +179,7 @@ def test_compare_over_seeds_reports_mean_spread_and_solved_counts(tmp_path, caps
 
 
 def test_seed_rows_aggregate_as_stated():
-    from longshort.apps.experiment import seed_rows
+    from longshort.apps.tables import seed_rows
 
     base = {"task": "adding", "T": 10, "model": "LSTM", "metric": "mse", "baseline": 0.17}
     rows = [

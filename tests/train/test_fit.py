@@ -9,17 +9,18 @@ import pytest
 import torch
 
 from longshort.apps.experiment import Budget, train_one
+from longshort.apps.runs import QUIET
 from longshort.train.checkpoint import load, save
 
 
 def test_lstm_clearly_beats_baseline_on_short_adding(tmp_path):
-    run = train_one("adding", 10, "lstm", Budget(16, 400), tmp_path, progress=False)
+    run = train_one("adding", 10, "lstm", Budget(16, 400), tmp_path, session=QUIET)
     assert run.history.final_metric < 0.3 * run.task.baseline
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == len(run.history.steps)
 
 
 def test_checkpoint_round_trip(tmp_path):
-    run = train_one("sentiment", 3, "lstm", Budget(8, 5, batch_size=16), progress=False)
+    run = train_one("sentiment", 3, "lstm", Budget(8, 5, batch_size=16), session=QUIET)
     save(run.model, tmp_path, {"task": run.task.describe()})
     model, config = load(tmp_path)
     assert config["task"]["task"] == "sentiment"
@@ -31,7 +32,7 @@ def test_checkpoint_round_trip(tmp_path):
 
 @pytest.mark.parametrize("cell", ["lstm-no-forget", "lstm-coupled", "lstm-ln", "lstm-peephole"])
 def test_variant_cells_train_and_round_trip(tmp_path, cell):
-    run = train_one("adding", 5, cell, Budget(8, 3, batch_size=16), progress=False)
+    run = train_one("adding", 5, cell, Budget(8, 3, batch_size=16), session=QUIET)
     save(run.model, tmp_path, {"task": run.task.describe()})
     model, _ = load(tmp_path)
     assert model.config["cell"] == cell
@@ -42,7 +43,7 @@ def test_variant_cells_train_and_round_trip(tmp_path, cell):
 
 
 def test_corrupt_and_crafted_checkpoints_refused(tmp_path):
-    run = train_one("adding", 4, "rnn", Budget(4, 2, batch_size=8), progress=False)
+    run = train_one("adding", 4, "rnn", Budget(4, 2, batch_size=8), session=QUIET)
     save(run.model, tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"\x00" * 7)
     with pytest.raises(ValueError, match=r"model.safetensors: not a readable safetensors"):
@@ -123,6 +124,6 @@ def test_policy_keeps_the_best_weights_stops_on_patience_and_resumes(tmp_path):
 def test_temporal_order_at_t100_is_solved_with_the_task_defaults():
     """Input gates that start closed (and forget gates held open) let the LSTM learn the
     order of two symbols 40-90 steps apart: it stayed at chance with torch's init."""
-    run = train_one("temporal-order", 100, "lstm", Budget(32, 600, eval_every=100), progress=False)
+    run = train_one("temporal-order", 100, "lstm", Budget(32, 600, eval_every=100), session=QUIET)
     assert run.history.solved and run.history.final_metric >= 0.95
     assert run.model.config["input_bias"] == -3.0 and run.model.config["forget_bias"] == 3.0

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from longshort.apps.runs import fit_in, record, test_set_policy
+from longshort.apps.runs import Budget, Session, fit_in, record, test_set_policy
 from longshort.data.classification import PUBLISHED, Classification
 from longshort.data.sequences import read_file, uea
-from longshort.train import Policy
 from longshort.train.model import SequenceModel
+
+BUDGET = Budget(hidden=64, steps=1500, lr=3e-3, batch_size=32)  # the CLI's defaults
 
 
 def train_classifier(
@@ -18,19 +20,12 @@ def train_classifier(
     train_file: Path | None,
     test_file: Path | None,
     out: Path,
-    hidden: int = 64,
-    steps: int = 1500,
-    batch_size: int = 32,
-    lr: float = 3e-3,
-    seed: int = 0,
-    eval_every: int = 100,
-    max_seconds: float | None = None,
-    progress: bool = True,
-    resume: bool = False,
-    device: str = "cpu",
-    force: bool = False,
-    policy: Policy | None = None,
+    budget: Budget = BUDGET,
+    session: Session | None = None,
 ) -> dict[str, object]:
+    """Train an LSTM classifier on a UEA data set or your own files (.ts, .npz, .csv) and
+    evaluate it on the test split, which chooses nothing (the last weights are kept)."""
+    session = session or Session()
     if dataset is not None:
         train, test = uea(dataset)
         source = dataset
@@ -40,29 +35,13 @@ def train_classifier(
         source = f"{train_file} / {test_file}"
     else:
         raise ValueError("give --dataset NAME, or both --train FILE and --test FILE")
-    policy = test_set_policy(policy, "the official test split")
+    budget = replace(budget, policy=test_set_policy(budget.policy, "the official test split"))
     task = Classification(train, test)
-    torch.manual_seed(seed)
-    model = SequenceModel("lstm", task.input_size, hidden, task.output_size, forget_bias=1.0)
+    torch.manual_seed(budget.seed)
+    size = (task.input_size, budget.hidden, task.output_size)
+    model = SequenceModel("lstm", *size, forget_bias=1.0)
     config = {"task": {"task": "classify", "seq_len": task.seq_len}, "classes": train.classes}
-    history = fit_in(
-        out,
-        model,
-        task,
-        f"{source}: test accuracy",
-        config,
-        resume,
-        force,
-        device,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        eval_every=eval_every,
-        max_seconds=max_seconds,
-        progress=progress,
-        policy=policy,
-    )
+    history = fit_in(out, model, task, f"{source}: test accuracy", config, budget, session)
     summary = {
         "dataset": source,
         "train": len(train.y),
@@ -74,5 +53,5 @@ def train_classifier(
         "steps": history.steps[-1],
         "seconds": round(history.seconds, 1),
     }
-    record(out, model, config, summary, device)
+    record(out, model, config, summary, session.device)
     return summary

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import torch
 
-from longshort.apps.runs import fit_in, record
+from longshort.apps.runs import Budget, Session, fit_in, record
+from longshort.apps.tables import seed_rows, table_rows
 from longshort.inspect import gradient_flow
 from longshort.report import figures
 from longshort.tasks import Task, make_task
-from longshort.train import History, Policy, model_for_task
+from longshort.train import History, model_for_task
 from longshort.train.model import LSTM_VARIANTS, SequenceModel
 
 
@@ -60,34 +61,17 @@ def default_input_bias(task: Task, cell: str = "lstm") -> float | None:
     return None
 
 
-@dataclass
-class Budget:
-    """The training options of a run (a comparison gives every run the same)."""
-
-    hidden: int = 32
-    steps: int = 2000
-    max_seconds: float | None = None
-    seed: int = 0
-    lr: float = 1e-2
-    batch_size: int = 64
-    eval_every: int = 100
-    policy: Policy | None = None
-
-
 def train_one(
     task_name: str,
     seq_len: int,
     cell: str,
     budget: Budget | None = None,
     out: Path | None = None,
-    progress: bool = True,
-    resume: bool = False,
-    device: str = "cpu",
-    force: bool = False,
+    session: Session | None = None,
 ) -> Run:
     """Train one cell on one task and length with `budget` (defaults: :class:`Budget`),
-    into the run folder `out` when given."""
-    b = budget or Budget()
+    into the run folder `out` when given, as `session` says (default: :class:`Session`)."""
+    b, session = budget or Budget(), session or Session()
     task = make_task(task_name, seq_len)
     torch.manual_seed(b.seed)
     biases = {"forget_bias": default_forget_bias(task)}
@@ -95,26 +79,10 @@ def train_one(
         biases["input_bias"] = default_input_bias(task, cell)
     model = model_for_task(task, cell, b.hidden, **biases)
     config = {"task": task.describe(), "seed": b.seed, "lr": b.lr, "batch_size": b.batch_size}
-    history = fit_in(
-        out,
-        model,
-        task,
-        f"{cell.upper()} on {task_name}, T = {seq_len}",
-        config,
-        resume,
-        force,
-        device,
-        steps=b.steps,
-        batch_size=b.batch_size,
-        lr=b.lr,
-        seed=b.seed,
-        max_seconds=b.max_seconds,
-        progress=progress,
-        eval_every=b.eval_every,
-        policy=b.policy,
-    )
+    title = f"{cell.upper()} on {task_name}, T = {seq_len}"
+    history = fit_in(out, model, task, title, config, b, session)
     if out is not None:
-        record(out, model, config, history.to_dict(), device)
+        record(out, model, config, history.to_dict(), session.device)
     return Run(task, cell, model, history)
 
 
@@ -124,9 +92,7 @@ def compare(
     cells: list[str],
     budget: Budget,
     out: Path,
-    progress: bool = True,
-    device: str = "cpu",
-    force: bool = False,
+    session: Session | None = None,
     seeds: int = 1,
 ) -> list[dict[str, object]]:
     """Train each cell at each length with the same budget into out/TASK-CELL-TLEN (one
@@ -134,111 +100,66 @@ def compare(
     learning curves and gradient against distance (first seed) and metric against length
     (mean, and the spread over seeds); write and return the table rows (out/compare-TASK.json:
     one row per run, and with seeds > 1 one per cell and length in seed_rows' form)."""
-    from longshort.report.demo import table_rows
-
     out.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
-    b = budget
     for length in lengths:
-        group = []
-        for cell in cells:
-            for k in range(seeds):
-                folder = f"{task_name}-{cell}-T{length}" + (f"-s{b.seed + k}" if seeds > 1 else "")
-                group.append(
-                    train_one(
-                        task_name,
-                        length,
-                        cell,
-                        dataclasses.replace(b, seed=b.seed + k),
-                        out / folder,
-                        progress,
-                        device=device,
-                        force=force,
-                    )
-                )
+        group = [
+            train_one(
+                task_name,
+                length,
+                cell,
+                dataclasses.replace(budget, seed=budget.seed + k),
+                out
+                / (f"{task_name}-{cell}-T{length}" + (f"-s{budget.seed + k}" if seeds > 1 else "")),
+                session,
+            )
+            for cell in cells
+            for k in range(seeds)
+        ]
         runs += group
-        task = group[0].task
-        group = group[::seeds]  # the first seed's runs draw the curves
-        figures.learning_curves(
-            {r.cell.upper(): (r.history.steps, r.history.eval_metric) for r in group},
-            task.metric_name,
-            task.baseline,
-            f"{task_name}, T = {length}",
-            out / f"curves-{task_name}-T{length}.png",
-        )
-        figures.gradient_vs_distance(
-            {r.cell.upper(): flow_by_distance(r, b.seed) for r in group},
-            f"Gradient norm against distance, {task_name}, T = {length}",
-            out / f"gradient-{task_name}-T{length}.png",
-        )
-    task = runs[0].task
+        _draw_length(group[::seeds], out, budget.seed)  # the first seed's runs draw the curves
     summary = seed_rows(table_rows(runs))
-    figures.metric_vs_length(
-        {
-            c.upper(): (
-                [r["T"] for r in summary if r["model"] == c.upper()],
-                [r["mean"] for r in summary if r["model"] == c.upper()],
-            )
-            for c in cells
-        },
-        task.metric_name,
-        task.baseline,
-        f"{task_name}: final metric against length"
-        + (f" (mean and range of {seeds} seeds)" if seeds > 1 else ""),
-        out / f"metric-vs-length-{task_name}.png",
-        spread={
-            c.upper(): (
-                [r["min"] for r in summary if r["model"] == c.upper()],
-                [r["max"] for r in summary if r["model"] == c.upper()],
-            )
-            for c in cells
-        },
-    )
+    _draw_against_length(summary, cells, runs[0].task, seeds, out)
     rows = table_rows(runs) if seeds == 1 else summary
     (out / f"compare-{task_name}.json").write_text(json.dumps(rows, indent=2))
     return rows
 
 
-def seed_rows(rows: list[dict[str, object]]) -> list[dict[str, object]]:
-    """One row per task, length and model from per-run rows: the mean, lowest and highest
-    held-out metric, how many seeds solved it, and the mean steps of those that did."""
-    groups: dict[tuple, list[dict[str, object]]] = {}
-    for r in rows:
-        groups.setdefault((r["task"], r["T"], r["model"]), []).append(r)
-    out = []
-    for (task, length, model), rs in groups.items():
-        finals = [float(r["final"]) for r in rs]
-        solved = [r for r in rs if r["solved"]]
-        out.append(
-            {
-                "task": task,
-                "T": length,
-                "model": model,
-                "metric": rs[0]["metric"],
-                "baseline": rs[0]["baseline"],
-                "seeds": len(rs),
-                "mean": round(sum(finals) / len(finals), 4),
-                "min": round(min(finals), 4),
-                "max": round(max(finals), 4),
-                "solved": f"{len(solved)}/{len(rs)}",
-                "steps_to_solve": round(sum(r["steps"] for r in solved) / len(solved))
-                if solved
-                else None,
-            }
-        )
-    return out
+def _draw_length(group: list[Run], out: Path, seed: int) -> None:
+    """Learning curves and gradient against distance of one length's runs (one per cell)."""
+    task = group[0].task
+    name, length = task.name, task.seq_len
+    figures.learning_curves(
+        {r.cell.upper(): (r.history.steps, r.history.eval_metric) for r in group},
+        task.metric_name,
+        task.baseline,
+        f"{name}, T = {length}",
+        out / f"curves-{name}-T{length}.png",
+    )
+    figures.gradient_vs_distance(
+        {r.cell.upper(): flow_by_distance(r, seed) for r in group},
+        f"Gradient norm against distance, {name}, T = {length}",
+        out / f"gradient-{name}-T{length}.png",
+    )
 
 
-def format_seed_table(rows: list[dict[str, object]]) -> str:
-    head = "| task | T / gap | model | metric | mean | range | baseline | solved | steps to solve |"
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['task']} | {r['T']} | {r['model']} | {r['metric']} | {r['mean']} "
-            f"| {r['min']}-{r['max']} | {r['baseline']} | {r['solved']} "
-            f"| {r['steps_to_solve'] if r['steps_to_solve'] is not None else '-'} |"
-        )
-    return "\n".join(lines)
+def _draw_against_length(
+    summary: list[dict[str, object]], cells: list[str], task: Task, seeds: int, out: Path
+) -> None:
+    """The final metric against length, per cell: the mean over seeds and their range."""
+
+    def column(cell: str, key: str) -> list:
+        return [r[key] for r in summary if r["model"] == cell.upper()]
+
+    figures.metric_vs_length(
+        {c.upper(): (column(c, "T"), column(c, "mean")) for c in cells},
+        task.metric_name,
+        task.baseline,
+        f"{task.name}: final metric against length"
+        + (f" (mean and range of {seeds} seeds)" if seeds > 1 else ""),
+        out / f"metric-vs-length-{task.name}.png",
+        spread={c.upper(): (column(c, "min"), column(c, "max")) for c in cells},
+    )
 
 
 def flow_by_distance(run: Run, seed: int = 0) -> torch.Tensor:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from longshort.apps.runs import fit_in, record, test_set_policy
+from longshort.apps.runs import Budget, Session, fit_in, record, test_set_policy
 from longshort.data.forecasting import Forecast
 from longshort.data.series import read_column, taylor
-from longshort.train import Policy
 from longshort.train.model import SequenceModel
+
+BUDGET = Budget(hidden=64, steps=1500, lr=3e-3, batch_size=32)  # the CLI's defaults
 
 
 def train_forecaster(
@@ -22,52 +24,29 @@ def train_forecaster(
     horizon: int = 48,
     test_steps: int = 672,
     season: int = 336,
-    hidden: int = 64,
-    steps: int = 1500,
-    batch_size: int = 32,
-    lr: float = 3e-3,
-    seed: int = 0,
-    eval_every: int = 100,
-    max_seconds: float | None = None,
-    progress: bool = True,
-    resume: bool = False,
-    device: str = "cpu",
     residual: bool = False,
     base: str | None = None,
-    force: bool = False,
-    policy: Policy | None = None,
+    budget: Budget = BUDGET,
+    session: Session | None = None,
 ) -> dict[str, object]:
+    """Train an LSTM forecaster of `horizon` steps from `window` past steps, evaluated on
+    the held-out tail of `test_steps` (which chooses nothing: the last weights are kept)."""
+    session = session or Session()
     if dataset == "taylor":
         series, source = taylor(), "taylor (pmdarima)"
     elif csv is not None and column is not None:
         series, source = read_column(csv, column), f"{csv}:{column}"
     else:
         raise ValueError("give --dataset taylor, or --csv FILE with --column NAME")
-    policy = test_set_policy(policy, "the held-out tail")
+    budget = replace(budget, policy=test_set_policy(budget.policy, "the held-out tail"))
     task = Forecast(series, window, horizon, test_steps, season, residual, base)
-    torch.manual_seed(seed)
-    model = SequenceModel("lstm", 1, hidden, horizon, forget_bias=1.0)
+    torch.manual_seed(budget.seed)
+    model = SequenceModel("lstm", 1, budget.hidden, horizon, forget_bias=1.0)
     config = {
         "task": {"task": "forecast", "seq_len": window, "horizon": horizon, "base": task.base}
     }
-    history = fit_in(
-        out,
-        model,
-        task,
-        f"{source}: held-out MAE (dashed: seasonal naive)",
-        config,
-        resume,
-        force,
-        device,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        eval_every=eval_every,
-        max_seconds=max_seconds,
-        progress=progress,
-        policy=policy,
-    )
+    title = f"{source}: held-out MAE (dashed: seasonal naive)"
+    history = fit_in(out, model, task, title, config, budget, session)
     summary = {
         "series": source,
         "steps_in_series": len(series),
@@ -80,5 +59,5 @@ def train_forecaster(
         "train_steps": history.steps[-1],
         "seconds": round(history.seconds, 1),
     }
-    record(out, model, config, summary, device)
+    record(out, model, config, summary, session.device)
     return summary

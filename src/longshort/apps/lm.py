@@ -7,32 +7,24 @@ from pathlib import Path
 
 import torch
 
-from longshort.apps.runs import fit_in, kind_of, read_config, record
+from longshort.apps.runs import Budget, Session, fit_in, kind_of, read_config, record
 from longshort.data import CharStream, CharVocab, read_texts, shakespeare_corpus, stdlib_corpus
-from longshort.train import Policy
 from longshort.train.checkpoint import load
 from longshort.train.model import SequenceModel
+
+# the Python API's defaults (the CLI adds patience 5, plateau 2)
+BUDGET = Budget(hidden=256, steps=2000, lr=2e-3, batch_size=32, eval_every=200)
 
 
 def train_lm(
     files: list[Path],
     out: Path,
     corpus_name: str = "stdlib",
-    hidden: int = 256,
     layers: int = 1,
     seq_len: int = 100,
-    batch_size: int = 32,
-    steps: int = 2000,
-    lr: float = 2e-3,
-    seed: int = 0,
-    max_seconds: float | None = None,
-    eval_every: int = 200,
-    progress: bool = True,
-    resume: bool = False,
-    device: str = "cpu",
-    force: bool = False,
-    policy: Policy | None = None,
     dropout: float | None = None,
+    budget: Budget = BUDGET,
+    session: Session | None = None,
 ) -> dict[str, object]:
     """Train on `files` (UTF-8) or, with none, the Python standard library's own sources.
     dropout None picks one for the corpus size (:func:`default_dropout`)."""
@@ -46,12 +38,13 @@ def train_lm(
         text, corpus = stdlib_corpus()
     else:
         raise ValueError(f"unknown corpus {corpus_name!r}; choose stdlib or shakespeare")
+    session = session or Session()
     task = CharStream(text, seq_len)
-    torch.manual_seed(seed)
+    torch.manual_seed(budget.seed)
     model = SequenceModel(
         "lstm",
         len(task.vocab),
-        hidden,
+        budget.hidden,
         len(task.vocab),
         tokens=True,
         readout="all",
@@ -61,28 +54,12 @@ def train_lm(
         dropout=default_dropout(len(text)) if dropout is None else dropout,
     )
     config = {"task": {"task": "charlm", "seq_len": seq_len}, "vocab": task.vocab.chars}
-    history = fit_in(
-        out,
-        model,
-        task,
-        "Character LM: validation bits per character",
-        config,
-        resume,
-        force,
-        device,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        eval_every=eval_every,
-        seed=seed,
-        max_seconds=max_seconds,
-        progress=progress,
-        policy=policy,
-    )
+    title = "Character LM: validation bits per character"
+    history = fit_in(out, model, task, title, config, budget, session)
     summary = {
         "corpus": corpus,
         "vocab_size": len(task.vocab),
-        "test_bits_per_char": task.evaluate(model, device, split="test"),
+        "test_bits_per_char": task.evaluate(model, session.device, split="test"),
         "best_valid_bits_per_char": history.best_metric,
         "best_step": history.best_step,
         "final_valid_bits_per_char": history.final_metric,
@@ -92,7 +69,7 @@ def train_lm(
         "steps": history.steps[-1],
         "seconds": round(history.seconds, 1),
     }
-    record(out, model, config, summary, device)
+    record(out, model, config, summary, session.device)
     return summary
 
 

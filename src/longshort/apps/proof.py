@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from longshort.apps.experiment import Budget, compare
+from longshort.apps.experiment import compare
+from longshort.apps.runs import Budget, Session
 
 BATCH = 64  # sequences per training step in every run of the plan
 
@@ -72,14 +73,14 @@ def run_proof(
     out: Path, seeds: int = 3, plan: tuple[Experiment, ...] = PLAN, progress: bool = True
 ) -> list[dict[str, object]]:
     """Every experiment of the plan into out/TASK/, seeds per cell and length; returns the rows
-    of :func:`longshort.apps.experiment.seed_rows` (also written to out/proof.json)."""
+    of :func:`longshort.apps.tables.seed_rows` (also written to out/proof.json)."""
     rows: list[dict[str, object]] = []
     for e in plan:
         budget = Budget(e.hidden, e.steps, lr=e.lr, batch_size=BATCH, eval_every=e.eval_every)
+        session = Session(progress=progress, force=True)
         rows += compare(
-            e.task, list(e.lengths), list(e.cells), budget, out / e.task, progress,
-            force=True, seeds=seeds,
-        )  # fmt: skip
+            e.task, list(e.lengths), list(e.cells), budget, out / e.task, session, seeds
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "proof.json").write_text(json.dumps(rows, indent=2))
     return rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,47 @@ from longshort.train.model import SequenceModel
 from longshort.train.state import find_state
 
 RUN = "run.json"  # what a run is: the model and the data it learns from, checked on --resume
+
+
+@dataclass
+class Budget:
+    """What a run learns with: the model's size and the training options (a comparison gives
+    every run the same). max_seconds is only a safety net; the budget is steps."""
+
+    hidden: int = 32
+    steps: int = 2000
+    max_seconds: float | None = None
+    seed: int = 0
+    lr: float = 1e-2
+    batch_size: int = 64
+    eval_every: int = 100
+    policy: Policy | None = None
+
+    def fit_options(self) -> dict[str, Any]:
+        """The options of :func:`longshort.train.fit` this budget sets."""
+        return {
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "seed": self.seed,
+            "max_seconds": self.max_seconds,
+            "eval_every": self.eval_every,
+            "policy": self.policy,
+        }
+
+
+@dataclass
+class Session:
+    """How a run is carried out, apart from what it learns: progress shown, --resume or
+    --force for an existing run folder, the device it trains on."""
+
+    progress: bool = True
+    resume: bool = False
+    force: bool = False
+    device: str = "cpu"
+
+
+QUIET = Session(progress=False)
 _OUTPUTS = (RUN, CONFIG, WEIGHTS, "metrics.jsonl", "summary.json", "learning-curve.png")
 
 
@@ -127,19 +169,18 @@ def fit_in(
     task: Task,
     title: str,
     config: dict[str, Any],
-    resume: bool = False,
-    force: bool = False,
-    device: str = "cpu",
-    **fit_kwargs: Any,
+    budget: Budget,
+    session: Session,
 ) -> History:
-    """:func:`longshort.train.fit` writing into the run folder `out` (when given): run.json,
-    metrics.jsonl (appended to when resuming), state/ for --resume, learning-curve.png.
-    `config` is the checkpoint's configuration; on Ctrl-C the model is saved with it."""
-    main = distributed.setup(device).main
+    """:func:`longshort.train.fit` with `budget`, writing into the run folder `out` (when
+    given): run.json, metrics.jsonl (appended to when resuming), state/ for --resume,
+    learning-curve.png. `config` is the checkpoint's configuration; on Ctrl-C the model is
+    saved with it."""
+    main = distributed.is_main(session.device)
     log = None
     if out is not None:
         if main:
-            prepare(out, identity(model, config), resume, force)
+            prepare(out, identity(model, config), session.resume, session.force)
         log = out / "metrics.jsonl"
     try:
         history = fit(
@@ -147,10 +188,11 @@ def fit_in(
             task,
             desc=title,
             log=log,
-            resume=resume,
-            device=device,
+            resume=session.resume,
+            device=session.device,
             state_dir=None if out is None else out / "state",
-            **fit_kwargs,
+            progress=session.progress,
+            **budget.fit_options(),
         )
     except KeyboardInterrupt as e:
         if out is not None and main:
@@ -175,7 +217,7 @@ def record(
     device: str = "cpu",
 ) -> None:
     """The checkpoint (weights + config with the summary) and summary.json, from rank 0."""
-    if distributed.setup(device).main:
+    if distributed.is_main(device):
         save(model, out, {**config, "summary": summary})
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
 

@@ -53,3 +53,9 @@ def setup(device: str = "cpu") -> Group:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
     return Group(dist.get_rank(), dist.get_world_size())
+
+
+def is_main(device: str = "cpu") -> bool:
+    """Whether this process logs, saves and reports: the only one, or rank 0 under torchrun
+    (joining the group as :func:`setup` does, if not joined yet)."""
+    return setup(device).main
