@@ -11,6 +11,7 @@ from torch import nn
 import longshort
 from longshort.engine.cpu import packed
 from longshort.engine.cpu.blas import BF16
+from longshort.engine.types import LSTMWeights
 
 
 def _rel(a, b):
@@ -65,3 +66,68 @@ def test_compiled_bf16_close_to_reference_bf16(inp, hidden, batch):
             runs.append((out, h, c, *torch.autograd.grad(loss, [x, *m.parameters()])))
     for fast, slow in zip(*runs, strict=True):
         assert _rel(fast, slow) < 2e-2
+
+
+def _rounded_reference(m: longshort.LSTM) -> nn.LSTM:
+    """torch.nn's float32 LSTM with m's bf16 weights (exactly representable in float32)."""
+    ref = m.float().to_torch()
+    m.to(torch.bfloat16)
+    return ref
+
+
+def test_bf16_without_bf16_products_runs_compiled_in_float32(monkeypatch):
+    """On CPUs without AVX512-BF16 (and without MKL) bfloat16 layers keep bf16 storage and
+    compute in float32 on the compiled engine: the outputs and gradients are torch.nn's
+    float32 ones on the same bf16 values, rounded once to bf16."""
+    from longshort.engine import dispatch
+    from longshort.engine.cpu import compiled, host
+
+    monkeypatch.setattr(host, "BF16_PRODUCTS", False)
+    torch.manual_seed(3)
+    m = longshort.LSTM(7, 24, num_layers=2).to(torch.bfloat16)
+    ref = _rounded_reference(m)
+    x = torch.randn(15, 5, 7).bfloat16()
+    assert dispatch.lstm_engine(x, LSTMWeights(*m.layer_weights(0, 0))) is compiled
+    out, (h, c) = m(x)
+    want, (hw, cw) = ref(x.float())
+    assert out.dtype == h.dtype == c.dtype == torch.bfloat16
+    for got, exp in ((out, want), (h, hw), (c, cw)):
+        assert _rel(got, exp) < 1e-2  # one rounding to bf16 between the layers and at the end
+    (out.float() * want.detach()).sum().backward()
+    (want * want.detach()).sum().backward()
+    for p, q in zip(m.parameters(), ref.parameters(), strict=True):
+        assert p.grad.dtype == torch.bfloat16
+        assert _rel(p.grad, q.grad) < 2e-2
+
+
+_NO_BF16_CPU = """
+import torch, longshort
+from longshort.engine import dispatch
+from longshort.engine.cpu import compiled, host
+from longshort.engine.types import LSTMWeights
+assert not host.BF16_PRODUCTS
+torch.manual_seed(0)
+m = longshort.LSTM(8, 32).to(torch.bfloat16)
+x = torch.randn(20, 4, 8).bfloat16()
+assert dispatch.lstm_engine(x, LSTMWeights(*m.layer_weights(0, 0))) is compiled
+out, _ = m(x)
+out.float().sum().backward()
+ref = m.float().to_torch()
+want = ref(x.float())[0]
+print(float((out.float() - want).abs().max() / want.abs().max()))
+"""
+
+
+def test_an_avx2_build_runs_bf16_on_the_compiled_engine():
+    """An AVX2 build (numba compiled for Haswell: no AVX512-BF16) in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell"}
+    env["NUMBA_CPU_FEATURES"] = "+avx,+avx2,+fma,+sse4.2"
+    run = subprocess.run(
+        [sys.executable, "-c", _NO_BF16_CPU], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert float(run.stdout.strip().splitlines()[-1]) < 1e-2

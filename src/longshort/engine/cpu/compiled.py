@@ -27,10 +27,9 @@ from longshort.engine.cpu import cache
 cache.refresh()  # before any kernel module is imported: numba reads its cache at import
 cache.announce_compiles()
 
-from longshort.engine.cpu import packed  # noqa: E402
 from longshort.engine.cpu.blas import BF16  # noqa: E402
 from longshort.engine.cpu.gru import gru_backward, gru_forward  # noqa: E402
-from longshort.engine.cpu.host import DTYPES, product_grads, project  # noqa: E402
+from longshort.engine.cpu.host import BF16_PRODUCTS, DTYPES, product_grads, project  # noqa: E402
 from longshort.engine.cpu.lstm import (  # noqa: E402
     lstm_backward,
     lstm_forward,
@@ -75,14 +74,13 @@ __all__ = [  # the Engine, StepEngine and CompiledEngine protocols' members (eng
 ]
 
 name = "compiled"
-BF16_PRODUCTS = BF16 or packed.BF16  # bfloat16 runs here: MKL's or the packed kernel's products
 
 
 def supports_lstm(x: Tensor, w: LSTMWeights) -> bool:
-    """float32 and float64; bfloat16 without projection, with bf16 products: the packed
-    kernel's (AVX512-BF16) or MKL's."""
+    """float32 and float64; bfloat16 without projection: on bf16 products where the CPU has
+    them (the packed kernel's AVX512-BF16 or MKL's), else in float32 (bf16 storage)."""
     if x.dtype == torch.bfloat16:
-        return BF16_PRODUCTS and w.w_hr is None
+        return w.w_hr is None
     return x.dtype in DTYPES
 
 

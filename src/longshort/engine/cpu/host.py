@@ -23,6 +23,9 @@ from longshort.engine.cpu.blas import BF16, gemm_at, gemm_w, gemm_wt
 from longshort.engine.types import LSTMWeights, RNNWeights
 
 DTYPES = (torch.float32, torch.float64)
+# bfloat16 products here: MKL's (blas.BF16) or the packed kernel's AVX512-BF16 ones. Without
+# them bfloat16 layers keep bf16 storage and compute in float32 (:func:`widened`).
+BF16_PRODUCTS = BF16 or packed.BF16
 NO_BF16 = np.empty((1, 1), np.uint16)  # the bf16 scratch, unused by float32/float64 weights
 # numpy's dtypes named directly: a torch tensor made at import would be a fake one when the
 # first import happens inside torch.compile's tracing (FakeTensorMode), and .numpy() fails there
@@ -70,6 +73,12 @@ def acc(t: Tensor) -> torch.dtype:
 def bf16_scratch(t: Tensor, rows: int, cols: int) -> np.ndarray:
     """(rows, cols) uint16 scratch for values rounded to bfloat16 when t is bf16; else unused."""
     return np.empty((rows, cols), np.uint16) if t.dtype == torch.bfloat16 else NO_BF16
+
+
+def widened(w: LSTMWeights) -> LSTMWeights:
+    """bfloat16 weights as float32 copies, for a CPU without bf16 products: the call runs
+    the float32 loops and rounds its results back to bf16 (bf16 storage, float32 products)."""
+    return LSTMWeights._make(None if t is None else t.detach().float() for t in w)
 
 
 def lengths_array(lengths: Tensor | None) -> np.ndarray:

@@ -270,7 +270,12 @@ def step_backward(weights, io, saved, scratch):
 def lstm_forward(
     x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None
 ) -> LSTMForward:
-    """See :func:`longshort.engine.reference.lstm_forward`."""
+    """See :func:`longshort.engine.reference.lstm_forward`. bfloat16 without bf16 products:
+    the float32 loop, its outputs rounded to bf16 (gates and cs are float32 either way)."""
+    if x.dtype == torch.bfloat16 and not host.BF16_PRODUCTS:
+        res = lstm_forward(x.float(), h0.float(), c0.float(), host.widened(w), lengths)
+        bf16 = torch.bfloat16
+        return res._replace(out=res.out.to(bf16), h_n=res.h_n.to(bf16), c_n=res.c_n.to(bf16))
     steps, batch, _ = x.shape
     hidden, out_size = c0.shape[1], h0.shape[1]
     gates = host.project_all(x, w.w_ih, None, None)  # W x_t; becomes the gates in place
@@ -355,6 +360,13 @@ def lstm_backward(
     saved: LSTMForward,
 ) -> LSTMGrads:
     """See :func:`longshort.engine.reference.lstm_backward`."""
+    if x.dtype == torch.bfloat16 and not host.BF16_PRODUCTS:  # BPTT in float32, as the forward
+        return _rounded(
+            lstm_backward(
+                d_out.float(), d_hn.float(), d_cn.float(), x.float(), h0.float(),
+                host.widened(w), lengths, saved._replace(out=saved.out.float()),
+            )
+        )  # fmt: skip
     out, gates, cs = saved.out, saved.gates, saved.cs
     steps, batch, _ = x.shape
     hidden, out_size = cs.shape[2], out.shape[2]
@@ -391,6 +403,16 @@ def lstm_backward(
         dw_hr = w_hr.new_empty(w_hr.shape)
         host.summed(host.as_matrix(dh_t.numpy()), host.as_matrix(host.array(m)), dw_hr.numpy(), 0)
     return LSTMGrads(dx, dh.to(x.dtype), dc.to(x.dtype), dw_ih, dw_hh, db, dw_hr, norms)
+
+
+def _rounded(g: LSTMGrads) -> LSTMGrads:
+    """Gradients rounded to bfloat16 (the norms stay float32)."""
+    bf16 = torch.bfloat16
+    dw_hr = None if g.dw_hr is None else g.dw_hr.to(bf16)
+    dx, dh0, dc0 = g.dx.to(bf16), g.dh0.to(bf16), g.dc0.to(bf16)
+    return LSTMGrads(
+        dx, dh0, dc0, g.dw_ih.to(bf16), g.dw_hh.to(bf16), g.db.to(bf16), dw_hr, g.norms
+    )
 
 
 def lstm_step(x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights) -> tuple[Tensor, Tensor, Tensor]:
