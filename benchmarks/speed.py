@@ -497,6 +497,23 @@ def cell_table(reps: int) -> None:
                 )
 
 
+def isa_line() -> str:
+    """The instruction sets each side runs: longshort's kernels (numba's target CPU: the
+    micro-kernel's vector width, bf16 products), torch's ATen kernels and oneDNN's cap, ONNX
+    Runtime (which picks its kernels from the CPU itself, whatever the settings)."""
+    import os
+
+    from numba.core import config
+
+    from longshort.engine.cpu import host, packed
+
+    target = config.CPU_NAME or "host"
+    ours = f"{target}, {packed.VECTOR_BYTES * 8}-bit vectors, bf16 products {host.BF16_PRODUCTS}"
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "all")
+    theirs = f"ATen {torch.backends.cpu.get_cpu_capability()}, oneDNN up to {onednn}"
+    return f"ISA: longshort {ours}; torch {theirs}; ONNX Runtime: the CPU's own"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7)
@@ -526,6 +543,7 @@ def main() -> None:
             f"fp32 GEMM peak {peak:.0f} GFLOP/s (1024^3)"
         )
         print(f"first call in a new process (kernels cached on disk): {first:.2f} s")
+        print(isa_line())
         if not args.no_layers:
             layer_table(shapes, args.reps, peak)
             print(
