@@ -1,10 +1,11 @@
 """Engines: a recurrent layer run over a whole sequence, forward and handwritten BPTT.
 
 Modules in :mod:`longshort.nn` validate and dispatch; the functions here compute one layer in
-one direction: eagerly through :mod:`.eager`, under ``torch.compile`` through the custom ops of
-:mod:`.ops`; either way :mod:`.dispatch` picks the engine. Both return, besides outputs and
-final states, what BPTT saved (the gates and cell states of every step): the trace that
-:mod:`longshort.inspect` shows, at no extra cost.
+one direction: eagerly through :mod:`.eager` (or, when autograd has nothing to record, straight
+to :mod:`.calls`, without an autograd.Function's 20 us of bookkeeping), under ``torch.compile``
+through the custom ops of :mod:`.ops`; either way :mod:`.dispatch` picks the engine. All
+return, besides outputs and final states, what BPTT saved (the gates and cell states of every
+step): the trace that :mod:`longshort.inspect` shows, at no extra cost.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from longshort.engine import dispatch, eager, ops
+from longshort.engine import calls, dispatch, eager, ops
 from longshort.engine.dispatch import cpu_engine, use_cpu_engine
 from longshort.engine.types import (
     GRUForward,
+    GRUWeights,
     LSTMForward,
     LSTMVariant,
     LSTMWeights,
@@ -64,8 +66,12 @@ def lstm_layer(
     args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment)
     if torch.compiler.is_compiling():
         return LSTMForward(*ops.lstm_fwd(*args))
-    grads = _needs_grad(*(t for t in args if isinstance(t, Tensor)))
-    return LSTMForward(*eager.LSTMLayer.apply(*eager.autocast(args), keep or grads))
+    args = x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment = eager.autocast(args)
+    w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
+    if not _needs_grad(x, h0, c0, *w):  # no graph to record
+        with eager.no_autocast(x.device):
+            return calls.lstm_forward(x, h0, c0, w, lengths, segment, keep)[1]
+    return LSTMForward(*eager.LSTMLayer.apply(*args, True))
 
 
 def lstm_cell(
@@ -117,6 +123,11 @@ def variant_layer(
         out, h_n, c_n, gates, cs, *_ = ops.variant_fwd(x, h0, c0, *masks, lengths, segment, *v, *w)
         return VariantForward(out, h_n, c_n, gates, cs, x.new_empty(0))
     x, h0, c0, zone_c, zone_h, keep, *weights = eager.autocast((x, h0, c0, *masks, *w))
+    if not _needs_grad(x, h0, c0, *weights):  # no graph to record
+        masks = VariantMasks(zone_c, zone_h, keep)
+        with eager.no_autocast(x.device):
+            res = calls.variant_forward(x, h0, c0, VariantWeights(*weights), v, masks, lengths)[1]
+        return res._replace(rec=x.new_empty(0))
     out, h_n, c_n, gates, cs = eager.VariantLayer.apply(
         x, h0, c0, v, zone_c, zone_h, keep, lengths, segment, *weights
     )
@@ -141,7 +152,12 @@ def rnn_layer(
     args = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity)
     if torch.compiler.is_compiling():
         return RNNForward(*ops.rnn_fwd(*args))
-    return RNNForward(*eager.RNNLayer.apply(*eager.autocast(args)))
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, _ = args = eager.autocast(args)
+    if not _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):  # no graph to record
+        with eager.no_autocast(x.device):
+            w = RNNWeights(w_ih, w_hh, b_ih, b_hh)
+            return calls.rnn_forward(x, h0, w, lengths, nonlinearity)[1]
+    return RNNForward(*eager.RNNLayer.apply(*args))
 
 
 def rnn_cell(
@@ -181,4 +197,8 @@ def gru_layer(
     args = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     if torch.compiler.is_compiling():
         return GRUForward(*ops.gru_fwd(*args))
-    return GRUForward(*eager.GRULayer.apply(*eager.autocast(args)))
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths = args = eager.autocast(args)
+    if not _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):  # no graph to record
+        with eager.no_autocast(x.device):
+            return calls.gru_forward(x, h0, GRUWeights(w_ih, w_hh, b_ih, b_hh), lengths)[1]
+    return GRUForward(*eager.GRULayer.apply(*args))

@@ -34,7 +34,7 @@ from longshort.engine.types import (
 )
 
 
-def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+def no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """Autocast off inside the engine, if it is on (entering the context costs microseconds)."""
     if torch.is_autocast_enabled(device.type):
         return torch.autocast(device.type, enabled=False)
@@ -61,7 +61,7 @@ class LSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment, keep):
         w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
-        with _no_autocast(x.device):
+        with no_autocast(x.device):
             engine, res = calls.lstm_forward(x, h0, c0, w, lengths, segment, keep)
         ctx.mark_non_differentiable(res.gates, res.cs)
         ctx.set_materialize_grads(False)  # no zero tensors for the gates and states
@@ -83,7 +83,7 @@ class LSTMLayer(torch.autograd.Function):
             )
             return (*grads, None, None, None)
         saved = LSTMForward(out, d_hn, d_cn, gates, cs)  # h_n, c_n are not read
-        with _no_autocast(x.device):
+        with no_autocast(x.device):
             g = calls.lstm_backward(
                 ctx.engine, ctx.segment, (d_out, d_hn, d_cn), x, h0, w, lengths, saved
             )
@@ -162,7 +162,7 @@ class RNNLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity):
         w = RNNWeights(w_ih, w_hh, b_ih, b_hh)
-        with _no_autocast(x.device):
+        with no_autocast(x.device):
             engine, res = calls.rnn_forward(x, h0, w, lengths, nonlinearity)
         ctx.mark_non_differentiable(res.hs)
         ctx.set_materialize_grads(False)  # no zero tensors for the gates and states
@@ -183,7 +183,7 @@ class RNNLayer(torch.autograd.Function):
             )
             return (*grads, None, None)
         w, nl = RNNWeights(w_ih, w_hh), ctx.nonlinearity
-        with _no_autocast(x.device):
+        with no_autocast(x.device):
             g = calls.rnn_backward(ctx.engine, (d_out, d_hn), x, h0, w, lengths, hs, nl)
         db = g.db if ctx.has_bias else None
         return g.dx, g.dh0, g.dw_ih, g.dw_hh, db, db, None, None
@@ -195,7 +195,7 @@ class GRULayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths):
         w = GRUWeights(w_ih, w_hh, b_ih, b_hh)
-        with _no_autocast(x.device):
+        with no_autocast(x.device):
             engine, res = calls.gru_forward(x, h0, w, lengths)
         ctx.mark_non_differentiable(res.gates, res.hs)
         ctx.set_materialize_grads(False)  # no zero tensors for the gates and states
@@ -215,7 +215,7 @@ class GRULayer(torch.autograd.Function):
                 (d_out, d_hn),
             )
             return (*grads, None)
-        with _no_autocast(x.device):
+        with no_autocast(x.device):
             g = calls.gru_backward(ctx.engine, (d_out, d_hn), x, h0, w, lengths, gates, hs)
         has_bias = b_ih is not None
         return (
@@ -236,7 +236,7 @@ class VariantLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, c0, v, zone_c, zone_h, keep, lengths, segment, *weights):
         w, masks = VariantWeights(*weights), VariantMasks(zone_c, zone_h, keep)
-        with _no_autocast(x.device):
+        with no_autocast(x.device):
             engine, res, part = calls.variant_forward(x, h0, c0, w, v, masks, lengths, segment)
         ctx.mark_non_differentiable(res.gates, res.cs)
         ctx.set_materialize_grads(False)  # no zero tensors for the gates and states
@@ -259,7 +259,7 @@ class VariantLayer(torch.autograd.Function):
             )
             return (*grads[:3], *[None] * 6, *grads[3:])
         saved = VariantForward(out, d_hn, d_cn, gates, cs, rec)  # h_n, c_n are not read
-        with _no_autocast(x.device):
+        with no_autocast(x.device):
             g = calls.variant_backward(
                 ctx.engine, ctx.segment, (d_out, d_hn, d_cn), x, h0, w, v, masks, lengths,
                 saved, part,
