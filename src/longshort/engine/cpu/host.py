@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import math
 import threading
 
 import numpy as np
@@ -87,8 +88,9 @@ def lengths_array(lengths: Tensor | None) -> np.ndarray:
 
 
 def as_matrix(a: np.ndarray) -> np.ndarray:
-    """All leading dimensions as rows (also when an array holds no element)."""
-    return a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1])
+    """All leading dimensions as rows (also when an array holds no element). math.prod, not
+    np.prod: 0.1 us against 2 us, twice or more in every call."""
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
 # buffers kept across calls -------------------------------------------------------------------
