@@ -210,6 +210,17 @@ def test_the_torchscript_exporter_refuses_variants_and_names_the_one_that_works(
         torch.onnx.export(m, (torch.randn(4, 2, 3),), io.BytesIO(), dynamo=False)
 
 
+def test_a_variant_with_a_projection_is_refused_in_export():
+    m = longshort.LSTM(3, H, proj_size=2, peephole=True).eval()
+    with pytest.raises(Exception, match="variant cannot take proj_size") as info:
+        torch.onnx.export(m, (torch.randn(4, 2, 3),), dynamo=True, verbose=False)
+    causes, e = [], info.value
+    while e is not None:
+        causes.append(type(e))
+        e = e.__cause__ or e.__context__
+    assert ValueError in causes
+
+
 def test_lengths_are_refused_in_export():
     class WithLengths(nn.Module):
         def __init__(self) -> None:

@@ -71,7 +71,7 @@ def lstm_layer(
     if not _needs_grad(x, h0, c0, *w):  # no graph to record
         with eager.no_autocast(x.device):
             return calls.lstm_forward(x, h0, c0, w, lengths, segment, keep)[1]
-    return LSTMForward(*eager.LSTMLayer.apply(*args, True))
+    return LSTMForward(*eager.LSTMLayer.apply(*args))
 
 
 def lstm_cell(

@@ -54,15 +54,15 @@ def autocast(tensors: tuple) -> tuple:
 
 
 class LSTMLayer(torch.autograd.Function):
-    """apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment, keep) -> LSTMForward
-    fields. keep: the gates and cell states will be read (BPTT, a trace); without it the call
-    runs the engine's lstm_infer, which may return them empty."""
+    """apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment) -> LSTMForward
+    fields, for a call autograd records (a call without a graph goes to :mod:`.calls`
+    directly, no-grad loop included)."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment, keep):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment):
         w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
         with no_autocast(x.device):
-            engine, res = calls.lstm_forward(x, h0, c0, w, lengths, segment, keep)
+            engine, res = calls.lstm_forward(x, h0, c0, w, lengths, segment)
         ctx.mark_non_differentiable(res.gates, res.cs)
         ctx.set_materialize_grads(False)  # no zero tensors for the gates and states
         ctx.engine, ctx.segment = engine, segment
@@ -81,14 +81,14 @@ class LSTMLayer(torch.autograd.Function):
                 inputs,
                 (d_out, d_hn, d_cn),
             )
-            return (*grads, None, None, None)
+            return (*grads, None, None)
         saved = LSTMForward(out, d_hn, d_cn, gates, cs)  # h_n, c_n are not read
         with no_autocast(x.device):
             g = calls.lstm_backward(
                 ctx.engine, ctx.segment, (d_out, d_hn, d_cn), x, h0, w, lengths, saved
             )
         db = g.db if b_ih is not None else None
-        return g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, db, db, g.dw_hr, None, None, None
+        return g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, db, db, g.dw_hr, None, None
 
 
 class LSTMStep(torch.autograd.Function):

@@ -132,9 +132,8 @@ def _check_projection(owner: str, proj_size: int, hidden_size: int) -> None:
 
 
 def _check_dropout(owner: str, dropout: object, num_layers: int) -> None:
-    if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool):
-        raise ValueError(f"{owner}: dropout must be a number in [0, 1], got {dropout!r}")
-    if not 0 <= dropout <= 1:  # type: ignore[operator]
+    is_number = isinstance(dropout, numbers.Real) and not isinstance(dropout, bool)
+    if not is_number or not 0 <= dropout <= 1:  # type: ignore[operator]
         raise ValueError(f"{owner}: dropout must be a number in [0, 1], got {dropout!r}")
     if dropout > 0 and num_layers == 1:  # type: ignore[operator]
         warnings.warn(
