@@ -116,15 +116,28 @@ class _Emit:
         return self.b.shuffle_vector(v, ir.Constant(self.vt, ir.Undefined), zeros)
 
 
+# Independent chains of accumulators over k by the rows of a block: an FMA waits for the one
+# before it on its accumulator (4-5 cycles) while two issue a cycle, so one row's NV chains
+# leave the units idle 2/3 of the time. A block of 1 row (a B = 1 step) sums k in 4 interleaved
+# chains, 2 rows in 2. Measured on a Zen 3 (AVX2, one thread), (1 x 32) @ (32 x 128) from L1:
+# 424 ns a product with one chain, 354 with four; from L2 (H = 128) both read at L2 speed.
+CHAINS = {1: 4, 2: 2}
+
+
 def _multiply(e: _Emit, rows: int, k, a, lda, b) -> list[list]:
     """Accumulators acc[r][v] = Σ_κ a[r, κ] b[κ, v-th vector], as allocas that LLVM keeps in
-    registers: per κ, NV loads of the panel row, one broadcast and NV FMAs per row. a, b:
+    registers: per κ, NV loads of the panel row, one broadcast and NV FMAs per row; the κ's
+    dealt round-robin to CHAINS[rows] sets of accumulators, summed at the end. a, b:
     addresses."""
     a, b = e.ptr(a), e.ptr(b)
+    chains = CHAINS.get(rows, 1)
     zero = ir.Constant(e.vt, [ir.Constant(e.ft, 0.0)] * e.lanes)
-    accs = [[cgutils.alloca_once_value(e.b, zero) for _ in range(NV)] for _ in range(rows)]
-    with cgutils.for_range(e.b, k) as loop:
-        kk = loop.index
+    accs = [
+        [[cgutils.alloca_once_value(e.b, zero) for _ in range(NV)] for _ in range(rows)]
+        for _ in range(chains)
+    ]
+
+    def one_k(kk, chain):
         base = e.b.mul(kk, e.const(e.width))
         panel = [
             e.b.load(e.vec(b, e.b.add(base, e.const(v * e.lanes))), align=4) for v in range(NV)
@@ -132,9 +145,23 @@ def _multiply(e: _Emit, rows: int, k, a, lda, b) -> list[list]:
         for r in range(rows):
             x = e.splat(e.b.load(e.at(a, r, lda, kk)))
             for v in range(NV):
-                acc = accs[r][v]
+                acc = chain[r][v]
                 e.b.store(e.b.call(e.fma, [x, panel[v], e.b.load(acc)]), acc)
-    return accs
+
+    rounds = e.b.udiv(k, e.const(chains))
+    with cgutils.for_range(e.b, rounds) as loop:
+        first = e.b.mul(loop.index, e.const(chains))
+        for c in range(chains):
+            one_k(e.b.add(first, e.const(c)), accs[c])
+    done = e.b.mul(rounds, e.const(chains))
+    with cgutils.for_range_slice(e.b, done, k, e.const(1)) as (kk, _):
+        one_k(kk, accs[0])
+    for chain in accs[1:]:
+        for r in range(rows):
+            for v in range(NV):
+                total = e.b.fadd(e.b.load(accs[0][r][v]), e.b.load(chain[r][v]))
+                e.b.store(total, accs[0][r][v])
+    return accs[0]
 
 
 def _multiply_bf16(e: _Emit, rows: int, k, a, lda, b) -> list[list]:
