@@ -273,3 +273,79 @@ def test_cells_without_a_graph_match_torch(bias):
         ):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
             assert not a.requires_grad
+
+
+@pytest.mark.parametrize(("hidden", "threads"), [(1, 2), (12, 2), (37, 3), (256, 2), (40, 5)])
+def test_unit_ranges_cover_the_hidden_units_once(hidden, threads):
+    parts = cpu_threads.unit_ranges(hidden, threads)
+    assert len(parts) == threads and parts[0][0] == 0 and parts[-1][1] == hidden
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
+    if hidden >= 8 * threads:
+        assert all(b0 % 8 == 0 for b0, _ in parts)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("threads", "hidden"), [(2, 12), (2, 40), (3, 37)])
+def test_unit_split_matches_torch(dtype, threads, hidden, monkeypatch):
+    """Hidden units across the threads (one barrier a step), with lengths, both directions
+    and two layers: torch.nn's outputs and gradients, forward and no-grad."""
+    monkeypatch.setenv("LONGSHORT_LAYOUT", "units")
+    torch.manual_seed(hidden)
+    theirs = nn.LSTM(5, hidden, num_layers=2, bidirectional=True).to(dtype)
+    ours = longshort.LSTM.from_torch(theirs)
+    x = torch.randn(15, 3, 5, dtype=dtype)
+    lengths = torch.tensor([15, 1, 9])
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out, (h, c) = ours(x, lengths=lengths)
+        grads = torch.autograd.grad(out.sum() + h.sum() + c.sum(), [*ours.parameters()])
+        with torch.no_grad():
+            plain, _ = ours(x)
+    finally:
+        torch.set_num_threads(old)
+    want, (hw, cw) = theirs(packed)
+    want = nn.utils.rnn.pad_packed_sequence(want, total_length=15)[0]
+    gw = torch.autograd.grad(want.sum() + hw.sum() + cw.sum(), [*theirs.parameters()])
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for a, b in ((out, want), (h, hw), (c, cw), (plain, theirs(x)[0])):
+        assert abs_err(a, b) < tol
+    for a, b in zip(grads, gw, strict=True):
+        assert rel_err(a, b) < tol * 10
+
+
+def test_unit_split_passes_gradcheck(monkeypatch):
+    monkeypatch.setenv("LONGSHORT_LAYOUT", "units")
+    torch.manual_seed(0)
+    m = longshort.LSTM(3, 10).double()
+    x = torch.randn(6, 2, 3, dtype=torch.float64, requires_grad=True)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert torch.autograd.gradcheck(lambda x: m(x)[0], (x,))
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_a_team_smaller_than_its_jobs_runs_the_work_alone():
+    """Nested in another parallel region, OpenMP gives a team of one thread: a job waiting at
+    the barrier for a second thread would wait forever, so the work runs alone instead."""
+    if cpu_threads._gomp is None:
+        pytest.skip("torch does not run on GNU OpenMP here")
+    from longshort.engine.cpu import sync
+
+    ran = []
+
+    def kernel(count, team, who):
+        sync.wait(count, team, 1)
+        ran.append(who)
+
+    def outer(_):
+        c = sync.counter()
+        cpu_threads.run_team(
+            kernel, [(c, 2, "a"), (c, 2, "b")], lambda: (sync.counter(), 1, "alone")
+        )
+
+    cpu_threads.run_jobs(outer, [(0,), (1,)])
+    assert sorted(ran) == ["alone", "alone"]

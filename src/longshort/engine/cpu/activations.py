@@ -24,7 +24,7 @@ _LN2_LO = np.float32(-2.12194440e-4)
 _C2, _C3, _C4 = np.float32(1 / 2), np.float32(1 / 6), np.float32(1 / 24)  # Taylor of e^r
 _C5, _C6, _C7 = np.float32(1 / 120), np.float32(1 / 720), np.float32(1 / 5040)
 _ONE, _LIMIT = np.float32(1.0), np.float32(87.0)  # e^x stays a normal float32
-_BIAS, _BIAS_HALF = np.float32(128.0), np.float32(128.5)  # k + 128 > 0: int32() rounds it
+_HALF = np.float32(0.5)
 
 
 def gate_coefficients(
@@ -52,17 +52,18 @@ def copy(src, dst):
 @njit(inline="always", **JIT)
 def _clamp(v, limit):
     """v limited to [-limit, limit]; NaN stays NaN (min/max would turn it into a bound)."""
-    v = limit if v > limit else v
-    return -limit if v < -limit else v
+    w = limit if v > limit else v
+    return -limit if w < -limit else w
 
 
 @njit(inline="always", **JIT)
-def _biased_k(v):
-    """n = round(v / ln 2) + 128 for float32 v in [-87, 87], an int32 in [2, 254]. Kept int32
-    and turned back to float32 as such: numba widens int32 arithmetic to int64, and AVX2 has
-    no vector conversion from int64 to float (LLVM made it 8 scalar conversions a vector, the
-    gates 3.5x slower there than with this)."""
-    return np.int32(v * _LOG2E + _BIAS_HALF)
+def _nearest_k(v):
+    """k = round(v / ln 2) as a float32, by floor (vroundps): the int32 the exponent bits need
+    comes from it, never the other way. numba widens int32 arithmetic to int64, which AVX2
+    cannot convert to float in vectors (LLVM made it 8 scalar conversions a vector: the gates
+    ran 3.5x slower there), and a float k made as n - 128 would let fastmath's reassociation
+    split k * ln2 in the range reduction, which then loses its exactness."""
+    return np.floor(v * _LOG2E + _HALF)
 
 
 @njit(inline="always", **JIT)
@@ -78,6 +79,16 @@ def _exp32_poly(v, k):
     return _ONE + r * p
 
 
+@njit(inline="always", **JIT)
+def _logistic32(v, j, shift, gain, bits, two_k):
+    """shift[j] + gain[j] / (1 + e^v) for float32 v, through bits[j] (and two_k[j], its view)."""
+    u = _clamp(v, _LIMIT)
+    k = _nearest_k(u)
+    bits[j] = (np.int32(k) + 127) << 23  # the float32 2^k: exponent field k + 127
+    e = _exp32_poly(u, k) * two_k[j]  # e^u
+    return shift[j] + gain[j] / (_ONE + e)
+
+
 def affine_logistic(x, out, scale, shift, gain, bits, two_k):  # pragma: no cover - typed below
     """out[j] = shift[j] + gain[j] / (1 + exp(scale[j] * x[j])); out may be x. bits: int32
     scratch at least as long as x, two_k: bits.view(float32), made once by the caller (a view
@@ -91,11 +102,7 @@ def _affine_logistic(x, out, scale, shift, gain, bits, two_k):
 
         def fast(x, out, scale, shift, gain, bits, two_k):
             for j in range(x.shape[0]):
-                v = _clamp(scale[j] * x[j], _LIMIT)
-                n = _biased_k(v)
-                bits[j] = (n - 1) << 23  # the float32 2^k: exponent field k + 127 = n - 1
-                e = _exp32_poly(v, np.float32(n) - _BIAS) * two_k[j]  # e^v
-                out[j] = shift[j] + gain[j] / (_ONE + e)
+                out[j] = _logistic32(scale[j] * x[j], j, shift, gain, bits, two_k)
 
         return fast
 
@@ -119,9 +126,9 @@ def _tanh_into(x, out, bits, two_k):
         def fast(x, out, bits, two_k):
             for j in range(x.shape[0]):
                 v = _clamp(2 * x[j], _LIMIT)
-                n = _biased_k(v)
-                bits[j] = (n - 1) << 23
-                out[j] = _ONE - 2 / (_ONE + _exp32_poly(v, np.float32(n) - _BIAS) * two_k[j])
+                k = _nearest_k(v)
+                bits[j] = (np.int32(k) + 127) << 23
+                out[j] = _ONE - 2 / (_ONE + _exp32_poly(v, k) * two_k[j])
 
         return fast
 
@@ -132,7 +139,26 @@ def _tanh_into(x, out, bits, two_k):
     return exact
 
 
-@njit(inline="always", **JIT)
-def gates_inplace(z, scale, shift, gain, bits, two_k):
-    """All four gate nonlinearities of one row z (4H,), in place, in one vectorised pass."""
-    affine_logistic(z, z, scale, shift, gain, bits, two_k)
+def gates_inplace(z, bias, scale, shift, gain, bits, two_k):  # pragma: no cover - typed below
+    """z + bias, then all four gate nonlinearities of one row z (4H,), in place, in one
+    vectorised pass (the bias in a pass of its own cost a B = 1 step 130 of its 700 ns on a
+    Zen 3: at B = 1 a step is a chain of dependent loops, each paid in latency)."""
+    raise NotImplementedError
+
+
+@overload(gates_inplace, inline="always")
+def _gates_inplace(z, bias, scale, shift, gain, bits, two_k):
+    if z.dtype == types.float32:
+
+        def fast(z, bias, scale, shift, gain, bits, two_k):
+            for j in range(z.shape[0]):
+                z[j] = _logistic32(scale[j] * (z[j] + bias[j]), j, shift, gain, bits, two_k)
+
+        return fast
+
+    def exact(z, bias, scale, shift, gain, bits, two_k):
+        for j in range(z.shape[0]):
+            v = _clamp(scale[j] * (z[j] + bias[j]), 700.0)
+            z[j] = shift[j] + gain[j] / (1.0 + np.exp(v))
+
+    return exact

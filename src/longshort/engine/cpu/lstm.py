@@ -21,8 +21,8 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from longshort.engine.cpu import host, threads
-from longshort.engine.cpu.activations import JIT, copy, gates_inplace, tanh_into
+from longshort.engine.cpu import host, packed, sync, threads
+from longshort.engine.cpu.activations import JIT, copy, gate_coefficients, gates_inplace, tanh_into
 from longshort.engine.cpu.blas import as_operand, gemm_at, gemm_w, gemm_wt
 from longshort.engine.cpu.packed import product
 from longshort.engine.types import LSTMForward, LSTMGrads, LSTMWeights
@@ -31,12 +31,12 @@ from longshort.engine.types import LSTMForward, LSTMGrads, LSTMWeights
 
 
 @njit(inline="always", **JIT)
-def _cell(zb, c_prev, c, m, scale, shift, gain, bits, two_k):
-    """One row's step from its pre-activations zb (4H,) = W·x_t + b + U·h_{t-1}: the gates in
+def _cell(zb, bias, c_prev, c, m, scale, shift, gain, bits, two_k):
+    """One row's step from zb (4H,) = W·x_t + U·h_{t-1} and the bias (4H,): the gates in
     place, C_t into c, o_t ⊙ tanh(C_t) into m; c may be c_prev. Inlined into every loop (a
     call per row made a loop 1.8x slower)."""
     hidden = c.shape[0]
-    gates_inplace(zb, scale, shift, gain, bits, two_k)  # i, f, o = σ(·); C~ = tanh(·)
+    gates_inplace(zb, bias, scale, shift, gain, bits, two_k)  # i, f, o = σ(z + b); C~ = tanh(·)
     i, f = zb[0:hidden], zb[hidden : 2 * hidden]
     g, o = zb[2 * hidden : 3 * hidden], zb[3 * hidden :]
     for j in range(hidden):
@@ -77,8 +77,8 @@ def forward(weights, io, saved, scratch, b0, b1):
     """The forward loop over all T steps for rows [b0, b1).
 
     weights = (w_hh, w_hr, bias, coef): w_hh packed (or (G, P) as it is, or bf16 bits);
-      w_hr (P, H) or (0, 0); bias (G,) b_ih + b_hh, added row by row in the loop (a pass over
-      z in L1, not one over memory); coef (3, G) activations.gate_coefficients.
+      w_hr (P, H) or (0, 0); bias (G,) b_ih + b_hh, added in the gates' pass (not in one over
+      memory); coef (3, G) activations.gate_coefficients.
     io = (h, out, lengths): h (B, P) h_0 in, h_n out; out (T, B, P) out.
     saved = (z, cs): z (T, B, G) W·x_t on entry, the gates [i, f, g, o] on return (in place);
       cs (T+1, B, H) with C_0 set by the host, C_t filled.
@@ -91,7 +91,7 @@ def forward(weights, io, saved, scratch, b0, b1):
     m_buf, h_buf, hb, bits = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
-    steps, _, gates = z.shape
+    steps = z.shape[0]
     proj = w_hr.shape[0] > 0
     for t in range(steps):
         zt = z[t]
@@ -101,11 +101,8 @@ def forward(weights, io, saved, scratch, b0, b1):
                 zt[b, :] = 0.0
                 copy(cs[t, b], cs[t + 1, b])
                 continue
-            zb = zt[b]
-            for j in range(gates):
-                zb[j] += bias[j]  # z_t = W·x_t + b + U·h_{t-1}
             m = m_buf[b - b0] if proj else out[t, b]
-            _cell(zb, cs[t, b], cs[t + 1, b], m, scale, shift, gain, bits, two_k)
+            _cell(zt[b], bias, cs[t, b], cs[t + 1, b], m, scale, shift, gain, bits, two_k)
         if proj:
             gemm_wt(m_buf, w_hr, h_buf, 0.0)  # h_t = W_hr (o_t ⊙ tanh(C_t))
             for b in range(b0, b1):
@@ -115,6 +112,53 @@ def forward(weights, io, saved, scratch, b0, b1):
                 out[t, b, :] = 0.0
             else:
                 copy(out[t, b], h[b])
+
+
+@njit(**JIT)
+def forward_units(weights, io, saved, scratch, j0, j1, team):
+    """:func:`forward` for the hidden units [j0, j1) and all rows, one of ``team`` threads
+    that each own a share of the units and meet once a step (see :func:`lstm_forward_units`).
+
+    weights = (w, bias, coef): w packed rows [U_i; U_f; U_g; U_o] of the units, (4n, H)
+      before packing; bias (4n,) their b_ih + b_hh, gate by gate; coef (3, 4n).
+    io = (hh, out, lengths, count): hh (2, B, H), h_0 in hh[0]; h_t is written to hh[t % 2]
+      (h_T in hh[T % 2]); out (T, B, H) out; lengths (B,) or empty; count: sync.counter().
+    saved = (z, cs): z (T, B, G) W·x_t on entry, the gates on return; cs (T+1, B, H), C_0
+      set, C_t filled: this thread writes its units' columns only.
+    scratch = (zp, bits): zp (B, 4n); bits (4n,) int32.
+    team: the threads of the call (1: no barrier).
+    """
+    w, bias, coef = weights
+    hh, out, lengths, count = io
+    z, cs = saved
+    zp, bits = scratch
+    scale, shift, gain = coef[0], coef[1], coef[2]
+    two_k = bits.view(np.float32)
+    steps, batch, gates = z.shape
+    hidden, n = gates // 4, j1 - j0
+    for t in range(steps):
+        src, dst = hh[t % 2], hh[(t + 1) % 2]
+        product(src, w, zp, 0.0)  # U·h_{t-1}, this thread's columns
+        for b in range(batch):
+            zt, zb = z[t, b], zp[b]
+            if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
+                for g in range(4):
+                    zt[g * hidden + j0 : g * hidden + j1] = 0.0
+                copy(cs[t, b, j0:j1], cs[t + 1, b, j0:j1])
+                copy(src[b, j0:j1], dst[b, j0:j1])
+                out[t, b, j0:j1] = 0.0
+                continue
+            for g in range(4):
+                for k in range(n):
+                    zb[g * n + k] += zt[g * hidden + j0 + k]  # + W·x_t
+            m, c_prev, c = out[t, b, j0:j1], cs[t, b, j0:j1], cs[t + 1, b, j0:j1]
+            _cell(zb, bias, c_prev, c, m, scale, shift, gain, bits, two_k)
+            for g in range(4):
+                for k in range(n):
+                    zt[g * hidden + j0 + k] = zb[g * n + k]  # the gates, saved for BPTT
+            copy(m, dst[b, j0:j1])
+        if team > 1:
+            sync.wait(count, team, t + 1)
 
 
 @njit(**JIT)
@@ -185,7 +229,6 @@ def infer(weights, io, saved, scratch, b0, b1):
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
     steps, _, n_in = x.shape
-    gates = z.shape[1]
     for b in range(b0, b1):
         copy(h[b], xh[b - b0, n_in:])
     for t in range(steps):
@@ -196,10 +239,7 @@ def infer(weights, io, saved, scratch, b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, output zero
                 out[t, b, :] = 0.0
                 continue
-            zb = z[b - b0]
-            for j in range(gates):
-                zb[j] += bias[j]  # z_t = W·x_t + b + U·h_{t-1}
-            _cell(zb, c[b], c[b], out[t, b], scale, shift, gain, bits, two_k)
+            _cell(z[b - b0], bias, c[b], c[b], out[t, b], scale, shift, gain, bits, two_k)
             copy(out[t, b], xh[b - b0, n_in:])
     for b in range(b0, b1):
         copy(xh[b - b0, n_in:], h[b])
@@ -216,21 +256,20 @@ def step_forward(weights, io, saved, scratch):
       reads them once: no packing); b_ih, b_hh (G,), or both empty without bias; coef (3, G).
     io = (x, h0, c0, h, c): x (B, I), h0, c0 (B, H) in; h, c (B, H) out: h_1, C_1.
     saved = (z,): z (B, G) out, the gates [i, f, g, o].
-    scratch = (bits,): bits (G,) int32.
+    scratch = (bias, bits): bias (G,) for b_ih + b_hh; bits (G,) int32.
     """
     w_ih, w_hh, b_ih, b_hh, coef = weights
     x, h0, c0, h, c = io
     (z,) = saved
-    (bits,) = scratch
+    bias, bits = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
+    for j in range(bias.shape[0]):
+        bias[j] = b_ih[j] + b_hh[j] if b_ih.shape[0] else 0.0  # b = b_ih + b_hh
     gemm_wt(x, w_ih, z, 0.0)  # W·x_t
     gemm_wt(h0, w_hh, z, 1.0)  # + U·h_{t-1}
     for b in range(z.shape[0]):
-        zb = z[b]
-        for j in range(b_ih.shape[0]):
-            zb[j] += b_ih[j] + b_hh[j]  # z_t = W·x_t + b + U·h_{t-1}
-        _cell(zb, c0[b], c[b], h[b], scale, shift, gain, bits, two_k)
+        _cell(z[b], bias, c0[b], c[b], h[b], scale, shift, gain, bits, two_k)
 
 
 @njit(**JIT)
@@ -278,6 +317,9 @@ def lstm_forward(
         return res._replace(out=res.out.to(bf16), h_n=res.h_n.to(bf16), c_n=res.c_n.to(bf16))
     steps, batch, _ = x.shape
     hidden, out_size = c0.shape[1], h0.shape[1]
+    flops = 2 * batch * 4 * hidden * out_size
+    if w.w_hr is None and threads.split_units(batch, w.w_hh.nbytes, flops * steps):
+        return lstm_forward_units(x, h0, c0, w, lengths, torch.get_num_threads())
     gates = host.project_all(x, w.w_ih, None, None)  # W x_t; becomes the gates in place
     out = x.new_empty(steps, batch, out_size, dtype=gates.dtype)
     cs = x.new_empty(steps + 1, batch, hidden, dtype=gates.dtype)
@@ -296,11 +338,55 @@ def lstm_forward(
         hb, bits = host.bf16_scratch(x, n, out_size), np.empty(4 * hidden, np.int32)
         return weights, io, saved, (m_buf, h_buf, hb, bits), b0, b1
 
-    flops = 2 * batch * 4 * hidden * out_size
     threads.run(forward, threads.ranges(batch, flops=flops * steps), args, flops)
     if x.dtype == out.dtype:
         return LSTMForward(out, h, cs[steps].clone(), gates, cs)
     return LSTMForward(out.to(x.dtype), h.to(x.dtype), cs[steps].to(x.dtype), gates, cs)
+
+
+def _slices(a: np.ndarray, hidden: int, j0: int, j1: int) -> np.ndarray:
+    """Rows (or elements) [g H + j0, g H + j1) of a gate-blocked array, for g = 0..3."""
+    return np.concatenate([a[g * hidden + j0 : g * hidden + j1] for g in range(4)])
+
+
+def lstm_forward_units(
+    x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None, count: int
+) -> LSTMForward:
+    """:func:`lstm_forward` with the hidden units split across ``count`` threads rather than
+    the batch rows (DeepCPU's layout; Zhang et al., "DeepCPU: Serving RNN-based Deep Learning
+    Models 10x Faster", USENIX ATC 2018). With fewer rows than threads, the row split leaves a
+    thread idle and the other reads all of U (4H x H) at every step, from L3 once U outgrows
+    the core's L2. Here each thread owns the units [j0, j1) and the four gate columns of each,
+    for all rows: it reads only its slice of U, which stays in its own L2 from step to step.
+    The price is a barrier a step (:mod:`.sync`): step t + 1 reads all of h_t, which every
+    thread wrote a part of, and h_t alternates between two buffers, read one step and written
+    the next, so that one barrier a step suffices. float32 and float64, no projection;
+    :func:`.threads.split_units` decides when it pays."""
+    steps, batch, _ = x.shape
+    hidden = c0.shape[1]
+    z = host.project_all(x, w.w_ih, None, None)  # W x_t; becomes the gates in place
+    dtype = z.numpy().dtype
+    out = x.new_empty(steps, batch, hidden)
+    cs = x.new_empty(steps + 1, batch, hidden)
+    cs[0] = c0
+    hh = np.empty((2, batch, hidden), dtype)
+    hh[0] = host.array(h0)
+    u, bias = host.array(w.w_hh), host.bias_sum(w, x.dtype)
+    io = (hh, out.numpy(), host.lengths_array(lengths), sync.counter())
+    saved = (z.numpy(), cs.numpy())
+
+    def job(j0: int, j1: int, team: int) -> tuple:
+        n = j1 - j0
+        coef = np.stack(gate_coefficients(n, dtype))
+        weights = (packed.pack(_slices(u, hidden, j0, j1)), _slices(bias, hidden, j0, j1), coef)
+        scratch = (np.empty((batch, 4 * n), dtype), np.empty(4 * n, np.int32))
+        return weights, io, saved, scratch, j0, j1, team
+
+    parts = threads.unit_ranges(hidden, count)
+    jobs = [job(j0, j1, count) for j0, j1 in parts]
+    threads.run_team(forward_units, jobs, lambda: job(0, hidden, 1))
+    h_n = torch.from_numpy(hh[steps % 2].copy())
+    return LSTMForward(out, h_n, cs[steps].clone(), z, cs)
 
 
 def infer_pays(parts: list[tuple[int, int]], n_in: int, hidden: int, steps: int) -> bool:
@@ -328,6 +414,7 @@ def lstm_infer(
         w.w_hr is not None
         or x.dtype not in host.DTYPES
         or not infer_pays(parts, n_in, hidden, steps)
+        or threads.split_units(batch, w.w_hh.nbytes, flops * steps)
     ):
         return lstm_forward(x, h0, c0, w, lengths)
     out = x.new_empty(steps, batch, hidden)
@@ -428,7 +515,8 @@ def lstm_step(x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights) -> tuple[Tensor
     weights = (host.array(w.w_ih), host.array(w.w_hh), b_ih, b_hh, coef)
     io = (host.array(x), host.array(h0), host.array(c0), h.numpy(), c.numpy())
     with host.one_thread(batch * 4 * hidden * (hidden + x.shape[1])):
-        step_forward(weights, io, (z.numpy(),), (np.empty(4 * hidden, np.int32),))
+        scratch = (np.empty(4 * hidden, z.numpy().dtype), np.empty(4 * hidden, np.int32))
+        step_forward(weights, io, (z.numpy(),), scratch)
     return h, c, z
 
 

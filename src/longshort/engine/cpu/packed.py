@@ -404,7 +404,7 @@ def packed_wt(x, wp, y, beta):
             _row_blocks(m, add, cols, kn, xa, lda, x.itemsize, b, y, p * width, ldc, zero, wp)
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _row_blocks(m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp):
     """All M rows (x's at address xa, lda elements of xsize bytes apart) against one block
     of a panel (at b), into y's columns from col0: blocks of MR rows, then the rest."""

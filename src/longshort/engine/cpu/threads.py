@@ -58,6 +58,56 @@ MIN_ROWS = 2
 MIN_SPLIT_FLOPS = 4 << 20
 
 
+def _l2_bytes() -> int:
+    """One core's L2 cache, from Linux's sysfs; 1 MiB where it cannot be read."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    for index in sorted(glob.glob(os.path.join(base, "index*"))):
+        try:
+            with open(os.path.join(index, "level")) as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(os.path.join(index, "size")) as f:
+                size = f.read().strip()
+        except OSError:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+        return int(size.rstrip("KM")) * scale
+    return 1 << 20
+
+
+L2_BYTES = _l2_bytes()
+
+
+def unit_ranges(hidden: int, count: int) -> list[tuple[int, int]]:
+    """count near-equal ranges of hidden units, each a multiple of 8 units where it can be
+    (whole vectors in the gate loops)."""
+    blocks = hidden // 8
+    if blocks < count:
+        return [(hidden * k // count, hidden * (k + 1) // count) for k in range(count)]
+    bounds = [8 * (blocks * k // count) for k in range(count)] + [hidden]
+    return [(bounds[k], bounds[k + 1]) for k in range(count)]
+
+
+def split_units(batch: int, weight_bytes: int, flops: int) -> bool:
+    """Whether a loop should split the hidden units across the threads rather than the batch
+    rows (:func:`.lstm.lstm_forward_units`): when the row split leaves a thread idle (under
+    MIN_ROWS rows a thread) and the recurrent weights outgrow one core's L2, so that halving
+    them across the threads' caches pays for a barrier a step. ``LONGSHORT_LAYOUT=rows`` or
+    ``units`` forces a layout (benchmarks). Measured on a Zen 3 (512 KB L2), 2 threads, units
+    against rows: 0.84x at (500, 1, 8, 256), 0.72x at (200, 2, 64, 512); 1.09x at
+    (1000, 1, 8, 128) and 1.67x at (1000, 1, 8, 32), whose U fits in L2 and whose step is too
+    short for a barrier; 1.03-1.40x wherever the rows fill the threads."""
+    count = torch.get_num_threads()
+    forced = os.environ.get("LONGSHORT_LAYOUT", "")
+    if count < 2 or forced == "rows":
+        return False
+    if forced == "units":
+        return True
+    if _gomp is None or flops < MIN_SPLIT_FLOPS:
+        return False
+    return len(ranges(batch, count)) < count and weight_bytes > L2_BYTES
+
+
 def ranges(
     batch: int, threads: int | None = None, flops: int | None = None
 ) -> list[tuple[int, int]]:
@@ -132,6 +182,35 @@ def split(size: int, flops: int, count: int | None = None) -> list[tuple[int, in
     count = max(1, min(count, size))
     bounds = [size * k // count for k in range(count + 1)]
     return list(itertools.pairwise(bounds))
+
+
+def run_team(kernel: Callable[..., None], jobs: list[tuple], alone: Callable[[], tuple]) -> None:
+    """kernel(*job) for every job at once, each on its own thread of one OpenMP team, each with
+    single-threaded BLAS: for loops whose threads meet at a barrier (:mod:`.sync`), which need
+    every member running at once. Where the team comes smaller than asked (called inside
+    another parallel region, an OpenMP thread limit) or torch's runtime is not GNU OpenMP, one
+    thread runs kernel(*alone()) instead: all the work, with no barrier."""
+    gomp = _gomp
+    if gomp is None or len(jobs) == 1:
+        with blas.threads(1):
+            kernel(*(jobs[0] if len(jobs) == 1 else alone()))
+        return
+    errors: list[BaseException] = []
+
+    def body(_data: int | None) -> None:
+        me, team = gomp.omp_get_thread_num(), gomp.omp_get_num_threads()
+        try:
+            if team == len(jobs):
+                kernel(*jobs[me])
+            elif me == 0:
+                kernel(*alone())
+        except BaseException as e:
+            errors.append(e)
+
+    with blas.threads(1):
+        gomp.GOMP_parallel(_BODY(body), None, len(jobs), 0)
+    if errors:
+        raise errors[0]
 
 
 def _on_torch_threads(kernel: Callable[..., None], jobs: list[tuple]) -> None:
