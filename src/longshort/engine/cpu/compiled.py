@@ -2,7 +2,9 @@
 :mod:`longshort.engine.reference`, gathered from the cells' modules (:mod:`.lstm`, :mod:`.gru`,
 :mod:`.rnn`, :mod:`.lstm_variant`), each of which holds a cell's kernels and their host code.
 
-The loops split the batch rows across threads once per call (:mod:`.threads`); each thread's
+The loops split the batch rows across threads once per call (:mod:`.threads`), or, for an
+LSTM with fewer rows than threads and a U larger than a core's L2, the hidden units
+(:func:`.lstm.lstm_forward_units`, one barrier a step: :mod:`.sync`); each thread's
 per-step recurrent product runs on :mod:`.packed`'s micro-kernel, on weights packed once per
 call. The large products (input projections of all steps, weight and input gradients over all
 T*B rows) go to one BLAS (:mod:`.blas`), split across the same threads (:mod:`.host`). Compiled

@@ -5,6 +5,10 @@ as many row ranges as torch has threads, each run with single-threaded BLAS. No 
 or waits on a barrier, so a busy core slows its own rows and nothing else. The loop kernels
 release the GIL (numba ``nogil``); one compiled without it would run the ranges one after another.
 
+The exception: with fewer rows than threads and recurrent weights over a core's L2, the LSTM's
+forward gives each thread a share of the hidden units instead (:func:`split_units`,
+:func:`unit_ranges`, :func:`run_team`), whose threads meet at a barrier every step.
+
 The one-off products of a call (input projection, input and weight gradients) are split across
 the same threads (:func:`split`, :func:`run_work`), each part on single-threaded BLAS.
 
