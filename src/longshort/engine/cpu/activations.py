@@ -80,13 +80,18 @@ def _exp32_poly(v, k):
 
 
 @njit(inline="always", **JIT)
-def _logistic32(v, j, shift, gain, bits, two_k):
-    """shift[j] + gain[j] / (1 + e^v) for float32 v, through bits[j] (and two_k[j], its view)."""
+def _exp32(v, j, bits, two_k):
+    """e^v for float32 v, clamped to [-87, 87], through bits[j] (and two_k[j], its view)."""
     u = _clamp(v, _LIMIT)
     k = _nearest_k(u)
     bits[j] = (np.int32(k) + 127) << 23  # the float32 2^k: exponent field k + 127
-    e = _exp32_poly(u, k) * two_k[j]  # e^u
-    return shift[j] + gain[j] / (_ONE + e)
+    return _exp32_poly(u, k) * two_k[j]
+
+
+@njit(inline="always", **JIT)
+def _exp64(v):
+    """e^v for float64 v, clamped to [-700, 700]: np.exp, exact."""
+    return np.exp(_clamp(v, 700.0))
 
 
 def affine_logistic(x, out, scale, shift, gain, bits, two_k):  # pragma: no cover - typed below
@@ -102,14 +107,13 @@ def _affine_logistic(x, out, scale, shift, gain, bits, two_k):
 
         def fast(x, out, scale, shift, gain, bits, two_k):
             for j in range(x.shape[0]):
-                out[j] = _logistic32(scale[j] * x[j], j, shift, gain, bits, two_k)
+                out[j] = shift[j] + gain[j] / (_ONE + _exp32(scale[j] * x[j], j, bits, two_k))
 
         return fast
 
     def exact(x, out, scale, shift, gain, bits, two_k):
         for j in range(x.shape[0]):
-            v = _clamp(scale[j] * x[j], 700.0)
-            out[j] = shift[j] + gain[j] / (1.0 + np.exp(v))
+            out[j] = shift[j] + gain[j] / (1.0 + _exp64(scale[j] * x[j]))
 
     return exact
 
@@ -125,16 +129,13 @@ def _tanh_into(x, out, bits, two_k):
 
         def fast(x, out, bits, two_k):
             for j in range(x.shape[0]):
-                v = _clamp(2 * x[j], _LIMIT)
-                k = _nearest_k(v)
-                bits[j] = (np.int32(k) + 127) << 23
-                out[j] = _ONE - 2 / (_ONE + _exp32_poly(v, k) * two_k[j])
+                out[j] = _ONE - 2 / (_ONE + _exp32(2 * x[j], j, bits, two_k))
 
         return fast
 
     def exact(x, out, bits, two_k):
         for j in range(x.shape[0]):
-            out[j] = 1.0 - 2.0 / (1.0 + np.exp(_clamp(2 * x[j], 700.0)))
+            out[j] = 1.0 - 2.0 / (1.0 + _exp64(2 * x[j]))
 
     return exact
 
@@ -152,13 +153,13 @@ def _gates_inplace(z, bias, scale, shift, gain, bits, two_k):
 
         def fast(z, bias, scale, shift, gain, bits, two_k):
             for j in range(z.shape[0]):
-                z[j] = _logistic32(scale[j] * (z[j] + bias[j]), j, shift, gain, bits, two_k)
+                e = _exp32(scale[j] * (z[j] + bias[j]), j, bits, two_k)
+                z[j] = shift[j] + gain[j] / (_ONE + e)
 
         return fast
 
     def exact(z, bias, scale, shift, gain, bits, two_k):
         for j in range(z.shape[0]):
-            v = _clamp(scale[j] * (z[j] + bias[j]), 700.0)
-            z[j] = shift[j] + gain[j] / (1.0 + np.exp(v))
+            z[j] = shift[j] + gain[j] / (1.0 + _exp64(scale[j] * (z[j] + bias[j])))
 
     return exact

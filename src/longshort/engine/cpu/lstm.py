@@ -22,7 +22,7 @@ from numba import njit
 from torch import Tensor
 
 from longshort.engine.cpu import host, packed, sync, threads
-from longshort.engine.cpu.activations import JIT, copy, gate_coefficients, gates_inplace, tanh_into
+from longshort.engine.cpu.activations import JIT, copy, gates_inplace, tanh_into
 from longshort.engine.cpu.blas import as_operand, gemm_at, gemm_w, gemm_wt
 from longshort.engine.cpu.packed import product
 from longshort.engine.types import LSTMForward, LSTMGrads, LSTMWeights
@@ -377,7 +377,7 @@ def lstm_forward_units(
 
     def job(j0: int, j1: int, team: int) -> tuple:
         n = j1 - j0
-        coef = np.stack(gate_coefficients(n, dtype))
+        coef = host.coefficients(n, dtype)
         weights = (packed.pack(_slices(u, hidden, j0, j1)), _slices(bias, hidden, j0, j1), coef)
         scratch = (np.empty((batch, 4 * n), dtype), np.empty(4 * n, np.int32))
         return weights, io, saved, scratch, j0, j1, team
