@@ -14,8 +14,8 @@ CUDA (--device cuda): per shape and dtype, longshort's plain LSTM (cuDNN through
 fused op), its own engine (traces on: the reference engine on the device) and the LSTMCell loop,
 each against nn.LSTM (cuDNN), training step and inference, synchronised timings.
 
-Cells (--cells): one call of longshort.LSTMCell / RNNCell against torch.nn's, forward and forward
-plus backward, float32 and float64.
+Cells (--cells): one call of longshort.LSTMCell / GRUCell / RNNCell against torch.nn's, forward
+and forward plus backward, float32 and float64.
 
     python benchmarks/speed.py [--reps 7] [--shapes 100,32,32,128 ...] [--threads N] [--load]
                                [--cells] [--gru] [--variants] [--no-layers]
@@ -484,7 +484,12 @@ def cell_table(reps: int) -> None:
         "| fwd+bwd: longshort | torch | ratio |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for cls, theirs_cls in ((longshort.LSTMCell, nn.LSTMCell), (longshort.RNNCell, nn.RNNCell)):
+    pairs = (
+        (longshort.LSTMCell, nn.LSTMCell),
+        (longshort.GRUCell, nn.GRUCell),
+        (longshort.RNNCell, nn.RNNCell),
+    )
+    for cls, theirs_cls in pairs:
         for dtype in (torch.float32, torch.float64):
             for batch, inp, hid in CELL_SHAPES:
                 t = interleaved(cell_fns(cls, theirs_cls, batch, inp, hid, dtype), reps * 20)

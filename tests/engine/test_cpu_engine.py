@@ -203,7 +203,7 @@ def test_cell_step_runs_compiled_passes_gradcheck_and_records_norms():
     h0, c0 = (torch.randn(3, 5, dtype=f64, requires_grad=True) for _ in range(2))
     w = [torch.randn(20, k, dtype=f64, requires_grad=True) for k in (4, 5)]
     b = [torch.randn(20, dtype=f64, requires_grad=True) for _ in range(2)]
-    assert dispatch.step_engine(x, LSTMWeights(*w, *b)) is compiled
+    assert dispatch.step_engine(x, "lstm", LSTMWeights(*w, *b)) is compiled
     assert torch.autograd.gradcheck(
         lambda *a: longshort.engine.lstm_cell(*a), (x, h0, c0, *w, *b), eps=1e-6, atol=1e-6
     )
@@ -226,7 +226,7 @@ def test_rnn_cell_step_runs_compiled_passes_gradcheck_and_records_norms(nonlinea
     h0 = torch.randn(3, 5, dtype=f64, requires_grad=True)
     w = [torch.randn(5, k, dtype=f64, requires_grad=True) for k in (4, 5)]
     b = [torch.randn(5, dtype=f64, requires_grad=True) for _ in range(2)]
-    assert dispatch.step_engine(x) is compiled
+    assert dispatch.step_engine(x, "rnn") is compiled
 
     def step(*a):
         return longshort.engine.rnn_cell(*a, nonlinearity=nonlinearity)
@@ -239,6 +239,53 @@ def test_rnn_cell_step_runs_compiled_passes_gradcheck_and_records_norms(nonlinea
     ((cell, norms),) = records
     assert cell == "rnn" and norms.shape == (1, 3, 1)
     torch.testing.assert_close(norms[0, :, 0], dh.norm(dim=1))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_gru_cell_step_runs_compiled_passes_gradcheck_and_records_norms(bias):
+    from longshort.engine import gradient_norms
+
+    torch.manual_seed(7)
+    f64 = torch.float64
+    x = torch.randn(3, 4, dtype=f64, requires_grad=True)
+    h0 = torch.randn(3, 5, dtype=f64, requires_grad=True)
+    w = [torch.randn(15, k, dtype=f64, requires_grad=True) for k in (4, 5)]
+    b = [torch.randn(15, dtype=f64, requires_grad=True) for _ in range(2)] if bias else []
+    assert dispatch.step_engine(x, "gru") is compiled
+    step = longshort.engine.gru_cell
+    assert torch.autograd.gradcheck(step, (x, h0, *w, *b), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradgradcheck(step, (x, h0, *w, *b), eps=1e-6, atol=1e-6)
+    with gradient_norms.recording() as records:
+        h = step(x, h0, *w, *b)
+        dh = torch.randn_like(h)
+        (h * dh).sum().backward()
+    ((cell, norms),) = records
+    assert cell == "gru" and norms.shape == (1, 3, 1)
+    torch.testing.assert_close(norms[0, :, 0], dh.norm(dim=1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gru_cell_step_matches_torch(dtype, bias):
+    """The one-call GRUCell step against nn.GRUCell with the same weights: batched and
+    unbatched, with and without a graph, outputs and every gradient."""
+    torch.manual_seed(8)
+    theirs = nn.GRUCell(6, 9, bias=bias).to(dtype)
+    ours = longshort.GRUCell(6, 9, bias=bias).to(dtype)
+    ours.load_state_dict(theirs.state_dict())
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for shape in ((4, 6), (6,)):
+        x = torch.randn(shape, dtype=dtype, requires_grad=True)
+        h0 = torch.randn((*shape[:-1], 9), dtype=dtype, requires_grad=True)
+        got, want = ours(x, h0), theirs(x, h0)
+        assert abs_err(got, want) < tol
+        with torch.no_grad():
+            assert abs_err(ours(x, h0), want) < tol
+        dh = torch.randn_like(want)
+        ga = torch.autograd.grad(got, [x, h0, *ours.parameters()], dh)
+        gb = torch.autograd.grad(want, [x, h0, *theirs.parameters()], dh)
+        for a, b in zip(ga, gb, strict=True):
+            assert abs_err(a, b) < tol * 10
 
 
 def test_kept_buffers_stay_bounded_over_many_sequence_lengths():

@@ -30,6 +30,7 @@ from longshort.engine.types import (
 
 __all__ = [
     "cpu_engine",
+    "gru_cell",
     "gru_layer",
     "lstm_cell",
     "lstm_layer",
@@ -87,7 +88,7 @@ def lstm_cell(
     engine's one-call step where :func:`dispatch.step_engine` says so, else as a one-step
     layer."""
     w = LSTMWeights(w_ih, w_hh, b_ih, b_hh)
-    step = dispatch.step_engine(x, w)
+    step = dispatch.step_engine(x, "lstm", w)
     if step is not None:
         if not _needs_grad(x, h0, c0, *w[:4]):  # no graph to record: the step alone
             h, c, _ = step.lstm_step(x, h0, c0, w)
@@ -171,12 +172,31 @@ def rnn_cell(
 ) -> Tensor:
     """One RNN step (an RNNCell's): x (B, I), h0 (B, H) -> h_1. On the compiled engine's
     one-call step where :func:`dispatch.step_engine` says so, else as a one-step layer."""
-    step = dispatch.step_engine(x)
+    step = dispatch.step_engine(x, "rnn")
     if step is not None:
         if not _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):  # no graph to record: the step alone
             return step.rnn_step(x, h0, RNNWeights(w_ih, w_hh, b_ih, b_hh), nonlinearity)
         return eager.RNNStep.apply(step, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity)
     return rnn_layer(x[None], h0, w_ih, w_hh, b_ih, b_hh, None, nonlinearity)[1]
+
+
+def gru_cell(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+) -> Tensor:
+    """One GRU step (a GRUCell's): x (B, I), h0 (B, H) -> h_1. On the compiled engine's
+    one-call step where :func:`dispatch.step_engine` says so, else as a one-step layer."""
+    step = dispatch.step_engine(x, "gru")
+    if step is not None:
+        w = GRUWeights(w_ih, w_hh, b_ih, b_hh)
+        if not _needs_grad(x, h0, *w):  # no graph to record: the step alone
+            return step.gru_step(x, h0, w)[0]
+        return eager.GRUStep.apply(step, x, h0, w_ih, w_hh, b_ih, b_hh)
+    return gru_layer(x[None], h0, w_ih, w_hh, b_ih, b_hh)[1]
 
 
 def gru_layer(

@@ -60,11 +60,15 @@ def lstm_engine(x: torch.Tensor, w: LSTMWeights) -> Engine:
     return compiled if compiled.supports_lstm(x, w) else reference
 
 
-def step_engine(x: torch.Tensor, w: LSTMWeights | None = None) -> StepEngine | None:
-    """The engine that runs one LSTMCell step (w given) or RNNCell step (w None) as one
-    compiled call each way, or None for a one-step layer instead: the compiled engine chosen
-    for x, float32/float64 without projection, not under autocast, not being compiled."""
-    chosen = rnn_engine(x) if w is None else lstm_engine(x, w)
+def step_engine(x: torch.Tensor, cell: str, w: LSTMWeights | None = None) -> StepEngine | None:
+    """The engine that runs one step of a cell ("lstm" with its weights w, "gru" or "rnn")
+    as one compiled call each way, or None for a one-step layer instead: the compiled engine
+    chosen for x, float32/float64 without projection, not under autocast, not being compiled."""
+    if cell == "lstm":
+        assert w is not None, "an LSTM step's engine depends on its weights (projection)"
+        chosen = lstm_engine(x, w)
+    else:
+        chosen = gru_engine(x) if cell == "gru" else rnn_engine(x)
     if chosen is reference or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():
         return None
     compiled = _compiled()

@@ -156,6 +156,33 @@ class RNNStep(torch.autograd.Function):
         return None, dx, dh0, dw_ih, dw_hh, db, db, None
 
 
+class GRUStep(torch.autograd.Function):
+    """apply(step, x, h0, w_ih, w_hh, b_ih, b_hh) -> h_1: one step of a GRUCell in one call
+    each way on `step` (as :class:`LSTMStep`)."""
+
+    @staticmethod
+    def forward(ctx, step, x, h0, w_ih, w_hh, b_ih, b_hh):
+        h, gates = step.gru_step(x, h0, GRUWeights(w_ih, w_hh, b_ih, b_hh))
+        ctx.step = step
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, gates)
+        return h
+
+    @staticmethod
+    def backward(ctx, dh):
+        x, h0, w_ih, w_hh, b_ih, b_hh, gates = ctx.saved_tensors
+        w = GRUWeights(w_ih, w_hh, b_ih, b_hh)
+        if torch.is_grad_enabled():  # create_graph=True: a backward that can be differentiated
+            grads = _differentiable(
+                lambda *a: reference.gru_outputs(a[0][None], a[1], GRUWeights(*a[2:]), None)[1],
+                (x, h0, *w),
+                (dh,),
+            )
+            return (None, *grads)
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms = ctx.step.gru_step_backward(dh, x, h0, w, gates)
+        gradient_norms.record("gru", norms)
+        return None, dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
 class RNNLayer(torch.autograd.Function):
     """apply(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity) -> RNNForward fields."""
 

@@ -335,6 +335,16 @@ class StepEngine(Protocol):
         """dx, dh0, dc0, dW_ih, dW_hh, db and the norms (1, B, 2)."""
         ...
 
+    def gru_step(self, x: Tensor, h0: Tensor, w: GRUWeights) -> tuple[Tensor, Tensor]:
+        """h_1 (B, H) and the gates (B, 4H) BPTT reads."""
+        ...
+
+    def gru_step_backward(
+        self, dh: Tensor, x: Tensor, h0: Tensor, w: GRUWeights, gates: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        """dx, dh0, dW_ih, dW_hh, db_ih, db_hh (None without bias) and the norms (1, B, 1)."""
+        ...
+
     def rnn_step(self, x: Tensor, h0: Tensor, w: RNNWeights, nonlinearity: str) -> Tensor:
         """h_1 (B, H)."""
         ...

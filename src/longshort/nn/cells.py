@@ -188,5 +188,5 @@ class GRUCell(_CellBase, nn.GRUCell):
             return nn.GRUCell.forward(self, input, hx)
         x, (h0,), unbatched = self._check(input, None if hx is None else (hx,), 1)
         w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        h = engine.gru_layer(x[None], h0, *w)[1]
+        h = engine.gru_cell(x, h0, *w)
         return h[0] if unbatched else h

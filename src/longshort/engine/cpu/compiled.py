@@ -30,7 +30,12 @@ cache.refresh()  # before any kernel module is imported: numba reads its cache a
 cache.announce_compiles()
 
 from longshort.engine.cpu.blas import BF16  # noqa: E402
-from longshort.engine.cpu.gru import gru_backward, gru_forward  # noqa: E402
+from longshort.engine.cpu.gru import (  # noqa: E402
+    gru_backward,
+    gru_forward,
+    gru_step,
+    gru_step_backward,
+)
 from longshort.engine.cpu.host import BF16_PRODUCTS, DTYPES, product_grads, project  # noqa: E402
 from longshort.engine.cpu.lstm import (  # noqa: E402
     lstm_backward,
@@ -53,6 +58,8 @@ __all__ = [  # the Engine, StepEngine and CompiledEngine protocols' members (eng
     "BF16_PRODUCTS",
     "gru_backward",
     "gru_forward",
+    "gru_step",
+    "gru_step_backward",
     "lstm_backward",
     "lstm_forward",
     "lstm_infer",
@@ -100,8 +107,8 @@ def supports_gru(x: Tensor) -> bool:
 
 
 def supports_step(x: Tensor, w: LSTMWeights | None = None) -> bool:
-    """Whether one LSTMCell step (w given) or RNNCell step (w None) runs as one compiled call:
-    float32/float64 without projection."""
+    """Whether one LSTMCell step (w given), GRUCell or RNNCell step (w None) runs as one
+    compiled call: float32/float64 without projection."""
     return x.dtype in DTYPES and (w is None or w.w_hr is None)
 
 

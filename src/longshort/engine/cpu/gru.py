@@ -20,8 +20,47 @@ from torch import Tensor
 from longshort.engine import reference
 from longshort.engine.cpu import host, threads
 from longshort.engine.cpu.activations import JIT, affine_logistic, copy, tanh_into
+from longshort.engine.cpu.blas import gemm_at, gemm_w, gemm_wt
 from longshort.engine.cpu.packed import product
 from longshort.engine.types import GRUForward, GRUGrads, GRUWeights
+
+
+@njit(inline="always", **JIT)
+def _row(xb, hwb, gb, h_prev, h, scale, shift, gain, bits, two_k):
+    """One row's step from xb (G,) = W_i·x_t + b_i and hwb (G,) = W_h·h_{t-1} + b_h: the
+    gates [r, z, n, W_hn h_{t-1} + b_hn] into gb (4H,), h_t into h (which may be h_prev).
+    Inlined into the loop and the cell's step."""
+    hidden = h.shape[0]
+    for j in range(2 * hidden):
+        gb[j] = xb[j] + hwb[j]
+    rz = gb[0 : 2 * hidden]
+    affine_logistic(rz, rz, scale, shift, gain, bits, two_k)  # r_t, z_t = σ(·)
+    n, hn = gb[2 * hidden : 3 * hidden], gb[3 * hidden :]
+    for j in range(hidden):
+        hn[j] = hwb[2 * hidden + j]  # W_hn h_{t-1} + b_hn, saved for BPTT
+        n[j] = xb[2 * hidden + j] + gb[j] * hn[j]  # W_in x + b_in + r ⊙ (W_hn h + b_hn)
+    tanh_into(n, n, bits, two_k)  # n_t = tanh(·)
+    for j in range(hidden):
+        z = gb[hidden + j]
+        h[j] = (1 - z) * n[j] + z * h_prev[j]  # h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+
+
+@njit(inline="always", **JIT)
+def _row_grads(gb, hp, d, dgib, dghb):
+    """One row's BPTT step: from its gates gb (4H,), h_{t-1} in hp and d = dL/dh_t, the
+    gradients at the input-side and hidden-side pre-activations into dgib, dghb (G,). Returns
+    ||dL/dh_t||. The path through z_t ⊙ h_{t-1} (d ⊙ z_t) is the caller's to add."""
+    hidden = hp.shape[0]
+    sq = 0.0
+    for j in range(hidden):
+        sq += d[j] * d[j]
+        r, z, n, hn = gb[j], gb[hidden + j], gb[2 * hidden + j], gb[3 * hidden + j]
+        dan = d[j] * (1 - z) * (1 - n * n)  # through h = (1-z) n + z h_{t-1}, tanh'
+        dar = dan * hn * r * (1 - r)  # n's pre-activation holds r ⊙ (W_hn h + b_hn)
+        daz = d[j] * (hp[j] - n) * z * (1 - z)
+        dgib[j], dgib[hidden + j], dgib[2 * hidden + j] = dar, daz, dan
+        dghb[j], dghb[hidden + j], dghb[2 * hidden + j] = dar, daz, dan * r
+    return sq**0.5
 
 
 @njit(**JIT)
@@ -41,8 +80,7 @@ def forward(weights, io, saved, scratch, b0, b1):
     hw, bits = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
-    steps, _, g3 = xw.shape
-    hidden = g3 // 3
+    steps = xw.shape[0]
     for t in range(steps):
         for r in range(b1 - b0):
             if b_hh.shape[0]:
@@ -56,18 +94,7 @@ def forward(weights, io, saved, scratch, b0, b1):
                 gb[:] = 0.0
                 copy(hb, hs[t, b])
                 continue
-            for j in range(2 * hidden):
-                gb[j] = xb[j] + hwb[j]
-            rz = gb[0 : 2 * hidden]
-            affine_logistic(rz, rz, scale, shift, gain, bits, two_k)  # r_t, z_t = σ(·)
-            n, hn = gb[2 * hidden : 3 * hidden], gb[3 * hidden :]
-            for j in range(hidden):
-                hn[j] = hwb[2 * hidden + j]  # W_hn h_{t-1} + b_hn, saved for BPTT
-                n[j] = xb[2 * hidden + j] + gb[j] * hn[j]  # W_in x + b_in + r ⊙ (W_hn h + b_hn)
-            tanh_into(n, n, bits, two_k)  # n_t = tanh(·)
-            for j in range(hidden):
-                z = gb[hidden + j]
-                hb[j] = (1 - z) * n[j] + z * hb[j]  # h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+            _row(xb, hwb, gb, hb, hb, scale, shift, gain, bits, two_k)
             copy(hb, hs[t, b])
 
 
@@ -97,20 +124,10 @@ def backward(weights, io, saved, scratch, b0, b1):
                 dht[:] = 0.0
                 norms[t, b, 0] = 0.0
                 continue
-            gb = gates[t, b]
             hp = hs[t - 1, b] if t > 0 else h0[b]
-            sq = 0.0
             for j in range(hidden):
-                d = dh[b, j] + d_out[t, b, j]  # from the output at t and from step t+1
-                dht[j] = d
-                sq += d * d
-                r, z, n, hn = gb[j], gb[hidden + j], gb[2 * hidden + j], gb[3 * hidden + j]
-                dan = d * (1 - z) * (1 - n * n)  # through h = (1-z) n + z h_{t-1}, tanh'
-                dar = dan * hn * r * (1 - r)  # n's pre-activation holds r ⊙ (W_hn h + b_hn)
-                daz = d * (hp[j] - n) * z * (1 - z)
-                dgib[j], dgib[hidden + j], dgib[2 * hidden + j] = dar, daz, dan
-                dghb[j], dghb[hidden + j], dghb[2 * hidden + j] = dar, daz, dan * r
-            norms[t, b, 0] = sq**0.5
+                dht[j] = dh[b, j] + d_out[t, b, j]  # from the output at t and from step t+1
+            norms[t, b, 0] = _row_grads(gates[t, b], hp, dht, dgib, dghb)
         product(dgh[t, b0:b1], w_hh_t, dh_buf, 0.0)  # the gates' path: dgh_t W_h
         for b in range(b0, b1):
             if not (lengths.shape[0] and t >= lengths[b]):
@@ -118,6 +135,68 @@ def backward(weights, io, saved, scratch, b0, b1):
                 for j in range(hidden):
                     # ∂h_t/∂h_{t-1} = z_t along the additive path, plus the gates' path
                     dh[b, j] = dh_t[b - b0, j] * gb[hidden + j] + dh_buf[b - b0, j]
+
+
+# kernels: one step of a GRUCell, every row in one call -----------------------------------------
+
+
+@njit(**JIT)
+def step_forward(weights, io, saved, scratch):
+    """One step for every row (a GRUCell's call).
+
+    weights = (w_ih, w_hh, b_ih, b_hh, coef): w_ih (G, I), w_hh (G, H) as they are (a step
+      reads them once: no packing); b_ih, b_hh (G,), or both empty without bias; coef (3, 2H).
+    io = (x, h0, h): x (B, I), h0 (B, H) in; h (B, H) out: h_1.
+    saved = (gates,): gates (B, 4H) out, [r, z, n, W_hn h_0 + b_hn].
+    scratch = (xw, hw, bits): xw, hw (B, G); bits (G,) int32.
+    """
+    w_ih, w_hh, b_ih, b_hh, coef = weights
+    x, h0, h = io
+    (gates,) = saved
+    xw, hw, bits = scratch
+    scale, shift, gain = coef[0], coef[1], coef[2]
+    two_k = bits.view(np.float32)
+    gemm_wt(x, w_ih, xw, 0.0)  # W_i·x
+    gemm_wt(h0, w_hh, hw, 0.0)  # W_h·h_0
+    for b in range(x.shape[0]):
+        xb, hwb = xw[b], hw[b]
+        for j in range(b_ih.shape[0]):
+            xb[j] += b_ih[j]  # + b_i
+            hwb[j] += b_hh[j]  # + b_h
+        _row(xb, hwb, gates[b], h0[b], h[b], scale, shift, gain, bits, two_k)
+
+
+@njit(**JIT)
+def step_backward(weights, io, saved, scratch):
+    """BPTT of :func:`step_forward`.
+
+    weights = (w_ih, w_hh): (G, I), (G, H).
+    io = (dh, x, h0, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms): dh (B, H) dL/dh_1, x (B, I),
+      h0 (B, H) in; dx (B, I), dh0 (B, H), dw_ih (G, I), dw_hh (G, H), db_ih, db_hh (G,) (or
+      empty without bias), norms (B, 1) out.
+    saved = (gates,): as :func:`step_forward` left them.
+    scratch = (dgi, dgh): (B, G) each.
+    """
+    w_ih, w_hh = weights
+    dh, x, h0, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms = io
+    (gates,) = saved
+    dgi, dgh = scratch
+    hidden = h0.shape[1]
+    for b in range(x.shape[0]):
+        norms[b, 0] = _row_grads(gates[b], h0[b], dh[b], dgi[b], dgh[b])
+    gemm_w(dgi, w_ih, dx, 0.0)  # dL/dx = dgi W_i
+    gemm_w(dgh, w_hh, dh0, 0.0)  # the gates' path: dgh W_h
+    for b in range(x.shape[0]):
+        for j in range(hidden):
+            dh0[b, j] += dh[b, j] * gates[b, hidden + j]  # ∂h_1/∂h_0 = z along the additive path
+    gemm_at(dgi, x, dw_ih, 0.0)  # dW_i = dgiᵀ x
+    gemm_at(dgh, h0, dw_hh, 0.0)  # dW_h = dghᵀ h_0
+    for j in range(db_ih.shape[0]):
+        db_ih[j] = 0.0
+        db_hh[j] = 0.0
+        for b in range(x.shape[0]):
+            db_ih[j] += dgi[b, j]
+            db_hh[j] += dgh[b, j]
 
 
 # host: the engine functions ------------------------------------------------------------------
@@ -188,3 +267,46 @@ def gru_backward(
     db_ih = torch.from_numpy(dgin.sum(axis=0))
     db_hh = torch.from_numpy(dghn.sum(axis=0))
     return GRUGrads(dx, dh, dw_ih, dw_hh, db_ih, db_hh, norms)
+
+
+def gru_step(x: Tensor, h0: Tensor, w: GRUWeights) -> tuple[Tensor, Tensor]:
+    """One GRU step of a GRUCell, float32/float64, in one compiled call: x (B, I), h0 (B, H)
+    -> h_1 (B, H) and the gates (B, 4H) BPTT reads."""
+    batch, hidden = h0.shape
+    gates = x.new_empty(batch, 4 * hidden)
+    h = torch.empty_like(h0, memory_format=torch.contiguous_format)
+    dtype = gates.numpy().dtype
+    no_bias = host.NO_BIAS[x.dtype]
+    b_ih = no_bias if w.b_ih is None else host.array(w.b_ih)
+    b_hh = no_bias if w.b_hh is None else host.array(w.b_hh)
+    coef = host.sigmoid_coefficients(hidden, dtype)
+    weights = (host.array(w.w_ih), host.array(w.w_hh), b_ih, b_hh, coef)
+    io = (host.array(x), host.array(h0), h.numpy())
+    scratch = (np.empty((batch, 3 * hidden), dtype), np.empty((batch, 3 * hidden), dtype))
+    with host.one_thread(batch * 3 * hidden * (hidden + x.shape[1])):
+        step_forward(weights, io, (gates.numpy(),), (*scratch, np.empty(3 * hidden, np.int32)))
+    return h, gates
+
+
+def gru_step_backward(
+    dh: Tensor, x: Tensor, h0: Tensor, w: GRUWeights, gates: Tensor
+) -> tuple[Tensor | None, ...]:
+    """BPTT of :func:`gru_step`: dx, dh0, dW_ih, dW_hh, db_ih, db_hh (None without bias) and
+    the norms (1, B, 1)."""
+    batch, hidden = h0.shape
+    dx, dh0 = torch.empty_like(x), torch.empty_like(h0)
+    dw_ih, dw_hh = torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
+    bias = w.b_ih is not None
+    db_ih, db_hh = (x.new_empty(3 * hidden if bias else 0) for _ in range(2))
+    norms = x.new_empty(1, batch, 1)
+    dtype = dx.numpy().dtype
+    io = (
+        host.array(dh), host.array(x), host.array(h0), dx.numpy(), dh0.numpy(), dw_ih.numpy(),
+        dw_hh.numpy(), db_ih.numpy(), db_hh.numpy(), norms[0].numpy(),
+    )  # fmt: skip
+    scratch = (np.empty((batch, 3 * hidden), dtype), np.empty((batch, 3 * hidden), dtype))
+    with host.one_thread(batch * 3 * hidden * (hidden + x.shape[1])):
+        step_backward((host.array(w.w_ih), host.array(w.w_hh)), io, (host.array(gates),), scratch)
+    if not bias:
+        return dx, dh0, dw_ih, dw_hh, None, None, norms
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms
