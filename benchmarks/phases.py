@@ -63,7 +63,11 @@ def phases(shape: tuple[int, int, int, int], reps: int) -> dict[str, tuple[float
     d_out = torch.ones(steps, batch, hid)
     g = 4 * hid
     rows_flops = 2 * steps * batch * g
-    t_proj = median_ms(lambda: host.project_all(x, w.w_ih, w.b_ih, w.b_hh), reps)
+    # the product alone, into a buffer of its own: a standalone project_all's fresh 4H x T x B
+    # output page-faulted at every call (1,100 faults, 6 ms at (100, 32, 32, 128) on a Zen 3),
+    # which the forward's own allocation, reused call after call, does not (2 faults a call)
+    zn, xn = np.empty((steps * batch, g), np.float32), host.as_matrix(x.numpy())
+    t_proj = median_ms(lambda: host.by_rows(blas.gemm_wt, xn, w.w_ih.numpy(), zn, 0.0), reps)
     t_fwd = median_ms(lambda: compiled.lstm_forward(x, h0, c0, w, None), reps)
     t_bwd = median_ms(lambda: compiled.lstm_backward(d_out, h0, c0, x, h0, w, None, saved), reps)
     dz = torch.randn_like(saved.gates)
