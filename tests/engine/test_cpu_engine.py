@@ -325,14 +325,15 @@ def test_cells_without_a_graph_match_torch(bias):
 @pytest.mark.parametrize(("hidden", "threads"), [(1, 2), (12, 2), (37, 3), (256, 2), (40, 5)])
 def test_unit_ranges_cover_the_hidden_units_once(hidden, threads):
     parts = cpu_threads.unit_ranges(hidden, threads)
-    assert len(parts) == threads and parts[0][0] == 0 and parts[-1][1] == hidden
+    assert len(parts) == min(threads, hidden) and parts[0][0] == 0 and parts[-1][1] == hidden
     assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
+    assert all(b1 > b0 for b0, b1 in parts)
     if hidden >= 8 * threads:
         assert all(b0 % 8 == 0 for b0, _ in parts)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize(("threads", "hidden"), [(2, 12), (2, 40), (3, 37)])
+@pytest.mark.parametrize(("threads", "hidden"), [(2, 12), (2, 40), (3, 37), (3, 2)])
 def test_unit_split_matches_torch(dtype, threads, hidden, monkeypatch):
     """Hidden units across the threads (one barrier a step), with lengths, both directions
     and two layers: torch.nn's outputs and gradients, forward and no-grad."""

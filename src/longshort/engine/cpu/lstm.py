@@ -383,7 +383,7 @@ def lstm_forward_units(
         return weights, io, saved, scratch, j0, j1, team
 
     parts = threads.unit_ranges(hidden, count)
-    jobs = [job(j0, j1, count) for j0, j1 in parts]
+    jobs = [job(j0, j1, len(parts)) for j0, j1 in parts]
     threads.run_team(forward_units, jobs, lambda: job(0, hidden, 1))
     h_n = torch.from_numpy(hh[steps % 2].copy())
     return LSTMForward(out, h_n, cs[steps].clone(), z, cs)

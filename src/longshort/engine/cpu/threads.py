@@ -83,8 +83,9 @@ L2_BYTES = _l2_bytes()
 
 
 def unit_ranges(hidden: int, count: int) -> list[tuple[int, int]]:
-    """count near-equal ranges of hidden units, each a multiple of 8 units where it can be
-    (whole vectors in the gate loops)."""
+    """Near-equal ranges of hidden units, one per thread (at most count, none empty), each a
+    multiple of 8 units where it can be (whole vectors in the gate loops)."""
+    count = max(1, min(count, hidden))
     blocks = hidden // 8
     if blocks < count:
         return [(hidden * k // count, hidden * (k + 1) // count) for k in range(count)]
