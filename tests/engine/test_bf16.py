@@ -131,3 +131,32 @@ def test_an_avx2_build_runs_bf16_on_the_compiled_engine():
     )
     assert run.returncode == 0, run.stderr
     assert float(run.stdout.strip().splitlines()[-1]) < 1e-2
+
+
+@pytest.mark.parametrize(
+    ("ours_cls", "theirs_cls"),
+    [
+        (longshort.LSTMCell, nn.LSTMCell),
+        (longshort.GRUCell, nn.GRUCell),
+        (longshort.RNNCell, nn.RNNCell),
+    ],
+)
+def test_bf16_cells_close_to_float32_torch(ours_cls, theirs_cls):
+    """A bf16 cell's step (a one-step layer: the one-call steps are float32/float64) keeps
+    bf16 outputs and gradients within bf16's reach of torch.nn's float32 cell."""
+    torch.manual_seed(1)
+    theirs = theirs_cls(8, 16)
+    ours = ours_cls(8, 16).to(torch.bfloat16)
+    ours.load_state_dict({k: v.bfloat16() for k, v in theirs.state_dict().items()})
+    x, h = torch.randn(5, 8), torch.randn(5, 16)
+    hx = (h, torch.randn(5, 16)) if theirs_cls is nn.LSTMCell else h
+    hx_bf16 = tuple(s.bfloat16() for s in hx) if isinstance(hx, tuple) else hx.bfloat16()
+    got, want = ours(x.bfloat16(), hx_bf16), theirs(x, hx)
+    got, want = (got[0], want[0]) if isinstance(got, tuple) else (got, want)
+    assert got.dtype == torch.bfloat16
+    assert _rel(got, want) < 2e-2
+    got.float().sum().backward()
+    want.sum().backward()
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert p.grad.dtype == torch.bfloat16
+        assert _rel(p.grad, q.grad) < 3e-2
