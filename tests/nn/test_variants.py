@@ -14,6 +14,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.autograd import gradcheck
 
 import longshort
@@ -391,3 +392,29 @@ def test_whole_variant_model_saves_and_loads_with_the_safe_globals():
         loaded = torch.load(buf, weights_only=True)
     x = torch.randn(T, B, I)
     torch.testing.assert_close(loaded(x)[0], m(x)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("proj_size", [0, 3])
+def test_recurrent_dropout_in_evaluation_is_the_plain_lstm_on_its_path(proj_size, monkeypatch):
+    """Recurrent dropout alone, in evaluation, computes torch.nn's LSTM exactly, and runs the
+    plain layer (no variant loop); in training it still draws its masks."""
+    torch.manual_seed(4)
+    theirs = nn.LSTM(5, 7, num_layers=2, proj_size=proj_size)
+    ours = longshort.LSTM(5, 7, num_layers=2, proj_size=proj_size, recurrent_dropout=0.3)
+    ours.load_state_dict(theirs.state_dict())
+    cell = longshort.LSTMCell(5, 7, recurrent_dropout=0.3)
+    theirs_cell = nn.LSTMCell(5, 7)
+    theirs_cell.load_state_dict(cell.state_dict())
+    x = torch.randn(9, 2, 5)
+    calls = []
+    monkeypatch.setattr(longshort.engine, "variant_layer", lambda *a, **k: calls.append(a))
+    ours.eval()
+    cell.eval()
+    torch.testing.assert_close(ours(x)[0], theirs(x)[0], rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x)[0], theirs(x)[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(cell(x[0])[0], theirs_cell(x[0])[0], rtol=1e-5, atol=1e-6)
+    assert calls == []
+    monkeypatch.undo()
+    ours.train()
+    assert not torch.allclose(ours(x)[0], theirs(x)[0])

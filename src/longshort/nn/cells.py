@@ -118,7 +118,7 @@ class LSTMCell(variants.PicklesOptions, _CellBase, nn.LSTMCell):
         if onnx.exporting():
             return self._export_forward(input, hx)
         x, (h0, c0), unbatched = self._check(input, hx, 2)
-        if self.options.active:
+        if self.options.active and not self.options.runs_plain(self.training):
             h, c = self._variant_step(x, h0, c0)
         else:
             w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)

@@ -171,7 +171,8 @@ class LSTM(variants.PicklesOptions, RecurrentBase):
         trace: bool = False,
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         h0, c0 = states
-        if self.options.active:
+        plain = self.options.runs_plain(self.training) and not trace  # a trace keeps its extras
+        if self.options.active and not plain:
             return self._run_variant(x, states, layer, direction, lengths, segment)
         w = self.layer_weights(layer, direction)
         out, h_n, c_n, gates, cs = engine.lstm_layer(

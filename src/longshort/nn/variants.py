@@ -39,6 +39,12 @@ class Options(NamedTuple):
         """Whether anything differs from the plain LSTM."""
         return self != Options()
 
+    def runs_plain(self, training: bool) -> bool:
+        """Whether a call computes exactly the plain LSTM: recurrent dropout alone, in
+        evaluation (no mask is drawn, and the training masks' 1 / (1 - p) scaling keeps the
+        expectation). Such calls take the plain layer's engine and its no-grad path."""
+        return not training and self._replace(recurrent_dropout=0.0) == Options()
+
     def describe(self) -> str:
         """The options that differ from the plain LSTM, as keyword arguments."""
         v = self.variant
