@@ -448,6 +448,20 @@ def _traced_train(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
+def cell_call(m: nn.Module, x: torch.Tensor, hx, backward: bool) -> Callable[[], None]:
+    """One call of cell m: forward under no_grad, or forward and backward."""
+
+    def run():
+        if not backward:
+            with torch.no_grad():
+                m(x, hx)
+            return
+        out = m(x, hx)
+        (out[0] if isinstance(out, tuple) else out).sum().backward()
+
+    return run
+
+
 def cell_fns(cls, theirs_cls, batch, inp, hid, dtype) -> dict[str, Callable[[], None]]:
     theirs = theirs_cls(inp, hid, dtype=dtype)
     ours = cls(inp, hid, dtype=dtype)
@@ -455,27 +469,39 @@ def cell_fns(cls, theirs_cls, batch, inp, hid, dtype) -> dict[str, Callable[[], 
     x = torch.randn(batch, inp, dtype=dtype)
     h = torch.randn(batch, hid, dtype=dtype)
     hx = (h, torch.randn(batch, hid, dtype=dtype)) if theirs_cls is nn.LSTMCell else h
-
-    def fwd(m):
-        def run():
-            with torch.no_grad():
-                m(x, hx)
-
-        return run
-
-    def fwd_bwd(m):
-        def run():
-            out = m(x, hx)
-            (out[0] if isinstance(out, tuple) else out).sum().backward()
-
-        return run
-
     return {
-        "fwd": fwd(ours),
-        "fwd_torch": fwd(theirs),
-        "bwd": fwd_bwd(ours),
-        "bwd_torch": fwd_bwd(theirs),
+        "fwd": cell_call(ours, x, hx, False),
+        "fwd_torch": cell_call(theirs, x, hx, False),
+        "bwd": cell_call(ours, x, hx, True),
+        "bwd_torch": cell_call(theirs, x, hx, True),
     }
+
+
+def cell_variant_table(reps: int) -> None:
+    """One call of LSTMCell(**variant) against the plain longshort.LSTMCell, float32, training
+    mode (zoneout and recurrent dropout draw their masks)."""
+    print("\n| cell variant | B, I, H | forward | vs plain | fwd+bwd | vs plain |")
+    print("|---|---|---|---|---|---|")
+    for batch, inp, hid in CELL_SHAPES:
+        torch.manual_seed(0)
+        x, h, c = torch.randn(batch, inp), torch.randn(batch, hid), torch.randn(batch, hid)
+        plain = longshort.LSTMCell(inp, hid)
+        for name, kw in VARIANTS.items():
+            ours = longshort.LSTMCell(inp, hid, **kw)
+            fns = {
+                "fwd": cell_call(ours, x, (h, c), False),
+                "fwd_p": cell_call(plain, x, (h, c), False),
+            }
+            fns.update(
+                bwd=cell_call(ours, x, (h, c), True), bwd_p=cell_call(plain, x, (h, c), True)
+            )
+            t = interleaved(fns, reps * 20)
+            print(
+                f"| {name} | {batch}, {inp}, {hid} | {t['fwd'] * 1e6:.0f} us "
+                f"| {t['fwd'] / t['fwd_p']:.2f}x | {t['bwd'] * 1e6:.0f} us "
+                f"| {t['bwd'] / t['bwd_p']:.2f}x |",
+                flush=True,
+            )
 
 
 def cell_table(reps: int) -> None:
@@ -559,6 +585,7 @@ def main() -> None:
             gru_table(shapes, args.reps)
         if args.variants:
             variant_table(shapes if args.shapes else VARIANT_SHAPES, args.reps)
+            cell_variant_table(args.reps)
         if args.cells:
             cell_table(args.reps)
 
