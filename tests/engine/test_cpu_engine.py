@@ -126,7 +126,9 @@ def test_split_rows_match_torch(threads, team, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("m", "k", "n"), [(1, 3, 5), (2, 64, 256), (12, 7, 13), (13, 40, 50)])
+@pytest.mark.parametrize(
+    ("m", "k", "n"), [(1, 3, 5), (2, 64, 256), (4, 9, 17), (5, 9, 17), (12, 7, 13), (13, 40, 50)]
+)
 def test_small_row_products_equal_numpy(dtype, m, k, n):
     """The numba loops for few rows (and BLAS past them) against NumPy, beta 0 and 1."""
     rng = np.random.default_rng(0)
@@ -140,6 +142,12 @@ def test_small_row_products_equal_numpy(dtype, m, k, n):
         got = np.full_like(y, np.nan) if beta == 0 else y.copy()
         blas.gemm_w(x, w, got, beta)
         np.testing.assert_allclose(got, x @ w + beta * y, rtol=tol, atol=tol)
+        # a sum over the m rows, a a column slice of a wider array as BPTT passes it
+        wide = rng.standard_normal((m, n + 3)).astype(dtype)
+        a, acc = wide[:, 1 : n + 1], rng.standard_normal((n, k)).astype(dtype)
+        got = np.full_like(acc, np.nan) if beta == 0 else acc.copy()
+        blas.gemm_at(a, x, got, beta)
+        np.testing.assert_allclose(got, a.T @ x + beta * acc, rtol=tol, atol=tol)
 
 
 def test_errors_in_a_row_range_reach_the_caller():

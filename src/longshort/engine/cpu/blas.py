@@ -225,24 +225,35 @@ def gemm_wt(x, w, y, beta):
     small.SMALL_ROWS float rows times a weight of small.MIN_WEIGHT elements or more run on
     :mod:`.small`'s loops, the rest on BLAS."""
     n, k = w.shape
-    if small.handles(x) and x.shape[0] <= small.SMALL_ROWS and n * k >= small.MIN_WEIGHT:
+    rows = x.shape[0]
+    if small.handles(x) and (rows <= small.FEW_ROWS or (
+        rows <= small.SMALL_ROWS and n * k >= small.MIN_WEIGHT
+    )):  # fmt: skip
         small.few_rows_wt(x, w, y, beta)
         return
-    _gemm(y, NO_TRANS, TRANS, x.shape[0], n, k, x, k, w, k, beta, n)
+    _gemm(y, NO_TRANS, TRANS, rows, n, k, x, k, w, k, beta, n)
 
 
 @njit(cache=True, nogil=True)
 def gemm_w(x, w, y, beta):
-    """y (B, N) = x (B, K) @ w + beta * y, with w (K, N)."""
+    """y (B, N) = x (B, K) @ w + beta * y, with w (K, N); up to small.FEW_ROWS float rows on
+    :mod:`.small`'s loops."""
     k, n = w.shape
+    if small.handles(x) and x.shape[0] <= small.FEW_ROWS:
+        small.few_rows_w(x, w, y, beta)
+        return
     _gemm(y, NO_TRANS, NO_TRANS, x.shape[0], n, k, x, k, w, n, beta, n)
 
 
 @njit(cache=True, nogil=True)
 def gemm_at(a, b, y, beta):
     """y (N, K) = a.T @ b + beta * y, with a (M, N) and b (M, K): a sum over the M rows.
-    a may be a column slice of a wider array (rows a.strides[0] apart); b, y C-contiguous."""
+    a may be a column slice of a wider array (rows a.strides[0] apart); b, y C-contiguous.
+    Up to small.FEW_ROWS float rows on :mod:`.small`'s loops."""
     m, n = a.shape
+    if small.handles(a) and m <= small.FEW_ROWS:
+        small.few_rows_at(a, b, y, beta)
+        return
     k = b.shape[1]
     lda = max(a.strides[0] // a.itemsize, n, 1)  # an empty a's strides may say anything
     _gemm(y, TRANS, NO_TRANS, n, k, m, a, lda, b, k, beta, k)
