@@ -371,6 +371,12 @@ def test_unit_split_matches_torch(dtype, threads, hidden, monkeypatch):
         assert rel_err(a, b) < tol * 10
 
 
+def test_a_layout_that_does_not_exist_is_refused(monkeypatch):
+    monkeypatch.setenv("LONGSHORT_LAYOUT", "columns")
+    with pytest.raises(ValueError, match="LONGSHORT_LAYOUT='columns': expected 'rows' or 'units'"):
+        longshort.LSTM(3, 4)(torch.randn(2, 1, 3))
+
+
 def test_unit_split_passes_gradcheck(monkeypatch):
     monkeypatch.setenv("LONGSHORT_LAYOUT", "units")
     torch.manual_seed(0)

@@ -104,6 +104,11 @@ def split_units(batch: int, weight_bytes: int, flops: int) -> bool:
     short for a barrier; 1.03-1.40x wherever the rows fill the threads."""
     count = torch.get_num_threads()
     forced = os.environ.get("LONGSHORT_LAYOUT", "")
+    if forced not in ("", "rows", "units"):
+        raise ValueError(
+            f"LONGSHORT_LAYOUT={forced!r}: expected 'rows' or 'units', or leave it unset to "
+            "let each call choose"
+        )
     if count < 2 or forced == "rows":
         return False
     if forced == "units":
