@@ -160,12 +160,14 @@ def test_errors_in_a_row_range_reach_the_caller():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize(("steps", "batch", "inp", "hidden"), [(2, 4, 3, 8), (9, 17, 13, 33)])
+@pytest.mark.parametrize(
+    ("steps", "batch", "inp", "hidden"), [(2, 4, 3, 8), (9, 17, 13, 33), (7, 1, 3, 8), (5, 3, 2, 9)]
+)
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 def test_infer_matches_the_reference_forward(dtype, steps, batch, inp, hidden, ragged, bias):
     """The forward that keeps nothing per step (no BPTT, no trace) against the reference
-    (these shapes take the in-loop input product: 4 rows or more, I <= H / 2)."""
+    (these shapes take the in-loop input product: I <= H / 2, down to one row)."""
     torch.manual_seed(steps + batch)
     m = longshort.LSTM(inp, hidden, bias=bias).to(dtype)
     w = LSTMWeights(*(None if p is None else p.detach() for p in m.layer_weights(0, 0)[:4]))

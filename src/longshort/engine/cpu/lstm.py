@@ -391,13 +391,14 @@ def lstm_forward_units(
 
 def infer_pays(parts: list[tuple[int, int]], n_in: int, hidden: int, steps: int) -> bool:
     """Whether the per-step input product of :func:`infer` beats one projection of all
-    steps: over more than one step (a cell's call would pay for [W_ih | U] copied), with 4 rows
-    a thread or more (the kernel's blocks), and with 16 or more or an input at most half the
-    hidden size. Measured, 2 threads, ratio of the times: 0.71-0.90 at
-    (100,32,32,128), (500,16,16,64), (100,64,256,256), (50,128,512,512); 1.09 at (35,20,200,200)
-    (10 rows, I = H) and 1.10 at (200,4,64,256) (2 rows), which keep the projection."""
+    steps: over more than one step (a cell's call would pay for [W_ih | U] copied), and with
+    16 rows a thread or more or an input at most half the hidden size. Measured on 2 threads,
+    ratio of the times: 0.71-0.90 at (100,32,32,128), (500,16,16,64), (100,64,256,256),
+    (50,128,512,512) (AMD EPYC Zen 5); 0.88 at (1000,1,8,32) and 0.87 at (1000,2,8,64) (Zen 3,
+    since one-row products run in four chains of accumulators); 1.09 at (35,20,200,200) on the
+    Zen 5 and 0.96 on the Zen 3 (10 rows, I = H), which keeps the projection."""
     least = min(b1 - b0 for b0, b1 in parts)
-    return steps > 1 and least >= 4 and (least >= 16 or 2 * n_in <= hidden)
+    return steps > 1 and (least >= 16 or 2 * n_in <= hidden)
 
 
 def lstm_infer(
