@@ -121,8 +121,9 @@ def forward_units(weights, io, saved, scratch, j0, j1, team):
 
     weights = (w, bias, coef): w packed rows [U_i; U_f; U_g; U_o] of the units, (4n, H)
       before packing; bias (4n,) their b_ih + b_hh, gate by gate; coef (3, 4n).
-    io = (hh, out, lengths, count): hh (2, B, H), h_0 in hh[0]; h_t is written to hh[t % 2]
-      (h_T in hh[T % 2]); out (T, B, H) out; lengths (B,) or empty; count: sync.counter().
+    io = (hh, out, lengths, count): hh (2, B, H), h_0 in hh[0]; loop step t reads h_{t-1}
+      from hh[t % 2] and writes h_t into hh[(t + 1) % 2], so h_T ends in hh[T % 2]; out
+      (T, B, H) out; lengths (B,) or empty; count: sync.counter().
     saved = (z, cs): z (T, B, G) W·x_t on entry, the gates on return; cs (T+1, B, H), C_0
       set, C_t filled: this thread writes its units' columns only.
     scratch = (zp, bits): zp (B, 4n); bits (4n,) int32.
