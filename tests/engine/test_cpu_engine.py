@@ -202,11 +202,23 @@ def test_no_grad_forward_matches_torch_and_keeps_traces(kw):
     assert traced[2][0].gates.shape[-1] == 40
 
 
+def _assert_step_records_norms(step, args: tuple, cell: str, width: int) -> None:
+    """A backward through one cell step records its norms: (1, B, width), ||dL/dh|| first."""
+    from longshort.engine import gradient_norms
+
+    with gradient_norms.recording() as records:
+        out = step(*args)
+        h = out[0] if isinstance(out, tuple) else out
+        dh = torch.randn_like(h)
+        (h * dh).sum().backward()
+    ((name, norms),) = records
+    assert name == cell and norms.shape == (1, h.shape[0], width)
+    torch.testing.assert_close(norms[0, :, 0], dh.norm(dim=1))
+
+
 def test_cell_step_runs_compiled_passes_gradcheck_and_records_norms():
     """LSTMCell's one-call step (engine.lstm_cell on the compiled engine): float64 gradcheck
     of every input, and the per-step norms the inspect tools read."""
-    from longshort.engine import gradient_norms
-
     torch.manual_seed(5)
     f64 = torch.float64
     x = torch.randn(3, 4, dtype=f64, requires_grad=True)
@@ -217,19 +229,11 @@ def test_cell_step_runs_compiled_passes_gradcheck_and_records_norms():
     assert torch.autograd.gradcheck(
         lambda *a: longshort.engine.lstm_cell(*a), (x, h0, c0, *w, *b), eps=1e-6, atol=1e-6
     )
-    with gradient_norms.recording() as records:
-        h, _ = longshort.engine.lstm_cell(x, h0, c0, *w, *b)
-        dh = torch.randn_like(h)
-        (h * dh).sum().backward()
-    ((cell, norms),) = records
-    assert cell == "lstm" and norms.shape == (1, 3, 2)
-    torch.testing.assert_close(norms[0, :, 0], dh.norm(dim=1))
+    _assert_step_records_norms(longshort.engine.lstm_cell, (x, h0, c0, *w, *b), "lstm", 2)
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
 def test_rnn_cell_step_runs_compiled_passes_gradcheck_and_records_norms(nonlinearity):
-    from longshort.engine import gradient_norms
-
     torch.manual_seed(6)
     f64 = torch.float64
     x = torch.randn(3, 4, dtype=f64, requires_grad=True)
@@ -242,19 +246,11 @@ def test_rnn_cell_step_runs_compiled_passes_gradcheck_and_records_norms(nonlinea
         return longshort.engine.rnn_cell(*a, nonlinearity=nonlinearity)
 
     assert torch.autograd.gradcheck(step, (x, h0, *w, *b), eps=1e-6, atol=1e-6)
-    with gradient_norms.recording() as records:
-        h = step(x, h0, *w, *b)
-        dh = torch.randn_like(h)
-        (h * dh).sum().backward()
-    ((cell, norms),) = records
-    assert cell == "rnn" and norms.shape == (1, 3, 1)
-    torch.testing.assert_close(norms[0, :, 0], dh.norm(dim=1))
+    _assert_step_records_norms(step, (x, h0, *w, *b), "rnn", 1)
 
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_gru_cell_step_runs_compiled_passes_gradcheck_and_records_norms(bias):
-    from longshort.engine import gradient_norms
-
     torch.manual_seed(7)
     f64 = torch.float64
     x = torch.randn(3, 4, dtype=f64, requires_grad=True)
@@ -265,13 +261,7 @@ def test_gru_cell_step_runs_compiled_passes_gradcheck_and_records_norms(bias):
     step = longshort.engine.gru_cell
     assert torch.autograd.gradcheck(step, (x, h0, *w, *b), eps=1e-6, atol=1e-6)
     assert torch.autograd.gradgradcheck(step, (x, h0, *w, *b), eps=1e-6, atol=1e-6)
-    with gradient_norms.recording() as records:
-        h = step(x, h0, *w, *b)
-        dh = torch.randn_like(h)
-        (h * dh).sum().backward()
-    ((cell, norms),) = records
-    assert cell == "gru" and norms.shape == (1, 3, 1)
-    torch.testing.assert_close(norms[0, :, 0], dh.norm(dim=1))
+    _assert_step_records_norms(step, (x, h0, *w, *b), "gru", 1)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
