@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from longshort.engine import calls, dispatch, eager, ops
+from longshort.engine import calls, dispatch, eager, ops, reference, variant
 from longshort.engine.dispatch import cpu_engine, use_cpu_engine
 from longshort.engine.types import (
     GRUForward,
@@ -69,6 +69,8 @@ def lstm_layer(
         return LSTMForward(*ops.lstm_fwd(*args))
     args = x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, segment = eager.autocast(args)
     w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
+    if dispatch.transformed():  # torch.func: plain torch ops
+        return reference.lstm_outputs(x, h0, c0, w, lengths)
     if not _needs_grad(x, h0, c0, *w):  # no graph to record
         with eager.no_autocast(x.device):
             return calls.lstm_forward(x, h0, c0, w, lengths, segment, keep)[1]
@@ -124,6 +126,9 @@ def variant_layer(
         out, h_n, c_n, gates, cs, *_ = ops.variant_fwd(x, h0, c0, *masks, lengths, segment, *v, *w)
         return VariantForward(out, h_n, c_n, gates, cs, x.new_empty(0))
     x, h0, c0, zone_c, zone_h, keep, *weights = eager.autocast((x, h0, c0, *masks, *w))
+    if dispatch.transformed():  # torch.func: plain torch ops
+        masks = VariantMasks(zone_c, zone_h, keep)
+        return variant.outputs(x, h0, c0, VariantWeights(*weights), v, masks, lengths)
     if not _needs_grad(x, h0, c0, *weights):  # no graph to record
         masks = VariantMasks(zone_c, zone_h, keep)
         with eager.no_autocast(x.device):
@@ -154,6 +159,9 @@ def rnn_layer(
     if torch.compiler.is_compiling():
         return RNNForward(*ops.rnn_fwd(*args))
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, _ = args = eager.autocast(args)
+    if dispatch.transformed():  # torch.func: plain torch ops
+        w = RNNWeights(w_ih, w_hh, b_ih, b_hh)
+        return reference.rnn_outputs(x, h0, w, lengths, nonlinearity)
     if not _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):  # no graph to record
         with eager.no_autocast(x.device):
             w = RNNWeights(w_ih, w_hh, b_ih, b_hh)
@@ -218,6 +226,8 @@ def gru_layer(
     if torch.compiler.is_compiling():
         return GRUForward(*ops.gru_fwd(*args))
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths = args = eager.autocast(args)
+    if dispatch.transformed():  # torch.func: plain torch ops
+        return reference.gru_outputs(x, h0, GRUWeights(w_ih, w_hh, b_ih, b_hh), lengths)
     if not _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):  # no graph to record
         with eager.no_autocast(x.device):
             return calls.gru_forward(x, h0, GRUWeights(w_ih, w_hh, b_ih, b_hh), lengths)[1]

@@ -9,6 +9,10 @@ describes its call as a :class:`LayerCall`) go to PyTorch's own fused recurrent 
 which computes exactly these equations with these weights: :func:`layers_on_native` decides,
 :func:`use_native` changes where. One cell step runs as one compiled call where
 :func:`step_engine` says so.
+
+Under a ``torch.func`` transform (vmap, grad, jacrev, jvp, functional models in an ensemble)
+every call runs the reference engine's stacked steps, plain torch ops that each transform
+composes with: :func:`transformed` tells.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
+from torch._C._functorch import peek_interpreter_stack
 
 from longshort.engine import gradient_norms, reference
 from longshort.engine.types import (
@@ -46,6 +51,13 @@ class LayerCall(NamedTuple):
         return not any(self) and not gradient_norms.listening()
 
 
+def transformed() -> bool:
+    """Whether a ``torch.func`` transform is active. Its tensors are wrappers without storage
+    that the compiled engine cannot read, and a plain autograd.Function cannot run under it;
+    the reference engine's ops can (:func:`longshort.engine.reference.lstm_outputs`)."""
+    return peek_interpreter_stack() is not None
+
+
 def _compiled() -> CompiledEngine:
     from longshort.engine.cpu import compiled
 
@@ -70,6 +82,8 @@ def step_engine(x: torch.Tensor, cell: str, w: LSTMWeights | None = None) -> Ste
     else:
         chosen = gru_engine(x) if cell == "gru" else rnn_engine(x)
     if chosen is reference or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():
+        return None
+    if transformed():
         return None
     compiled = _compiled()
     return compiled if compiled.supports_step(x, w) else None

@@ -21,6 +21,7 @@ import contextlib
 
 import torch
 from torch import Tensor
+from torch._C._functorch import is_legacy_batchedtensor
 
 from longshort.engine import calls, gradient_norms, reference, variant
 from longshort.engine.types import (
@@ -74,10 +75,10 @@ class LSTMLayer(torch.autograd.Function):
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, out, gates, cs = ctx.saved_tensors
         d_out, d_hn, d_cn = _zeros_if_none((d_out, d_hn, d_cn), (out, h0, c0))
         w = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
-        if torch.is_grad_enabled():  # create_graph=True: a backward that can be differentiated
+        if _composable(d_out, d_hn, d_cn):  # a backward that can be differentiated or batched
             inputs = (x, h0, c0, *w)
             grads = _differentiable(
-                lambda *a: reference.lstm_outputs(*a[:3], LSTMWeights(*a[3:]), lengths),
+                lambda *a: reference.lstm_outputs(*a[:3], LSTMWeights(*a[3:]), lengths)[:3],
                 inputs,
                 (d_out, d_hn, d_cn),
             )
@@ -111,10 +112,10 @@ class LSTMStep(torch.autograd.Function):
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, z, c = ctx.saved_tensors
         dh, dc = _zeros_if_none((dh, dc), (h0, c0))
         w = LSTMWeights(w_ih, w_hh, b_ih, b_hh)
-        if torch.is_grad_enabled():  # create_graph=True: a backward that can be differentiated
+        if _composable(dh, dc):  # a backward that can be differentiated or batched
             grads = _differentiable(
                 lambda *a: reference.lstm_outputs(a[0][None], *a[1:3], LSTMWeights(*a[3:]), None)[
-                    1:
+                    1:3
                 ],
                 (x, h0, c0, *w[:4]),
                 (dh, dc),
@@ -143,7 +144,7 @@ class RNNStep(torch.autograd.Function):
     def backward(ctx, dh):
         x, h0, w_ih, w_hh, b_ih, b_hh, h = ctx.saved_tensors
         w, nl = RNNWeights(w_ih, w_hh, b_ih, b_hh), ctx.nonlinearity
-        if torch.is_grad_enabled():  # create_graph=True: a backward that can be differentiated
+        if _composable(dh):  # a backward that can be differentiated or batched
             grads = _differentiable(
                 lambda *a: reference.rnn_outputs(a[0][None], a[1], RNNWeights(*a[2:]), None, nl)[1],
                 (x, h0, *w),
@@ -171,7 +172,7 @@ class GRUStep(torch.autograd.Function):
     def backward(ctx, dh):
         x, h0, w_ih, w_hh, b_ih, b_hh, gates = ctx.saved_tensors
         w = GRUWeights(w_ih, w_hh, b_ih, b_hh)
-        if torch.is_grad_enabled():  # create_graph=True: a backward that can be differentiated
+        if _composable(dh):  # a backward that can be differentiated or batched
             grads = _differentiable(
                 lambda *a: reference.gru_outputs(a[0][None], a[1], GRUWeights(*a[2:]), None)[1],
                 (x, h0, *w),
@@ -201,10 +202,10 @@ class RNNLayer(torch.autograd.Function):
     def backward(ctx, d_out, d_hn, _d_hs):
         x, h0, w_ih, w_hh, b_ih, b_hh, lengths, hs = ctx.saved_tensors
         d_out, d_hn = _zeros_if_none((d_out, d_hn), (hs, h0))
-        if torch.is_grad_enabled():
+        if _composable(d_out, d_hn):  # a backward that can be differentiated or batched
             nl = ctx.nonlinearity
             grads = _differentiable(
-                lambda *a: reference.rnn_outputs(*a[:2], RNNWeights(*a[2:]), lengths, nl),
+                lambda *a: reference.rnn_outputs(*a[:2], RNNWeights(*a[2:]), lengths, nl)[:2],
                 (x, h0, w_ih, w_hh, b_ih, b_hh),
                 (d_out, d_hn),
             )
@@ -235,9 +236,9 @@ class GRULayer(torch.autograd.Function):
         x, h0, w_ih, w_hh, b_ih, b_hh, lengths, gates, hs = ctx.saved_tensors
         d_out, d_hn = _zeros_if_none((d_out, d_hn), (hs, h0))
         w = GRUWeights(w_ih, w_hh, b_ih, b_hh)
-        if torch.is_grad_enabled():
+        if _composable(d_out, d_hn):  # a backward that can be differentiated or batched
             grads = _differentiable(
-                lambda *a: reference.gru_outputs(*a[:2], GRUWeights(*a[2:]), lengths),
+                lambda *a: reference.gru_outputs(*a[:2], GRUWeights(*a[2:]), lengths)[:2],
                 (x, h0, *w),
                 (d_out, d_hn),
             )
@@ -278,9 +279,9 @@ class VariantLayer(torch.autograd.Function):
         part, weights = variant.InputPart(*rest[:3]), rest[3:]
         d_out, d_hn, d_cn = _zeros_if_none((d_out, d_hn, d_cn), (out, h0, c0))
         w, masks, v = VariantWeights(*weights), VariantMasks(zone_c, zone_h, keep), ctx.v
-        if torch.is_grad_enabled():  # create_graph=True: a backward that can be differentiated
+        if _composable(d_out, d_hn, d_cn):  # a backward that can be differentiated or batched
             grads = _differentiable(
-                lambda *a: variant.outputs(*a[:3], VariantWeights(*a[3:]), v, masks, lengths),
+                lambda *a: variant.outputs(*a[:3], VariantWeights(*a[3:]), v, masks, lengths)[:3],
                 (x, h0, c0, *w),
                 (d_out, d_hn, d_cn),
             )
@@ -320,3 +321,13 @@ def _differentiable(forward, inputs: tuple, grad_outputs: tuple) -> tuple:
     for i, g in zip(wanted, found, strict=True):
         grads[i] = g if g is not None else torch.zeros_like(inputs[i])
     return tuple(grads)
+
+
+def _composable(*grads: Tensor | None) -> bool:
+    """Whether a backward must be a graph of torch ops rather than the compiled BPTT: asked to
+    build a graph (``create_graph=True``: gradient penalties, Hessian-vector products), or
+    given batched output gradients (``torch.autograd.grad(..., is_grads_batched=True)``, which
+    ``gradcheck(check_batched_grad=True)`` and ``torch.func`` Jacobians run)."""
+    if torch.is_grad_enabled():
+        return True
+    return any(g is not None and is_legacy_batchedtensor(g) for g in grads)

@@ -114,21 +114,24 @@ def lstm_infer(
 
 def lstm_outputs(
     x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """out, h_n, c_n of :func:`lstm_forward` without writing into buffers, so that autograd can
-    differentiate it, twice if asked (the double backward of :mod:`longshort.engine.eager`)."""
+) -> LSTMForward:
+    """:func:`lstm_forward`'s result built from stacked steps instead of written into buffers,
+    so that autograd can differentiate it (twice if asked: the double backward of
+    :mod:`longshort.engine.eager`) and every ``torch.func`` transform can run it."""
     xw = _input_projection(x, w.w_ih, w.b_ih, w.b_hh)
     mask = step_mask(lengths, x.shape[0])
-    h, c, outs = h0, c0, []
+    h, c, outs, gates, cs = h0, c0, [], [], [c0]
     for t in range(x.shape[0]):
-        _, c_new, h_new = lstm_cell.forward_step(xw[t], h, c, w.w_hh, w.w_hr)
+        g, c_new, h_new = lstm_cell.forward_step(xw[t], h, c, w.w_hh, w.w_hr)
         if mask is not None:
             c, h = torch.where(mask[t], c_new, c), torch.where(mask[t], h_new, h)
             outs.append(torch.where(mask[t], h_new, 0))
         else:
             c, h = c_new, h_new
             outs.append(h)
-    return torch.stack(outs), h, c
+        gates.append(g)
+        cs.append(c)
+    return LSTMForward(torch.stack(outs), h, c, torch.stack(gates), torch.stack(cs))
 
 
 def lstm_backward(
@@ -196,30 +199,39 @@ def rnn_forward(
     return RNNForward(out.clone() if mask is None else out, h.clone(), hs)
 
 
-def _h_outputs(step, xw: Tensor, h0: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
-    """out, h_n of a cell whose only state is h, step(xw_t, h) -> h_t, without writing into
-    buffers (see :func:`lstm_outputs`)."""
+def _h_outputs(
+    step, xw: Tensor, h0: Tensor, lengths: Tensor | None, carried: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """out, h_n, the states of every step and the stacked second results of step, for a cell
+    whose only state is h: step(xw_t, h) -> (h_t, extra or None), without writing into buffers
+    (see :func:`lstm_outputs`). The states are each step's new h, or with carried=True the h
+    carried on (unchanged over padding)."""
     mask = step_mask(lengths, xw.shape[0])
-    h, outs = h0, []
+    h, outs, hs, extras = h0, [], [], []
     for t in range(xw.shape[0]):
-        h_new = step(xw[t], h)
+        h_new, extra = step(xw[t], h)
+        extras.append(extra)
         if mask is not None:
             h = torch.where(mask[t], h_new, h)
             outs.append(torch.where(mask[t], h_new, 0))
         else:
             h = h_new
             outs.append(h)
-    return torch.stack(outs), h
+        hs.append(h if carried else h_new)
+    stacked = None if extras[0] is None else torch.stack(extras)
+    return torch.stack(outs), h, torch.stack(hs), stacked
 
 
 def rnn_outputs(
     x: Tensor, h0: Tensor, w: RNNWeights, lengths: Tensor | None, nonlinearity: str
-) -> tuple[Tensor, Tensor]:
-    """out, h_n of :func:`rnn_forward`, differentiable twice (see :func:`lstm_outputs`)."""
+) -> RNNForward:
+    """:func:`rnn_forward`'s result from stacked steps (see :func:`lstm_outputs`)."""
     xw = _input_projection(x, w.w_ih, w.b_ih, w.b_hh)
-    return _h_outputs(
-        lambda xw_t, h: rnn_cell.forward_step(xw_t, h, w.w_hh, nonlinearity), xw, h0, lengths
-    )
+    out, h_n, hs, _ = _h_outputs(
+        lambda xw_t, h: (rnn_cell.forward_step(xw_t, h, w.w_hh, nonlinearity), None),
+        xw, h0, lengths, carried=False,
+    )  # fmt: skip
+    return RNNForward(out, h_n, hs)
 
 
 def rnn_backward(
@@ -271,14 +283,15 @@ def gru_forward(x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None) ->
     return GRUForward(out, h.clone(), gates, hs)
 
 
-def gru_outputs(
-    x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None
-) -> tuple[Tensor, Tensor]:
-    """out, h_n of :func:`gru_forward`, differentiable twice (see :func:`lstm_outputs`)."""
+def gru_outputs(x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None) -> GRUForward:
+    """:func:`gru_forward`'s result from stacked steps (see :func:`lstm_outputs`)."""
     xw = _input_projection(x, w.w_ih, w.b_ih, None)
-    return _h_outputs(
-        lambda xw_t, h: gru_cell.forward_step(xw_t, h, w.w_hh, w.b_hh)[1], xw, h0, lengths
-    )
+    out, h_n, hs, gates = _h_outputs(
+        lambda xw_t, h: gru_cell.forward_step(xw_t, h, w.w_hh, w.b_hh)[::-1],
+        xw, h0, lengths, carried=True,
+    )  # fmt: skip
+    assert gates is not None  # the GRU's step returns its gates
+    return GRUForward(out, h_n, gates, hs)
 
 
 def gru_backward(
@@ -356,20 +369,23 @@ def variant_outputs(
     v: LSTMVariant,
     masks: VariantMasks,
     lengths: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """out, h_n, c_n of :func:`variant_forward`, differentiable twice (see
-    :func:`lstm_outputs`)."""
+) -> VariantForward:
+    """:func:`variant_forward`'s result from stacked steps (see :func:`lstm_outputs`); rec is
+    left empty."""
     mask = step_mask(lengths, xa.shape[0])
-    h, c, outs = h0, c0, []
+    h, c, outs, gates, cs = h0, c0, [], [], [c0]
     for t in range(xa.shape[0]):
-        _, c_new, h_new, _ = variant_cell.forward_step(xa[t], h, c, w, v, masks.at(t))
+        g, c_new, h_new, _ = variant_cell.forward_step(xa[t], h, c, w, v, masks.at(t))
         if mask is not None:
             c, h = torch.where(mask[t], c_new, c), torch.where(mask[t], h_new, h)
             outs.append(torch.where(mask[t], h_new, 0))
         else:
             c, h = c_new, h_new
             outs.append(h)
-    return torch.stack(outs), h, c
+        gates.append(g)
+        cs.append(c)
+    out, empty = torch.stack(outs), xa.new_empty(0)
+    return VariantForward(out, h, c, torch.stack(gates), torch.stack(cs), empty)
 
 
 def variant_backward(

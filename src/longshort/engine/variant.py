@@ -77,8 +77,8 @@ def outputs(
     v: LSTMVariant,
     masks: VariantMasks,
     lengths: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """out, h_n, c_n as a graph of torch ops, for double backward."""
+) -> VariantForward:
+    """The layer over x (T, B, I) as a graph of torch ops (double backward, ``torch.func``)."""
     from longshort.engine import reference
 
     xa, _ = input_part(reference, x, w, v)
