@@ -17,9 +17,12 @@ def lstm():
 @pytest.mark.parametrize(
     ("shape", "match"),
     [
-        ((3,), r"input must be 3-D .* got 1-D with shape \(3,\)"),
-        ((2, 2, 2, 3), r"got 4-D with shape \(2, 2, 2, 3\)"),
-        ((5, 2, 7), r"input.size\(-1\) must equal input_size=3, got input of shape \(5, 2, 7\)"),
+        ((3,), r"Expected input to be 2D or 3D, got 1D instead: input must be 3-D .* shape \(3,\)"),
+        ((2, 2, 2, 3), r"got 4D instead: .* got shape \(2, 2, 2, 3\)"),
+        (
+            (5, 2, 7),
+            r"must be equal to input_size. Expected 3, got 7 \(input of shape \(5, 2, 7\)\)",
+        ),
         ((0, 2, 3), r"empty sequence \(seq_len 0\)"),
     ],
 )
@@ -31,9 +34,12 @@ def test_input_shape_errors(lstm, shape, match):
 def test_input_type_dtype_device(lstm):
     with pytest.raises(TypeError, match=r"input must be a torch\.Tensor, got list"):
         lstm([[1.0, 2.0, 3.0]])
-    with pytest.raises(TypeError, match=r"input has dtype torch.float64, expected torch.float32"):
+    with pytest.raises(
+        TypeError,
+        match=r"input dtype \(torch.float64\) does not match weight dtype \(torch.float32\)",
+    ):
         lstm(torch.zeros(2, 1, 3, dtype=torch.float64))
-    with pytest.raises(TypeError, match=r"dtype torch.int64"):
+    with pytest.raises(TypeError, match=r"dtype \(torch.int64\)"):
         lstm(torch.zeros(2, 1, 3, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"input is on device meta, expected cpu"):
         lstm(torch.zeros(2, 1, 3, device="meta"))
@@ -57,18 +63,29 @@ def test_nan_input_refused_with_check_finite_else_propagated_as_torch_does(lstm)
 def test_state_errors(lstm):
     x = torch.zeros(5, 2, 3)
     h, c = torch.zeros(2, 2, 4), torch.zeros(2, 2, 4)
-    with pytest.raises(ValueError, match=r"h_0 must have shape \(2, 2, 4\) .* got \(1, 2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected hidden\[0\] size \(2, 2, 4\), got \[1, 2, 4\]: h_0 must have shape",
+    ):
         lstm(x, (h[:1], c))
-    with pytest.raises(ValueError, match=r"c_0 must have shape \(2, 2, 4\) .* got \(2, 3, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected hidden\[1\] size \(2, 2, 4\), got \[2, 3, 4\]: c_0 must have shape",
+    ):
         lstm(x, (h, torch.zeros(2, 3, 4)))
     with pytest.raises(TypeError, match=r"hx must be a tuple \(h_0, c_0\), got Tensor"):
         lstm(x, h)
-    with pytest.raises(TypeError, match=r"c_0 has dtype torch.float64"):
+    with pytest.raises(TypeError, match=r"c_0 dtype \(torch.float64\) does not match weight dtype"):
         lstm(x, (h, c.double()))
-    with pytest.raises(ValueError, match=r"h_0 must have shape \(2, 4\) .* unbatched"):
+    with pytest.raises(
+        ValueError,
+        match=r"For unbatched 2-D input, hx and cx should also be 2-D but got \(3-D, 3-D\)",
+    ):
         lstm(x[:, 0], (h, c))
     rnn = longshort.RNN(3, 4)
-    with pytest.raises(ValueError, match=r"h_0 must have shape \(1, 2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"Expected hidden size \(1, 2, 4\), got \[1, 4, 4\]: h_0 must have shape"
+    ):
         rnn(x, torch.zeros(1, 4, 4))
 
 
@@ -99,11 +116,19 @@ def test_unsorted_packing_with_enforce_sorted():
     ("kwargs", "error", "match"),
     [
         (dict(hidden_size=0), ValueError, "hidden_size must be greater than zero, got 0"),
-        (dict(hidden_size=4.0), TypeError, "hidden_size must be an int, got float"),
+        (dict(hidden_size=4.0), TypeError, "hidden_size should be of type int, got: float"),
         (dict(num_layers=0), ValueError, "num_layers must be greater than zero"),
-        (dict(proj_size=4), ValueError, r"proj_size must be 0 .* \[1, 3\], got 4"),
-        (dict(dropout=1.5), ValueError, r"dropout must be a number in \[0, 1\], got 1.5"),
-        (dict(bias=1), TypeError, "bias must be a bool, got int"),
+        (
+            dict(proj_size=4),
+            ValueError,
+            r"proj_size has to be smaller than hidden_size: proj_size must be 0 .* \[1, 3\], got 4",
+        ),
+        (
+            dict(dropout=1.5),
+            ValueError,
+            r"dropout should be a number in range \[0, 1\] .*, got 1.5",
+        ),
+        (dict(bias=1), TypeError, "bias should be of type bool, got: int"),
     ],
 )
 def test_constructor_errors(kwargs, error, match):
@@ -113,10 +138,17 @@ def test_constructor_errors(kwargs, error, match):
 
 
 def test_rnn_and_cell_errors():
-    with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
+    with pytest.raises(
+        ValueError, match=r"Unknown nonlinearity 'sigmoid'\. Select from 'tanh' or 'relu'\."
+    ):
         longshort.RNN(3, 4, nonlinearity="sigmoid")
     cell = longshort.LSTMCell(3, 4)
-    with pytest.raises(ValueError, match=r"input must have shape \(batch, 3\) or \(3,\), got"):
+    with pytest.raises(
+        ValueError,
+        match=r"got 5 expected 3: input must have shape \(batch, 3\) or \(3,\), got \(2, 5\)",
+    ):
         cell(torch.zeros(2, 5))
-    with pytest.raises(ValueError, match=r"h_0 must have shape \(2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"doesn't match hidden0 batch size 3: h_0 must have shape \(2, 4\)"
+    ):
         cell(torch.zeros(2, 3), (torch.zeros(3, 4), torch.zeros(2, 4)))

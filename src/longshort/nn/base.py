@@ -163,15 +163,16 @@ class RecurrentBase(nn.RNNBase):
         x = checks.check_tensor(name, "input", input)
         if x.dim() not in (2, 3):
             layout = "batch, seq_len" if self.batch_first else "seq_len, batch"
+            noun = " tensor" if self.mode.startswith("RNN") else ""  # torch.nn.RNN's wording
             raise checks.InputError(
-                f"{name}: input must be 3-D ({layout}, input_size) or 2-D (seq_len, input_size) "
-                f"for one unbatched sequence, "
-                f"got {x.dim()}-D with shape {checks.shape_str(x)}"
+                f"{name}: Expected input to be 2D or 3D, got {x.dim()}D{noun} instead: input "
+                f"must be 3-D ({layout}, input_size), or 2-D (seq_len, input_size) for one "
+                f"unbatched sequence; got shape {checks.shape_str(x)}"
             )
         if x.shape[-1] != self.input_size:
             raise checks.InputError(
-                f"{name}: input.size(-1) must equal input_size={self.input_size}, got input of "
-                f"shape {checks.shape_str(x)}"
+                f"{name}: input.size(-1) must be equal to input_size. Expected "
+                f"{self.input_size}, got {x.shape[-1]} (input of shape {checks.shape_str(x)})"
             )
         checks.check_like(name, "input", x, weight.dtype, weight.device)
         unbatched = x.dim() == 2
@@ -194,46 +195,57 @@ class RecurrentBase(nn.RNNBase):
         return Prepared(x, lengths, None, unbatched)
 
     def _prepare_states(self, hx: object, prep: Prepared) -> tuple[Tensor, ...]:
-        """Initial states as (L*D, B, size) tensors, zeros where hx is None."""
+        """Initial states as (L*D, B, size) tensors, zeros where hx is None. Each message
+        contains torch.nn's sentence for the same mistake."""
         name = type(self).__name__
         batch, x = prep.x.shape[1], prep.x
         count = self.num_layers * self.num_directions
         sizes = (self.output_size, self.hidden_size)[: self.state_count]
-        labels = ("h_0", "c_0")[: self.state_count]
         if hx is None:
             return tuple(x.new_zeros(count, batch, s) for s in sizes)
         if self.state_count == 2:
             if not isinstance(hx, tuple | list) or len(hx) != 2:
                 raise TypeError(f"{name}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
-            states = tuple(hx)
+            states = tuple(
+                checks.check_tensor(name, n, s) for n, s in zip(("h_0", "c_0"), hx, strict=True)
+            )
         else:
-            states = (hx,)
+            states = (checks.check_tensor(name, "h_0", hx),)
+        self._check_state_dims(states, prep.unbatched)
+        weight = self.weight_ih_l0
         out = []
-        for label, size, state in zip(labels, sizes, states, strict=True):
-            state = checks.check_tensor(name, label, state)
-            weight = self.weight_ih_l0
-            if prep.unbatched:
-                checks.check_shape(
-                    name,
-                    label,
-                    state,
-                    (count, size),
-                    "(num_layers * num_directions, size) for unbatched input",
-                )
-                state = state.unsqueeze(1)
-            else:
-                checks.check_shape(
-                    name,
-                    label,
-                    state,
-                    (count, batch, size),
-                    "(num_layers * num_directions, batch, size)",
+        for k, (size, state) in enumerate(zip(sizes, states, strict=True)):
+            state = state.unsqueeze(1) if prep.unbatched else state
+            label = ("h_0", "c_0")[k]
+            if tuple(state.shape) != (count, batch, size):
+                torch_label = f"hidden[{k}]" if self.state_count == 2 else "hidden"
+                raise checks.InputError(
+                    f"{name}: Expected {torch_label} size {(count, batch, size)}, got "
+                    f"{list(state.shape)}: {label} must have shape (num_layers * "
+                    f"num_directions, batch, {('output', 'hidden')[k]} size)"
+                    + (", without the batch for unbatched input" if prep.unbatched else "")
                 )
             checks.check_like(name, label, state, weight.dtype, weight.device)
             if self.check_finite:
                 checks.check_finite(name, label, state)
             out.append(state)
         return tuple(out)
+
+    def _check_state_dims(self, states: tuple[Tensor, ...], unbatched: bool) -> None:
+        """3-D states for batched input, 2-D for unbatched, in torch.nn's words."""
+        want = 2 if unbatched else 3
+        if all(s.dim() == want for s in states):
+            return
+        kind = "unbatched 2-D" if unbatched else "batched 3-D"
+        if len(states) == 2:
+            dims = f"({states[0].dim()}-D, {states[1].dim()}-D) tensors"
+            sentence = f"For {kind} input, hx and cx should also be {want}-D but got {dims}"
+        else:
+            sentence = (
+                f"For {kind} input, hx should also be {want}-D but got {states[0].dim()}-D tensor"
+            )
+        shapes = ", ".join(checks.shape_str(s) for s in states)
+        raise checks.InputError(f"{type(self).__name__}: {sentence} (shapes {shapes})")
 
     def _run_layer(
         self,

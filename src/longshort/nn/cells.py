@@ -18,6 +18,7 @@ class _CellBase(nn.RNNCellBase):
     repr; LSTMCell subclasses torch.nn.LSTMCell and RNNCell torch.nn.RNNCell."""
 
     gate_multiplier: int
+    torch_class: type[nn.RNNCellBase]  # the torch.nn cell this one replaces, held from import
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
@@ -27,8 +28,15 @@ class _CellBase(nn.RNNCellBase):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 kind = "a positive int" if low else "an int >= 0"
                 raise ValueError(f"{name}: {arg} must be {kind}, got {value!r}")
-        if not isinstance(bias, bool):
-            raise TypeError(f"{name}: bias must be a bool, got {type(bias).__name__}")
+        if not isinstance(bias, bool):  # torch.nn's cells take anything here
+            meant = bias in NONLINEARITIES and hasattr(
+                self, "nonlinearity"
+            )  # RNNCell(10, 20, "relu")
+            hint = f" (for nonlinearity={bias!r}, pass it by keyword)" if meant else ""
+            raise TypeError(
+                f"{name}: bias should be of type bool, got: {type(bias).__name__}; the third "
+                f"positional argument is bias{hint}"
+            )
         nn.RNNCellBase.__init__(
             self, input_size, hidden_size, bias, self.gate_multiplier, device, dtype
         )
@@ -36,27 +44,61 @@ class _CellBase(nn.RNNCellBase):
     def _check(
         self, input: object, hx: tuple | None, count: int
     ) -> tuple[Tensor, list[Tensor], bool]:
-        """Returns input as (B, I), states as (B, H) each (zeros if hx is None), unbatched."""
-        name = type(self).__name__
+        """Returns input as (B, I), states as (B, H) each (zeros if hx is None), unbatched.
+        Each message contains torch.nn's sentence for the same mistake."""
+        name, size = type(self).__name__, self.input_size
         x = checks.check_tensor(name, "input", input)
-        if x.dim() not in (1, 2) or x.shape[-1] != self.input_size:
+        expected = f"(batch, {size}) or ({size},)"
+        if x.dim() not in (1, 2):
             raise checks.InputError(
-                f"{name}: input must have shape (batch, {self.input_size}) or "
-                f"({self.input_size},), got {checks.shape_str(x)}"
+                f"{name}: Expected input to be 1D or 2D, got {x.dim()}D instead: input must "
+                f"have shape {expected}, got {checks.shape_str(x)}"
             )
-        checks.check_like(name, "input", x, self.weight_ih.dtype, self.weight_ih.device)
+        if x.shape[-1] != size:
+            raise checks.InputError(
+                f"{name}: input has inconsistent input_size: got {x.shape[-1]} expected {size}: "
+                f"input must have shape {expected}, got {checks.shape_str(x)}"
+            )
         unbatched = x.dim() == 1
         x = x.unsqueeze(0) if unbatched else x
+        states = [self._check_state(k, count, s, x, unbatched) for k, s in enumerate(hx or ())]
+        weight = self.weight_ih  # dtypes after shapes, in torch.nn's order
+        for label, t in zip(("input", "h_0", "c_0"), (x, *states), strict=False):
+            checks.check_like(name, label, t, weight.dtype, weight.device)
         if hx is None:
             return x, [x.new_zeros(x.shape[0], self.hidden_size) for _ in range(count)], unbatched
-        states = []
-        expected = (self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)
-        for label, state in zip(("h_0", "c_0")[:count], hx, strict=True):
-            state = checks.check_tensor(name, label, state)
-            checks.check_shape(name, label, state, expected, "matching input's batch")
-            checks.check_like(name, label, state, self.weight_ih.dtype, self.weight_ih.device)
-            states.append(state.unsqueeze(0) if unbatched else state)
-        return x, states, unbatched
+        return x, [s.unsqueeze(0) for s in states] if unbatched else states, unbatched
+
+    def _check_state(self, k: int, count: int, state: object, x: Tensor, unbatched: bool) -> Tensor:
+        """The shape of state k (h_0, or c_0 for k = 1) against x (B, I)."""
+        name, hidden = type(self).__name__, self.hidden_size
+        label = ("h_0", "c_0")[k]
+        torch_label = f"hx[{k}]" if count == 2 else "hidden"  # torch.nn's names
+        state = checks.check_tensor(name, label, state)
+        shape = (hidden,) if unbatched else (x.shape[0], hidden)
+        wanted = (
+            f"{label} must have shape {shape}, matching the input, got {checks.shape_str(state)}"
+        )
+        if state.dim() not in (1, 2):
+            raise checks.InputError(
+                f"{name}: Expected {torch_label} to be 1D or 2D, got {state.dim()}D instead: "
+                + wanted
+            )
+        if state.dim() != 2 - unbatched:
+            raise checks.InputError(
+                f"{name}: {label} must be {2 - unbatched}-D as the input is: {wanted}"
+            )
+        if not unbatched and state.shape[0] != x.shape[0]:
+            raise checks.InputError(
+                f"{name}: Input batch size {x.shape[0]} doesn't match hidden{k} batch size "
+                f"{state.shape[0]}: {wanted}"
+            )
+        if state.shape[-1] != hidden:
+            raise checks.InputError(
+                f"{name}: hidden{k} has inconsistent hidden_size: got {state.shape[-1]}, "
+                f"expected {hidden}: {wanted}"
+            )
+        return state
 
 
 class LSTMCell(variants.PicklesOptions, _CellBase, nn.LSTMCell):
@@ -70,6 +112,7 @@ class LSTMCell(variants.PicklesOptions, _CellBase, nn.LSTMCell):
     """
 
     gate_multiplier = 4
+    torch_class = nn.LSTMCell
     options = variants.Options()  # the plain LSTM until __init__ says otherwise
 
     def __init__(
@@ -129,7 +172,7 @@ class LSTMCell(variants.PicklesOptions, _CellBase, nn.LSTMCell):
         """What torch.onnx.export records (:mod:`longshort.nn.onnx`): torch.nn's step, or for a
         variant one step of ONNX's LSTM operator."""
         if not self.options.active:
-            return nn.LSTMCell.forward(self, input, hx)
+            return self.torch_class.forward(self, input, hx)
         onnx.check_exportable(type(self).__name__, self.options)
         x = input.unsqueeze(0) if input.dim() == 1 else input
         h0, c0 = (x.new_zeros(x.shape[0], self.hidden_size),) * 2 if hx is None else hx
@@ -152,6 +195,7 @@ class RNNCell(_CellBase, nn.RNNCell):
     """One Elman RNN step. forward(input (B, I) or (I,), hx (B, H)) -> h'."""
 
     gate_multiplier = 1
+    torch_class = nn.RNNCell
 
     def __init__(
         self,
@@ -163,15 +207,16 @@ class RNNCell(_CellBase, nn.RNNCell):
         dtype=None,
     ) -> None:
         if nonlinearity not in NONLINEARITIES:
-            raise ValueError(
-                f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}"
+            raise checks.ArgumentError(  # torch.nn's cell says the first sentence at forward
+                f"RNNCell: Unknown nonlinearity: {nonlinearity}. It must be 'tanh' or 'relu', "
+                f"got {nonlinearity!r}"
             )
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, bias, device, dtype)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         if onnx.exporting():  # torch.nn's step (longshort.nn.onnx)
-            return nn.RNNCell.forward(self, input, hx)
+            return self.torch_class.forward(self, input, hx)
         x, (h0,), unbatched = self._check(input, None if hx is None else (hx,), 1)
         w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         h = engine.rnn_cell(x, h0, *w, nonlinearity=self.nonlinearity)
@@ -182,10 +227,16 @@ class GRUCell(_CellBase, nn.GRUCell):
     """One GRU step (torch's formulation). forward(input (B, I) or (I,), hx (B, H)) -> h'."""
 
     gate_multiplier = 3
+    torch_class = nn.GRUCell
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias, device, dtype)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         if onnx.exporting():  # torch.nn's step (longshort.nn.onnx)
-            return nn.GRUCell.forward(self, input, hx)
+            return self.torch_class.forward(self, input, hx)
         x, (h0,), unbatched = self._check(input, None if hx is None else (hx,), 1)
         w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         h = engine.gru_cell(x, h0, *w)

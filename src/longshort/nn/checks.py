@@ -16,6 +16,12 @@ class InputError(ValueError, RuntimeError):
     against torch.nn still catches it."""
 
 
+class ArgumentError(ValueError, RuntimeError):
+    """A constructor argument that torch.nn refuses only later, at forward, with a
+    RuntimeError (an RNNCell's nonlinearity): a ValueError here, at once, and a RuntimeError
+    too, so ``except RuntimeError`` written against torch.nn still catches it."""
+
+
 class DtypeError(TypeError, ValueError, RuntimeError):
     """An input or state whose dtype is not the parameters'. A TypeError, and an instance of
     what torch.nn raises for the same mistake: ValueError from the layers, RuntimeError from
@@ -33,15 +39,20 @@ def check_tensor(owner: str, name: str, t: object) -> Tensor:
 
 
 def check_like(owner: str, name: str, t: Tensor, dtype: torch.dtype, device: torch.device) -> None:
-    """Same dtype and device as the module's parameters."""
+    """Same dtype and device as the module's parameters. The dtype message contains torch.nn's
+    own sentence for an input ("RNN input dtype ... does not match weight dtype ...")."""
     if not t.dtype.is_floating_point or t.dtype != dtype:
+        what = "RNN input" if name.startswith("input") else name
         raise DtypeError(
-            f"{owner}: {name} has dtype {t.dtype}, expected {dtype} (the parameters' dtype); "
-            f"convert the input or call .to({dtype}) on the module"
+            f"{owner}: {what} dtype ({t.dtype}) does not match weight dtype ({dtype}). "
+            f"Convert {what.split()[-1]}: {what.split()[-1]}.to({dtype}), or convert model: "
+            f"model.to({t.dtype})"
         )
     if t.device != device:
         raise InputError(
-            f"{owner}: {name} is on device {t.device}, expected {device} (the parameters' device)"
+            f"{owner}: {name} is on device {t.device}, expected {device} (the parameters' "
+            f"device). Input and parameter tensors are not at the same device, found {name} "
+            f"tensor at {t.device} and parameter tensor at {device}"
         )
 
 
@@ -99,8 +110,8 @@ def check_layer_args(
     exception classes), and longshort's own (recompute_segment)."""
     if proj_size and not allows_projection:  # as torch.nn answers it
         raise ValueError(
-            f"{owner}: proj_size argument is only supported for LSTM, not {owner}; "
-            f"got {proj_size!r}"
+            f"{owner}: proj_size argument is only supported for LSTM, not RNN or GRU; "
+            f"got proj_size={proj_size!r}"
         )
     if recompute_segment is not None and (
         not isinstance(recompute_segment, int) or recompute_segment < 1
@@ -111,11 +122,11 @@ def check_layer_args(
     sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
     for arg, value in (*sizes.items(), ("proj_size", proj_size)):
         if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{owner}: {arg} must be an int, got {type(value).__name__}")
+            raise TypeError(f"{owner}: {arg} should be of type int, got: {type(value).__name__}")
     flags = {"bias": bias, "batch_first": batch_first, "bidirectional": bidirectional}
     for arg, value in flags.items():
         if not isinstance(value, bool):
-            raise TypeError(f"{owner}: {arg} must be a bool, got {type(value).__name__}")
+            raise TypeError(f"{owner}: {arg} should be of type bool, got: {type(value).__name__}")
     for arg, value in sizes.items():
         if value <= 0:  # type: ignore[operator]
             raise ValueError(f"{owner}: {arg} must be greater than zero, got {value}")
@@ -125,19 +136,29 @@ def check_layer_args(
 
 def _check_projection(owner: str, proj_size: int, hidden_size: int) -> None:
     if proj_size < 0 or (proj_size and proj_size >= hidden_size):
+        torch_says = (  # torch.nn's sentences
+            "proj_size should be a positive integer or zero to disable projections"
+            if proj_size < 0
+            else "proj_size has to be smaller than hidden_size"
+        )
         raise ValueError(
-            f"{owner}: proj_size must be 0 (no projection) or in [1, hidden_size-1] = "
-            f"[1, {hidden_size - 1}], got {proj_size}"
+            f"{owner}: {torch_says}: proj_size must be 0 (no projection) or in "
+            f"[1, hidden_size-1] = [1, {hidden_size - 1}], got {proj_size}"
         )
 
 
 def _check_dropout(owner: str, dropout: object, num_layers: int) -> None:
     is_number = isinstance(dropout, numbers.Real) and not isinstance(dropout, bool)
     if not is_number or not 0 <= dropout <= 1:  # type: ignore[operator]
-        raise ValueError(f"{owner}: dropout must be a number in [0, 1], got {dropout!r}")
+        raise ValueError(
+            f"{owner}: dropout should be a number in range [0, 1] representing the probability "
+            f"of an element being zeroed, got {dropout!r}"
+        )
     if dropout > 0 and num_layers == 1:  # type: ignore[operator]
         warnings.warn(
             f"{owner}: dropout is applied between layers, so dropout={dropout} with "
-            "num_layers=1 has no effect",
+            "num_layers=1 has no effect (dropout option adds dropout after all but last "
+            "recurrent layer, so non-zero dropout expects num_layers greater than 1, but got "
+            f"dropout={dropout} and num_layers={num_layers})",
             stacklevel=5,
         )

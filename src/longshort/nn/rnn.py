@@ -41,7 +41,9 @@ class RNN(RecurrentBase):
         proj_size: int = 0,
     ) -> None:
         if nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+            raise ValueError(  # torch.nn's sentence
+                f"RNN: Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
+            )
         self.nonlinearity = nonlinearity
         super().__init__(
             input_size,
