@@ -11,8 +11,10 @@ from longshort.nn import (
     GRUCell,
     LayerTrace,
     LSTMCell,
+    Patch,
     RNNCell,
     pack_padded_sequence,
+    patch_torch,
 )
 from longshort.nn.variants import LSTMVariant, Options
 
@@ -33,7 +35,9 @@ __all__ = [
     "GRUCell",
     "LSTMCell",
     "LayerTrace",
+    "Patch",
     "RNNCell",
     "__version__",
     "pack_padded_sequence",
+    "patch_torch",
 ]
