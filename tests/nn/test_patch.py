@@ -96,6 +96,22 @@ def test_longshort_reads_no_torch_nn_name_while_patched(monkeypatch):
             nn.GRU(3, 4, proj_size=2)
 
 
+def test_torch_compile_traces_the_patched_layers_whole():
+    """torch.compile refuses what torch.nn.LSTM names unless allow_rnn is set: the patch sets
+    it while in place and undo restores it."""
+    import torch._dynamo.config as dynamo_config
+
+    before = dynamo_config.allow_rnn
+    with longshort.patch_torch():
+        model = nn.Sequential(nn.Linear(3, 3), nn.LSTM(3, 4))
+        x = torch.randn(5, 2, 3)
+        torch._dynamo.reset()
+        compiled = torch.compile(model, fullgraph=True, backend="eager")
+        torch.testing.assert_close(compiled(x)[0], model(x)[0], rtol=0, atol=1e-6)
+    assert dynamo_config.allow_rnn == before
+    torch._dynamo.reset()
+
+
 def test_patches_nest_and_names_choose():
     outer = longshort.patch_torch(["LSTM"])
     assert nn.LSTM is longshort.LSTM and nn.GRU is ORIGINAL["GRU"]

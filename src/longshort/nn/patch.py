@@ -22,6 +22,12 @@ bound before patching (``from torch.nn import LSTM`` at the top of a file alread
 still names torch.nn's class; patch before importing such code. longshort's own code never
 reads these names at call time (it holds torch.nn's classes from its import), so patching
 changes nothing inside longshort. Patches nest: each undo restores what its patch replaced.
+
+torch.compile refuses to trace whatever ``torch.nn.LSTM``, ``GRU`` and ``RNN`` name, unless
+``torch._dynamo.config.allow_rnn`` is set; while patched those names are longshort's layers,
+which compile with ``fullgraph=True``, so a patch sets that flag too (and undo restores it).
+A torch.nn layer built before the patch is then traced by dynamo's experimental RNN support
+instead of breaking the graph. Importing dynamo's config costs about a second, once.
 """
 
 from __future__ import annotations
@@ -50,12 +56,13 @@ PLACES: tuple[types.ModuleType, ...] = (torch.nn, torch.nn.modules, torch.nn.mod
 
 
 class Patch:
-    """A patch in place: ``undo()`` (or leaving its ``with`` block) puts back what it replaced.
-    ``replaced`` maps each patched name to the class it replaced."""
+    """A patch in place: ``undo()`` (or leaving its ``with`` block) puts back what it replaced
+    (the classes, and dynamo's ``allow_rnn``). ``replaced`` maps each patched name to the class
+    it replaced."""
 
-    def __init__(self, saved: list[tuple[types.ModuleType, str, type]]) -> None:
+    def __init__(self, saved: list[tuple[types.ModuleType, str, object]]) -> None:
         self._saved = saved
-        self.replaced = {name: cls for _, name, cls in saved}
+        self.replaced = {name: cls for _, name, cls in saved if name in REPLACEMENTS}
 
     @property
     def active(self) -> bool:
@@ -92,9 +99,13 @@ def patch_torch(names: Iterable[str] | None = None) -> Patch:
         raise ValueError(
             f"patch_torch: names must be a list drawn from {list(REPLACEMENTS)}, got {names!r}"
         )
-    saved = []
+    import torch._dynamo.config as dynamo_config  # not at import: it costs about a second
+
+    saved: list[tuple[types.ModuleType, str, object]] = []
     for name in chosen:
         for place in PLACES:
             saved.append((place, name, getattr(place, name)))
             setattr(place, name, REPLACEMENTS[name])
+    saved.append((dynamo_config, "allow_rnn", dynamo_config.allow_rnn))
+    dynamo_config.allow_rnn = True  # torch.compile checks the patched names (see above)
     return Patch(saved)
