@@ -22,3 +22,13 @@ gb = torch.autograd.grad(out_b.sum(), [x, *theirs.parameters()])
 for a, b in zip(ga, gb, strict=True):
     torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 print(f"longshort {longshort.__version__} from {longshort.__file__}: forward and backward match")
+
+# the explorer page's script and style ship as package data
+import tempfile  # noqa: E402
+
+from longshort.inspect.explorer import explore  # noqa: E402
+
+with tempfile.TemporaryDirectory() as folder:
+    page = explore(ours, torch.randn(9, 1, 3, dtype=torch.double), list("abcdefghi"), f"{folder}/p.html")
+    assert "explorer.pick" in page.read_text() and "#side" in page.read_text()
+print("explorer page written with its script and style")

@@ -311,6 +311,25 @@ def _add_inspect(sub) -> None:
     )
     inspect.add_argument("--text", default=None, help="a sentence (sentiment runs)")
     inspect.add_argument("--out", type=Path, default=None, help="default: RUN/inspect")
+    inspect.add_argument(
+        "--explore",
+        action="store_true",
+        help="write one interactive HTML page of what each unit learned "
+        "(RUN/inspect/explore.html, or --out FILE; a page per run of a compare or demo folder)",
+    )
+    inspect.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        help="with --explore: the text (lm runs) or sequences (classify runs) to run the model "
+        "over (default: the run's own corpus or data)",
+    )
+    inspect.add_argument(
+        "--chars",
+        type=int,
+        default=20_000,
+        help="with --explore: characters of text in the page (lm runs)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -375,8 +394,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from longshort.apps.inspection import inspect_runs
+    from longshort.apps.inspection import explore_runs, inspect_runs
 
+    if args.explore:
+        if args.chars < 1:
+            raise ValueError(f"--chars must be a positive number of characters, got {args.chars}")
+        for page in explore_runs(args.checkpoint, args.out, args.input, args.chars):
+            print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB); open it in a browser")
+        return 0
     summaries = inspect_runs(args.checkpoint, args.text, args.out)
     if len(summaries) == 1:
         print(json.dumps(summaries[0], indent=2)[:2000])

@@ -176,3 +176,133 @@ def inspect_runs(
     if runs == [path]:
         return [inspect_run(path, text, out)]
     return [inspect_run(run, text, None if out is None else out / run.name) for run in runs]
+
+
+# -- the explorer page (longshort inspect RUN --explore) ------------------------------------
+
+EXPLORE_CHARS = 20_000  # characters of a language model's text in one page
+EXPLORE_SEQUENCES = 12  # sequences of the other run kinds
+
+
+def _summary(path: Path) -> dict:
+    file = path / "summary.json"
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def _lm_input(model, config: dict, path: Path, input_file: Path | None, chars: int):
+    """The characters to explore and how they were chosen: the held-out tail of the run's
+    corpus (or `input_file`), the last `chars` characters."""
+    from longshort.data import read_texts, shakespeare_corpus, stdlib_corpus
+
+    if input_file is not None:
+        text, name = read_texts([input_file])[0], str(input_file)
+    else:
+        corpus = str(_summary(path).get("corpus", {}).get("corpus", "python-stdlib"))
+        if corpus.startswith("shakespeare"):
+            text = shakespeare_corpus()[0]
+        elif corpus == "python-stdlib":
+            text = stdlib_corpus()[0]
+        else:
+            raise ValueError(f"{path}: trained on files; give them to explore with --input FILE")
+        name = f"the {corpus} corpus"
+    vocab = {c: i for i, c in enumerate(config["vocab"])}
+    part = "".join(c for c in text[-chars:] if c in vocab and c != "\0")
+    note = (
+        f"The last {len(part):,} characters of {name} ({len(text):,} in all: the end of its "
+        "held-out test split), characters the model never saw left out."
+    )
+    return torch.tensor([[vocab[c] for c in part]]), [list(part)], None, note
+
+
+def _step_tokens(x: torch.Tensor, kind: str) -> list[list[str]]:
+    """A short label for each step of each sequence: the word (sentiment), the symbol of a
+    one-hot step, the value and its marker (adding), else the first feature's value."""
+    if kind == "sentiment":
+        from longshort.tasks.sentiment import VOCAB
+
+        return [[VOCAB[int(i)] for i in row] for row in x]
+    if x.dim() == 2:
+        return [[str(int(i)) for i in row] for row in x]
+    if kind == "adding":
+        return [[f"{v:.2f}" + ("*" if m > 0 else "") for v, m in row.tolist()] for row in x]
+    if x.shape[-1] > 2:  # one-hot symbols
+        return [[str(int(v.argmax())) if v.max() > 0 else "·" for v in row] for row in x]
+    return [[f"{v[0]:.2f}" for v in row.tolist()] for row in x]
+
+
+def _series_input(kind: str, path: Path, config: dict, input_file: Path | None):
+    """Sequences of a classifier (with their class names) or windows of a forecaster."""
+    summary = _summary(path)
+    if kind == "classify":
+        from longshort.data.sequences import read_file, uea
+
+        if input_file is not None:
+            data = read_file(input_file, config.get("classes"))
+        else:
+            data = uea(str(summary.get("dataset")))[1]  # the test split
+        take = torch.arange(min(EXPLORE_SEQUENCES, len(data.y)))
+        labels = [data.classes[int(data.y[k])] for k in take]
+        x, lengths = data.x[take], data.lengths[take].tolist()
+        return x, _step_tokens(x, kind), labels, lengths, "The first sequences of the data."
+    from longshort.data.forecasting import Forecast
+    from longshort.data.series import read_column, taylor
+
+    source = str(summary.get("series", ""))
+    if source.startswith("taylor"):
+        series = taylor()
+    elif ":" in source:
+        csv, column = source.rsplit(":", 1)
+        series = read_column(Path(csv), column)
+    else:
+        raise ValueError(f"{path}: its summary.json names no series to read")
+    task = Forecast(series, summary["window"], summary["horizon"], summary["held_out_steps"],
+                    summary["season"], False, summary.get("base"))  # fmt: skip
+    x = task.batch(EXPLORE_SEQUENCES, torch.Generator().manual_seed(0)).x
+    return x, _step_tokens(x, kind), None, None, "Training windows drawn with seed 0."
+
+
+def explore_run(
+    path: Path, out: Path | None = None, input_file: Path | None = None, chars: int = EXPLORE_CHARS
+) -> Path:
+    """Write the explorer page of the run at `path` (:func:`longshort.inspect.explore`) to
+    `out` (default path/inspect/explore.html) and return its path."""
+    from longshort.inspect.explorer import explore
+
+    if not (path / CONFIG).is_file():
+        raise ValueError(f"{path}: not a run folder (no {CONFIG}); give a folder written by a run")
+    kind = run_kind(path)
+    model, config = load(path)
+    out = out or path / "inspect" / "explore.html"
+    title = f"What each unit learned: {path.name} ({kind}, {model.config['cell'].upper()})"
+    labels = lengths = None
+    if kind == "charlm":
+        x, tokens, lengths, note = _lm_input(model, config, path, input_file, chars)
+    elif kind in ("classify", "forecast"):
+        x, tokens, labels, lengths, note = _series_input(kind, path, config, input_file)
+    elif kind in TASKS:
+        task = make_task(kind, int(config.get("task", {}).get("seq_len", 50)))
+        batch = task.batch(EXPLORE_SEQUENCES, torch.Generator().manual_seed(0))
+        x, tokens, note = batch.x, _step_tokens(batch.x, kind), "Examples drawn with seed 0."
+        if kind == "sentiment":
+            labels = [SENTIMENT_LABELS[int(y)] for y in batch.y]
+        lengths = None if batch.lengths is None else batch.lengths.tolist()
+    else:
+        raise ValueError(f"{path}: a run of kind {kind!r}, which the explorer does not read")
+    if lengths is not None:
+        tokens = [t[:n] for t, n in zip(tokens, lengths, strict=True)]
+    return explore(model, x, tokens, out, lengths=lengths, labels=labels,
+                   text=kind == "charlm", title=title, note=note)  # fmt: skip
+
+
+def explore_runs(
+    path: Path, out: Path | None = None, input_file: Path | None = None, chars: int = EXPLORE_CHARS
+) -> list[Path]:
+    """:func:`explore_run` on the run at `path`, or on each run of a compare or demo folder
+    (as :func:`runs_in` finds them; with `out`, each page goes to out/RUN-NAME.html)."""
+    if (path / CONFIG).is_file():
+        return [explore_run(path, out, input_file, chars)]
+    runs = runs_in(path)
+    return [
+        explore_run(run, None if out is None else out / f"{run.name}.html", input_file, chars)
+        for run in runs
+    ]
