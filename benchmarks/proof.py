@@ -1,4 +1,4 @@
-"""The long-time-lag table of the README (issue 16): the four tasks, every cell, over seeds.
+"""The long-time-lag table of docs/proof.md (issue 16): the four tasks, every cell, over seeds.
 
     python benchmarks/proof.py [--seeds 3] [--out runs/proof] [--table benchmarks/proof.md]
 

@@ -1,5 +1,5 @@
 """The long-time-lag claims: a short run per task in CI that must beat its baseline clearly, and
-the full table of the README (slow, out of CI) with the targets of issue 16."""
+the full table of docs/proof.md (slow, out of CI) with the targets of issue 16."""
 
 from __future__ import annotations
 

@@ -17,6 +17,13 @@ def carousel(f: Tensor, k: int | None = None) -> Tensor:
 
     With k given: (T, *units), the product from step k+1 to each t (1 for t <= k).
     Without: (T, T, *units) for all pairs (t, k), zero above the diagonal (k > t).
+
+    Example::
+
+        >>> import torch
+        >>> f = torch.tensor([[0.5], [0.9], [0.5]])   # three steps of one unit's forget gate
+        >>> carousel(f, k=0).flatten().tolist()        # ∂C_t/∂C_0 = f_1 ⊙ ... ⊙ f_t
+        [1.0, 0.8999999761581421, 0.44999998807907104]
     """
     logs = torch.log(f.double().clamp_min(_TINY))
     cum = torch.cumsum(logs, dim=0)  # S_t = sum_{j<=t} log f_j

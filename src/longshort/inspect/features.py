@@ -34,7 +34,16 @@ def _indentations(text: str) -> list[int]:
 
 
 def text_features(text: str) -> dict[str, Tensor]:
-    """Each feature of :data:`FEATURES` for each character of `text`: {name: (len(text),)}."""
+    """Each feature of :data:`FEATURES` for each character of `text`: {name: (len(text),)}.
+
+    Example::
+
+        >>> f = text_features("x = f('a')")
+        >>> f["in_string"].tolist()
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]
+        >>> f["bracket_depth"].tolist()
+        [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    """
     string = comment = None  # the open quote, or the open comment
     escaped, depth = False, 0
     rows: list[tuple[float, float, float]] = []

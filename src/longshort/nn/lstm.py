@@ -59,6 +59,17 @@ class LSTM(variants.PicklesOptions, RecurrentBase):
       hx = (h_0 (L*D, B, P), c_0 (L*D, B, H)). Returns output (T, B, D*P) and (h_n, c_n);
       padded steps of output are zero and h_n, c_n come from each sequence's own last step.
       With return_trace=True a third value lists a :class:`LayerTrace` per layer and direction.
+
+    Example::
+
+        >>> import torch, longshort
+        >>> lstm = longshort.LSTM(8, 16, num_layers=2, batch_first=True)
+        >>> out, (h_n, c_n) = lstm(torch.randn(4, 10, 8))
+        >>> out.shape, h_n.shape, c_n.shape
+        (torch.Size([4, 10, 16]), torch.Size([2, 4, 16]), torch.Size([2, 4, 16]))
+        >>> out, _ = lstm(torch.randn(4, 10, 8), lengths=torch.tensor([10, 3, 7, 1]))
+        >>> bool(out[1, 3:].eq(0).all())  # padded steps of the output are zero
+        True
     """
 
     gate_multiplier = 4

@@ -92,6 +92,16 @@ def patch_torch(names: Iterable[str] | None = None) -> Patch:
     names: which of "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell" to replace (default
     all six). Returns a :class:`Patch`: call ``undo()``, or use it as a context manager
     (``with longshort.patch_torch(): ...``). See the module docstring for what changes.
+
+    Example::
+
+        >>> import torch, longshort
+        >>> with longshort.patch_torch():
+        ...     layer = torch.nn.LSTM(3, 4)      # as code you do not own builds it
+        >>> type(layer).__module__
+        'longshort.nn.lstm'
+        >>> torch.nn.LSTM.__module__             # torch.nn's class is back
+        'torch.nn.modules.rnn'
     """
     chosen = list(REPLACEMENTS) if names is None else list(names)
     unknown = [n for n in chosen if n not in REPLACEMENTS]
