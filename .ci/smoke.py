@@ -30,5 +30,5 @@ from longshort.inspect.explorer import explore  # noqa: E402
 
 with tempfile.TemporaryDirectory() as folder:
     page = explore(ours, torch.randn(9, 1, 3, dtype=torch.double), list("abcdefghi"), f"{folder}/p.html")
-    assert "explorer.pick" in page.read_text() and "#side" in page.read_text()
+    assert "window.explorer" in page.read_text() and "#side{" in page.read_text()
 print("explorer page written with its script and style")

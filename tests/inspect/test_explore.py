@@ -97,10 +97,11 @@ def test_several_sequences_with_lengths_and_labels():
         [f"{v:.1f}" for v in row[:n, 0].tolist()] for row, n in zip(x, [7, 4, 5], strict=True)
     ]
     data = explore_data(model, x, tokens, lengths=[7, 4, 5], labels=["a", "b", "a"])
+    assert model.training  # evaluation mode inside, the caller's mode back after
     assert data["starts"] == [0, 7, 11] and len(data["tokens"]) == 16
     assert set(data["layers"][0]["quantities"]) == {"h", "r", "z", "n"}
     assert data["carousel"] == "z" and data["ranking"] == []
-    with pytest.raises(ValueError, match="one list of strings per sequence"):
+    with pytest.raises(ValueError, match=r"got lists of \[7, 4, 5\] strings for .* \[7, 4, 6\]"):
         explore_data(model, x, tokens, lengths=[7, 4, 6])
     with pytest.raises(TypeError, match="must be a longshort LSTM, GRU or RNN"):
         explore_data(torch.nn.Linear(2, 2), x, tokens)

@@ -33,7 +33,7 @@ RANKED = ("c", "h")  # the quantities correlated with the text's features
 
 def _pack(values: Tensor) -> dict[str, object]:
     """(N, H) values as one byte each, per unit between its own minimum and maximum."""
-    v = values.detach().double()
+    v = values.detach().double().cpu()
     lo, hi = v.min(dim=0).values, v.max(dim=0).values
     scale = torch.where(hi > lo, hi - lo, 1.0)
     q = ((v - lo) / scale * 255).round().clamp(0, 255).to(torch.uint8)
@@ -111,9 +111,19 @@ def explore_data(
         len(t) != n for t, n in zip(tokens, lengths, strict=True)
     ):
         raise ValueError(
-            "explore: tokens must hold one list of strings per sequence, a string a step"
+            "explore: tokens must hold one list of strings per sequence, a string a step; got "
+            f"lists of {[len(t) for t in tokens]} strings for sequences of lengths {lengths}"
         )
-    model.eval()
+    training = model.training
+    model.eval()  # no dropout in what the page shows; the mode is restored below
+    try:
+        return _data(model, rnn, kind, x, tokens, lengths, labels, text, title, note, window)
+    finally:
+        model.train(training)
+
+
+def _data(model, rnn, kind, x, tokens, lengths, labels, text, title, note, window):
+    """explore_data's work, with the model in evaluation mode."""
     with torch.no_grad():
         feats = model.features(x) if hasattr(model, "features") else x
         lens = torch.tensor(lengths) if len(set(lengths)) > 1 else None
