@@ -162,18 +162,28 @@ def _data(model, rnn, kind, x, tokens, lengths, labels, text, title, note, windo
     }
 
 
+TOP = 4  # units listed per feature
+
+
 def _ranking(layers: list[dict], text: str) -> list[list[object]]:
-    """[feature, layer, quantity, unit, r] for the units that track each feature best."""
+    """[feature, layer, quantity, unit, r] for the TOP units (over every layer, C_t and h_t)
+    that track each feature best, strongest |r| first; a unit's C_t and h_t count once."""
     features = text_features(text)
     rows = []
     for k, layer in enumerate(layers):
         for q in RANKED:
             if q not in layer["values"]:
                 continue
-            for feature, best in tracking_units(layer["values"][q], features, top=5).items():
+            for feature, best in tracking_units(layer["values"][q], features, top=TOP).items():
                 rows += [[feature, k, q, unit, r] for unit, r in best]
     rows.sort(key=lambda row: (row[0], -abs(row[4])))
-    return rows
+    kept, seen = [], set()
+    for row in rows:
+        key = (row[0], row[1], row[3])
+        if key not in seen and sum(r[0] == row[0] for r in kept) < TOP:
+            kept.append(row)
+            seen.add(key)
+    return kept
 
 
 def explore(
