@@ -174,3 +174,22 @@ def test_a_folder_of_runs_gets_a_page_per_run(tmp_path):
     pages = explore_runs(tmp_path / "demo", tmp_path / "pages")
     assert [p.name for p in pages] == ["adding-lstm.html", "adding-rnn.html"]
     assert _page_data(pages[1])["cell"] == "RNN" and _page_data(pages[1])["carousel"] is None
+
+
+def test_gradient_window_starts_from_the_traced_states():
+    """A window that starts mid-sequence reruns from the traced states there: the same
+    gradients as the whole sequence gives on those steps."""
+    torch.manual_seed(0)
+    model = SequenceModel("lstm", 3, 6, 2, num_layers=2).double()
+    x = torch.randn(1, 30, 3, dtype=torch.double)
+    tokens = [[str(t) for t in range(30)]]
+
+    def grads(window):
+        g = explore_data(model, x, tokens, window=window)["gradient"]
+        codes = np.frombuffer(base64.b64decode(g["layers"][1]["b64"]), np.uint8).reshape(-1, 6)
+        lo, hi = np.array(g["layers"][1]["lo"]), np.array(g["layers"][1]["hi"])
+        return g["start"], lo + (hi - lo) * codes / 255
+
+    (start, part), (_, whole) = grads(10), grads(300)
+    assert start == 20
+    np.testing.assert_allclose(part, whole[20:], atol=(whole.max() - whole.min()) / 100)

@@ -68,10 +68,10 @@ def _gradients(model, rnn, feats: Tensor, traces: list[Trace], steps: int, windo
     """|∂score/∂state| over the last `window` steps of the first sequence, per layer, or
     None where the layer is not a plain one-direction stack (see unit_gradient_flow)."""
     start = max(steps - window, 0)
+    states = None  # zeros at the first step, else the traced states before the window
     if start > 0:
-        states = [torch.stack([t.h[start - 1, 0] for t in traces])]
-        if traces[0].c is not None:
-            states.append(torch.stack([t.c[start - 1, 0] for t in traces]))
+        kinds = ("h", "c") if traces[0].c is not None else ("h",)
+        states = tuple(torch.stack([getattr(t, q)[start - 1, 0] for t in traces]) for q in kinds)
     head = getattr(model, "head", None)
 
     def score(out: Tensor) -> Tensor:
@@ -80,7 +80,7 @@ def _gradients(model, rnn, feats: Tensor, traces: list[Trace], steps: int, windo
 
     x = feats[0, start:steps] if rnn.batch_first else feats[start:steps, 0]
     try:
-        grads = unit_gradient_flow(rnn, x, score, tuple(states) if start > 0 else None)
+        grads = unit_gradient_flow(rnn, x, score, states)
     except ValueError:
         return None
     return {"start": start, "layers": [_pack(g) for g in grads]}
