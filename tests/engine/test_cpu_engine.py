@@ -225,7 +225,7 @@ def test_cell_step_runs_compiled_passes_gradcheck_and_records_norms():
     h0, c0 = (torch.randn(3, 5, dtype=f64, requires_grad=True) for _ in range(2))
     w = [torch.randn(20, k, dtype=f64, requires_grad=True) for k in (4, 5)]
     b = [torch.randn(20, dtype=f64, requires_grad=True) for _ in range(2)]
-    assert dispatch.step_engine(x, "lstm", LSTMWeights(*w, *b)) is compiled
+    assert dispatch.step_engine(x, LSTMWeights(*w, *b)) is compiled
     assert torch.autograd.gradcheck(
         lambda *a: longshort.engine.lstm_cell(*a), (x, h0, c0, *w, *b), eps=1e-6, atol=1e-6
     )
@@ -240,7 +240,7 @@ def test_rnn_cell_step_runs_compiled_passes_gradcheck_and_records_norms(nonlinea
     h0 = torch.randn(3, 5, dtype=f64, requires_grad=True)
     w = [torch.randn(5, k, dtype=f64, requires_grad=True) for k in (4, 5)]
     b = [torch.randn(5, dtype=f64, requires_grad=True) for _ in range(2)]
-    assert dispatch.step_engine(x, "rnn") is compiled
+    assert dispatch.step_engine(x) is compiled
 
     def step(*a):
         return longshort.engine.rnn_cell(*a, nonlinearity=nonlinearity)
@@ -257,7 +257,7 @@ def test_gru_cell_step_runs_compiled_passes_gradcheck_and_records_norms(bias):
     h0 = torch.randn(3, 5, dtype=f64, requires_grad=True)
     w = [torch.randn(15, k, dtype=f64, requires_grad=True) for k in (4, 5)]
     b = [torch.randn(15, dtype=f64, requires_grad=True) for _ in range(2)] if bias else []
-    assert dispatch.step_engine(x, "gru") is compiled
+    assert dispatch.step_engine(x) is compiled
     step = longshort.engine.gru_cell
     assert torch.autograd.gradcheck(step, (x, h0, *w, *b), eps=1e-6, atol=1e-6)
     assert torch.autograd.gradgradcheck(step, (x, h0, *w, *b), eps=1e-6, atol=1e-6)
@@ -403,3 +403,46 @@ def test_a_team_smaller_than_its_jobs_runs_the_work_alone():
 
     cpu_threads.run_jobs(outer, [(0,), (1,)])
     assert sorted(ran) == ["alone", "alone"]
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cell_steps_by_address_match_torch_on_strided_inputs_and_split(
+    name, bias, split, monkeypatch
+):
+    """The cells' one-call steps hand their tensors to the kernels by address: a strided
+    input (a time slice of a (B, T, I) tensor), a stride-0 gradient (from .sum()) and, with
+    the split forced on 2 threads, the rows of the step and the products of its BPTT spread
+    over threads, all against torch.nn's cell in float64."""
+    torch.manual_seed(9)
+    f64 = torch.float64
+    ours_cls, theirs_cls = getattr(longshort, name), getattr(nn, name)
+    theirs = theirs_cls(7, 10, bias=bias, dtype=f64)
+    ours = ours_cls(7, 10, bias=bias, dtype=f64)
+    ours.load_state_dict(theirs.state_dict())
+    threads_before = torch.get_num_threads()
+    if split:
+        monkeypatch.setattr(blas, "SMALL_GEMM_FLOPS", 0)
+        torch.set_num_threads(2)
+    try:
+        rows, cols = host.step_parts(9, 4 * 10, 17)
+        assert (len(rows), len(cols)) == ((2, 2) if split else (1, 1))
+        seq = torch.randn(9, 3, 7, dtype=f64, requires_grad=True)
+        x = seq[:, 1]  # strided
+        h0 = torch.randn(9, 10, dtype=f64, requires_grad=True)
+        hx = (h0, torch.randn(9, 10, dtype=f64, requires_grad=True)) if name == "LSTMCell" else h0
+        got, want = ours(x, hx), theirs(x, hx)
+        got, want = (
+            (got if isinstance(got, tuple) else (got,)),
+            (want if isinstance(want, tuple) else (want,)),
+        )
+        for a, b in zip(got, want, strict=True):
+            assert abs_err(a, b) < 1e-12
+        inputs = [seq, h0, *([hx[1]] if name == "LSTMCell" else [])]
+        ga = torch.autograd.grad(sum(t.sum() for t in got), [*inputs, *ours.parameters()])
+        gb = torch.autograd.grad(sum(t.sum() for t in want), [*inputs, *theirs.parameters()])
+        for a, b in zip(ga, gb, strict=True):
+            assert abs_err(a, b) < 1e-11
+    finally:
+        torch.set_num_threads(threads_before)

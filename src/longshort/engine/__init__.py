@@ -90,7 +90,7 @@ def lstm_cell(
     engine's one-call step where :func:`dispatch.step_engine` says so, else as a one-step
     layer."""
     w = LSTMWeights(w_ih, w_hh, b_ih, b_hh)
-    step = dispatch.step_engine(x, "lstm", w)
+    step = dispatch.step_engine(x, w)
     if step is not None:
         if not _needs_grad(x, h0, c0, *w[:4]):  # no graph to record: the step alone
             h, c, _ = step.lstm_step(x, h0, c0, w)
@@ -101,8 +101,14 @@ def lstm_cell(
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:
-    """Whether autograd would record a call on these tensors."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    """Whether autograd would record a call on these tensors (a loop: a cell asks at every
+    step, and a generator costs a microsecond)."""
+    if not torch.is_grad_enabled():
+        return False
+    for t in tensors:  # noqa: SIM110 - a loop, not any() over a generator
+        if t is not None and t.requires_grad:
+            return True
+    return False
 
 
 def variant_layer(
@@ -180,7 +186,7 @@ def rnn_cell(
 ) -> Tensor:
     """One RNN step (an RNNCell's): x (B, I), h0 (B, H) -> h_1. On the compiled engine's
     one-call step where :func:`dispatch.step_engine` says so, else as a one-step layer."""
-    step = dispatch.step_engine(x, "rnn")
+    step = dispatch.step_engine(x)
     if step is not None:
         if not _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):  # no graph to record: the step alone
             return step.rnn_step(x, h0, RNNWeights(w_ih, w_hh, b_ih, b_hh), nonlinearity)
@@ -198,7 +204,7 @@ def gru_cell(
 ) -> Tensor:
     """One GRU step (a GRUCell's): x (B, I), h0 (B, H) -> h_1. On the compiled engine's
     one-call step where :func:`dispatch.step_engine` says so, else as a one-step layer."""
-    step = dispatch.step_engine(x, "gru")
+    step = dispatch.step_engine(x)
     if step is not None:
         w = GRUWeights(w_ih, w_hh, b_ih, b_hh)
         if not _needs_grad(x, h0, *w):  # no graph to record: the step alone

@@ -59,9 +59,12 @@ def transformed() -> bool:
 
 
 def _compiled() -> CompiledEngine:
-    from longshort.engine.cpu import compiled
+    """The compiled engine, imported at its first use (it compiles or loads kernels)."""
+    if "compiled_module" not in _state:
+        from longshort.engine.cpu import compiled
 
-    return compiled
+        _state["compiled_module"] = compiled
+    return _state["compiled_module"]
 
 
 def lstm_engine(x: torch.Tensor, w: LSTMWeights) -> Engine:
@@ -72,18 +75,16 @@ def lstm_engine(x: torch.Tensor, w: LSTMWeights) -> Engine:
     return compiled if compiled.supports_lstm(x, w) else reference
 
 
-def step_engine(x: torch.Tensor, cell: str, w: LSTMWeights | None = None) -> StepEngine | None:
-    """The engine that runs one step of a cell ("lstm" with its weights w, "gru" or "rnn")
-    as one compiled call each way, or None for a one-step layer instead: the compiled engine
-    chosen for x, float32/float64 without projection, not under autocast, not being compiled."""
-    if cell == "lstm":
-        assert w is not None, "an LSTM step's engine depends on its weights (projection)"
-        chosen = lstm_engine(x, w)
-    else:
-        chosen = gru_engine(x) if cell == "gru" else rnn_engine(x)
-    if chosen is reference or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():
+def step_engine(x: torch.Tensor, w: LSTMWeights | None = None) -> StepEngine | None:
+    """The engine that runs one step of a cell (an LSTMCell's with its weights w, a GRUCell's
+    or an RNNCell's with w None) as one compiled call each way, or None for a one-step layer
+    instead: on CPU with the compiled engine chosen, float32/float64 without projection
+    (``supports_step``, within what the layers' engines take), not under autocast, not being
+    compiled, not under a torch.func transform. Asked at every call of a cell: cheap tests
+    first."""
+    if x.device.type != "cpu" or _state["cpu"] != "compiled" or transformed():
         return None
-    if transformed():
+    if torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():
         return None
     compiled = _compiled()
     return compiled if compiled.supports_step(x, w) else None

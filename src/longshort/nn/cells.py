@@ -45,20 +45,12 @@ class _CellBase(nn.RNNCellBase):
         self, input: object, hx: tuple | None, count: int
     ) -> tuple[Tensor, list[Tensor], bool]:
         """Returns input as (B, I), states as (B, H) each (zeros if hx is None), unbatched.
-        Each message contains torch.nn's sentence for the same mistake."""
+        Each message contains torch.nn's sentence for the same mistake. A cell in a loop is
+        checked at every step: the messages are built only for a mistake."""
         name, size = type(self).__name__, self.input_size
         x = checks.check_tensor(name, "input", input)
-        expected = f"(batch, {size}) or ({size},)"
-        if x.dim() not in (1, 2):
-            raise checks.InputError(
-                f"{name}: Expected input to be 1D or 2D, got {x.dim()}D instead: input must "
-                f"have shape {expected}, got {checks.shape_str(x)}"
-            )
-        if x.shape[-1] != size:
-            raise checks.InputError(
-                f"{name}: input has inconsistent input_size: got {x.shape[-1]} expected {size}: "
-                f"input must have shape {expected}, got {checks.shape_str(x)}"
-            )
+        if x.dim() not in (1, 2) or x.shape[-1] != size:
+            raise self._input_error(x)
         unbatched = x.dim() == 1
         x = x.unsqueeze(0) if unbatched else x
         states = [self._check_state(k, count, s, x, unbatched) for k, s in enumerate(hx or ())]
@@ -69,36 +61,61 @@ class _CellBase(nn.RNNCellBase):
             return x, [x.new_zeros(x.shape[0], self.hidden_size) for _ in range(count)], unbatched
         return x, [s.unsqueeze(0) for s in states] if unbatched else states, unbatched
 
+    def _input_error(self, x: Tensor) -> checks.InputError:
+        """The error for an input of the wrong dimensions or size."""
+        name, size = type(self).__name__, self.input_size
+        expected = f"(batch, {size}) or ({size},)"
+        if x.dim() not in (1, 2):
+            return checks.InputError(
+                f"{name}: Expected input to be 1D or 2D, got {x.dim()}D instead: input must "
+                f"have shape {expected}, got {checks.shape_str(x)}"
+            )
+        return checks.InputError(
+            f"{name}: input has inconsistent input_size: got {x.shape[-1]} expected {size}: "
+            f"input must have shape {expected}, got {checks.shape_str(x)}"
+        )
+
     def _check_state(self, k: int, count: int, state: object, x: Tensor, unbatched: bool) -> Tensor:
         """The shape of state k (h_0, or c_0 for k = 1) against x (B, I)."""
+        state = checks.check_tensor(type(self).__name__, ("h_0", "c_0")[k], state)
+        dims, hidden = 2 - unbatched, self.hidden_size
+        if (
+            state.dim() != dims
+            or state.shape[-1] != hidden
+            or not (unbatched or state.shape[0] == x.shape[0])
+        ):
+            raise self._state_error(k, count, state, x, unbatched)
+        return state
+
+    def _state_error(
+        self, k: int, count: int, state: Tensor, x: Tensor, unbatched: bool
+    ) -> checks.InputError:
+        """The error for state k of the wrong shape (:meth:`_check_state`)."""
         name, hidden = type(self).__name__, self.hidden_size
         label = ("h_0", "c_0")[k]
         torch_label = f"hx[{k}]" if count == 2 else "hidden"  # torch.nn's names
-        state = checks.check_tensor(name, label, state)
         shape = (hidden,) if unbatched else (x.shape[0], hidden)
         wanted = (
             f"{label} must have shape {shape}, matching the input, got {checks.shape_str(state)}"
         )
         if state.dim() not in (1, 2):
-            raise checks.InputError(
+            return checks.InputError(
                 f"{name}: Expected {torch_label} to be 1D or 2D, got {state.dim()}D instead: "
                 + wanted
             )
         if state.dim() != 2 - unbatched:
-            raise checks.InputError(
+            return checks.InputError(
                 f"{name}: {label} must be {2 - unbatched}-D as the input is: {wanted}"
             )
         if not unbatched and state.shape[0] != x.shape[0]:
-            raise checks.InputError(
+            return checks.InputError(
                 f"{name}: Input batch size {x.shape[0]} doesn't match hidden{k} batch size "
                 f"{state.shape[0]}: {wanted}"
             )
-        if state.shape[-1] != hidden:
-            raise checks.InputError(
-                f"{name}: hidden{k} has inconsistent hidden_size: got {state.shape[-1]}, "
-                f"expected {hidden}: {wanted}"
-            )
-        return state
+        return checks.InputError(
+            f"{name}: hidden{k} has inconsistent hidden_size: got {state.shape[-1]}, "
+            f"expected {hidden}: {wanted}"
+        )
 
 
 class LSTMCell(variants.PicklesOptions, _CellBase, nn.LSTMCell):

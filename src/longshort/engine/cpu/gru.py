@@ -18,8 +18,9 @@ from numba import njit
 from torch import Tensor
 
 from longshort.engine import reference
-from longshort.engine.cpu import host, threads
+from longshort.engine.cpu import address, host, threads
 from longshort.engine.cpu.activations import JIT, affine_logistic, copy, tanh_into
+from longshort.engine.cpu.address import view
 from longshort.engine.cpu.blas import gemm_at, gemm_w, gemm_wt
 from longshort.engine.cpu.packed import product
 from longshort.engine.types import GRUForward, GRUGrads, GRUWeights
@@ -167,36 +168,112 @@ def step_forward(weights, io, saved, scratch):
 
 
 @njit(**JIT)
-def step_backward(weights, io, saved, scratch):
-    """BPTT of :func:`step_forward`.
+def step_grads(io, saved):
+    """BPTT of :func:`step_forward`, its pointwise half: every row's gate gradients.
 
-    weights = (w_ih, w_hh): (G, I), (G, H).
-    io = (dh, x, h0, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms): dh (B, H) dL/dh_1, x (B, I),
-      h0 (B, H) in; dx (B, I), dh0 (B, H), dw_ih (G, I), dw_hh (G, H), db_ih, db_hh (G,) (or
-      empty without bias), norms (B, 1) out.
+    io = (dh, h0, dgi, dgh, db_ih, db_hh, norms): dh (B, H) dL/dh_1, h0 (B, H) in; dgi, dgh
+      (B, G) out: the gradients at the input-side and hidden-side pre-activations; db_ih,
+      db_hh (G,) their sums over the rows (or empty without bias); norms (B, 1) out.
     saved = (gates,): as :func:`step_forward` left them.
-    scratch = (dgi, dgh): (B, G) each.
     """
-    w_ih, w_hh = weights
-    dh, x, h0, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms = io
+    dh, h0, dgi, dgh, db_ih, db_hh, norms = io
     (gates,) = saved
-    dgi, dgh = scratch
-    hidden = h0.shape[1]
-    for b in range(x.shape[0]):
+    for b in range(h0.shape[0]):
         norms[b, 0] = _row_grads(gates[b], h0[b], dh[b], dgi[b], dgh[b])
-    gemm_w(dgi, w_ih, dx, 0.0)  # dL/dx = dgi W_i
-    gemm_w(dgh, w_hh, dh0, 0.0)  # the gates' path: dgh W_h
-    for b in range(x.shape[0]):
-        for j in range(hidden):
-            dh0[b, j] += dh[b, j] * gates[b, hidden + j]  # ∂h_1/∂h_0 = z along the additive path
-    gemm_at(dgi, x, dw_ih, 0.0)  # dW_i = dgiᵀ x
-    gemm_at(dgh, h0, dw_hh, 0.0)  # dW_h = dghᵀ h_0
     for j in range(db_ih.shape[0]):
         db_ih[j] = 0.0
         db_hh[j] = 0.0
-        for b in range(x.shape[0]):
-            db_ih[j] += dgi[b, j]
+        for b in range(h0.shape[0]):
+            db_ih[j] += dgi[b, j]  # dL/db_i = Σ_b dgi_b
             db_hh[j] += dgh[b, j]
+
+
+@njit(**JIT)
+def step_products(weights, io, saved, rows, cols):
+    """BPTT of :func:`step_forward`, its products, for the rows [r0, r1) of dx and dh0 and
+    the rows [g0, g1) of dW_i and dW_h: disjoint parts run at once.
+
+    weights = (w_ih, w_hh): (G, I), (G, H).
+    io = (dh, dgi, dgh, x, h0, dx, dh0, dw_ih, dw_hh): dh (B, H), dgi, dgh (B, G) from
+      :func:`step_grads`, x (B, I), h0 (B, H) in; dx (B, I), dh0 (B, H), dw_ih (G, I), dw_hh
+      (G, H) out.
+    saved = (gates,): as :func:`step_forward` left them. rows = (r0, r1); cols = (g0, g1).
+    """
+    w_ih, w_hh = weights
+    dh, dgi, dgh, x, h0, dx, dh0, dw_ih, dw_hh = io
+    (gates,) = saved
+    r0, r1 = rows
+    g0, g1 = cols
+    hidden = h0.shape[1]
+    if r1 > r0:
+        gemm_w(dgi[r0:r1], w_ih, dx[r0:r1], 0.0)  # dL/dx = dgi W_i
+        gemm_w(dgh[r0:r1], w_hh, dh0[r0:r1], 0.0)  # the gates' path: dgh W_h
+    for b in range(r0, r1):
+        for j in range(hidden):
+            dh0[b, j] += dh[b, j] * gates[b, hidden + j]  # ∂h_1/∂h_0 = z along the additive path
+    if g1 > g0:
+        gemm_at(dgi[:, g0:g1], x, dw_ih[g0:g1], 0.0)  # dW_i = dgiᵀ x
+        gemm_at(dgh[:, g0:g1], h0, dw_hh[g0:g1], 0.0)  # dW_h = dghᵀ h_0
+
+
+# the cell's step kernels called by address (:mod:`.address`), as the LSTM's
+
+
+@njit(**JIT)
+def step_forward_at(x, h0, w_ih, w_hh, b_ih, b_hh, h, gates, like, sizes, coef, r0, r1):
+    """:func:`step_forward` for the rows [r0, r1). Addresses: x (B, I); h0 in, h out (B, H);
+    gates (B, 4H) out; w_ih (G, I), w_hh (G, H); b_ih, b_hh (G,), or both NONE without bias.
+    like: a scalar of the dtype; sizes = (B, I, H); coef (3, 2H) an array."""
+    batch, n_in, hidden = sizes
+    g, nb = 3 * hidden, 3 * hidden if b_ih else 0
+    weights = (
+        view(w_ih, (g, n_in), like), view(w_hh, (g, hidden), like),
+        view(b_ih, nb, like), view(b_hh, nb, like), coef,
+    )  # fmt: skip
+    io = (
+        view(x, (batch, n_in), like)[r0:r1], view(h0, (batch, hidden), like)[r0:r1],
+        view(h, (batch, hidden), like)[r0:r1],
+    )  # fmt: skip
+    rows = r1 - r0
+    scratch = (np.empty((rows, g), coef.dtype), np.empty((rows, g), coef.dtype))
+    saved = (view(gates, (batch, 4 * hidden), like)[r0:r1],)
+    step_forward(weights, io, saved, (*scratch, np.empty(g, np.int32)))
+
+
+@njit(**JIT)
+def step_grads_at(dh, h0, gates, dgi, dgh, db_ih, db_hh, norms, like, sizes):
+    """:func:`step_grads`. Addresses: dh, h0 (B, H), gates (B, 4H) in; dgi, dgh (B, G),
+    norms (B, 1) out; db_ih, db_hh (G,) out, or both NONE without bias. sizes = (B, I, H)."""
+    batch, _, hidden = sizes
+    g = 3 * hidden
+    nb = g if db_ih else 0
+    io = (
+        view(dh, (batch, hidden), like), view(h0, (batch, hidden), like),
+        view(dgi, (batch, g), like), view(dgh, (batch, g), like), view(db_ih, nb, like),
+        view(db_hh, nb, like), view(norms, (batch, 1), like),
+    )  # fmt: skip
+    step_grads(io, (view(gates, (batch, 4 * hidden), like),))
+
+
+@njit(**JIT)
+def step_products_at(
+    dh, dgi, dgh, x, h0, gates, w_ih, w_hh, dx, dh0, dw_ih, dw_hh, like, sizes, r0, r1, g0, g1
+):
+    """:func:`step_products` for the rows [r0, r1) and the gate rows [g0, g1). Addresses: dh,
+    h0 (B, H), dgi, dgh (B, G), x (B, I), gates (B, 4H), w_ih (G, I), w_hh (G, H) in; dx
+    (B, I), dh0 (B, H), dw_ih (G, I), dw_hh (G, H) out. sizes = (B, I, H)."""
+    batch, n_in, hidden = sizes
+    g = 3 * hidden
+    io = (
+        view(dh, (batch, hidden), like), view(dgi, (batch, g), like),
+        view(dgh, (batch, g), like), view(x, (batch, n_in), like),
+        view(h0, (batch, hidden), like), view(dx, (batch, n_in), like),
+        view(dh0, (batch, hidden), like), view(dw_ih, (g, n_in), like),
+        view(dw_hh, (g, hidden), like),
+    )  # fmt: skip
+    weights = (view(w_ih, (g, n_in), like), view(w_hh, (g, hidden), like))
+    saved = (view(gates, (batch, 4 * hidden), like),)
+    step_products(weights, io, saved, (r0, r1), (g0, g1))
 
 
 # host: the engine functions ------------------------------------------------------------------
@@ -271,20 +348,26 @@ def gru_backward(
 
 def gru_step(x: Tensor, h0: Tensor, w: GRUWeights) -> tuple[Tensor, Tensor]:
     """One GRU step of a GRUCell, float32/float64, in one compiled call: x (B, I), h0 (B, H)
-    -> h_1 (B, H) and the gates (B, 4H) BPTT reads."""
-    batch, hidden = h0.shape
-    gates = x.new_empty(batch, 4 * hidden)
-    h = torch.empty_like(h0, memory_format=torch.contiguous_format)
-    dtype = gates.numpy().dtype
-    no_bias = host.NO_BIAS[x.dtype]
-    b_ih = no_bias if w.b_ih is None else host.array(w.b_ih)
-    b_hh = no_bias if w.b_hh is None else host.array(w.b_hh)
-    coef = host.sigmoid_coefficients(hidden, dtype)
-    weights = (host.array(w.w_ih), host.array(w.w_hh), b_ih, b_hh, coef)
-    io = (host.array(x), host.array(h0), h.numpy())
-    scratch = (np.empty((batch, 3 * hidden), dtype), np.empty((batch, 3 * hidden), dtype))
-    with host.one_thread(batch * 3 * hidden * (hidden + x.shape[1])):
-        step_forward(weights, io, (gates.numpy(),), (*scratch, np.empty(3 * hidden, np.int32)))
+    -> h_1 (B, H) and the gates (B, 4H) BPTT reads. A large step splits its rows across
+    torch's threads (:func:`.host.step_parts`)."""
+    (batch, hidden), n_in = h0.shape, x.shape[1]
+    x, h0 = x.contiguous(), h0.contiguous()
+    w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
+    b_ih, b_hh = (None if t is None else t.contiguous() for t in (w.b_ih, w.b_hh))
+    gates, h = x.new_empty(batch, 4 * hidden), x.new_empty(batch, hidden)
+    like = address.LIKE[x.dtype]
+    bias = (address.optional(b_ih), address.optional(b_hh))
+    args = (
+        x.data_ptr(), h0.data_ptr(), w_ih.data_ptr(), w_hh.data_ptr(), *bias, h.data_ptr(),
+        gates.data_ptr(), like, (batch, n_in, hidden),
+        host.sigmoid_coefficients(hidden, like.dtype),
+    )  # fmt: skip
+    rows, _ = host.step_parts(batch, 3 * hidden, n_in + hidden)
+    if len(rows) == 1:
+        with host.one_thread(batch * 3 * hidden * (hidden + n_in)):
+            step_forward_at(*args, 0, batch)
+    else:
+        threads.run_jobs(step_forward_at, [(*args, r0, r1) for r0, r1 in rows])
     return h, gates
 
 
@@ -292,21 +375,28 @@ def gru_step_backward(
     dh: Tensor, x: Tensor, h0: Tensor, w: GRUWeights, gates: Tensor
 ) -> tuple[Tensor | None, ...]:
     """BPTT of :func:`gru_step`: dx, dh0, dW_ih, dW_hh, db_ih, db_hh (None without bias) and
-    the norms (1, B, 1)."""
-    batch, hidden = h0.shape
-    dx, dh0 = torch.empty_like(x), torch.empty_like(h0)
-    dw_ih, dw_hh = torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
-    bias = w.b_ih is not None
-    db_ih, db_hh = (x.new_empty(3 * hidden if bias else 0) for _ in range(2))
-    norms = x.new_empty(1, batch, 1)
-    dtype = dx.numpy().dtype
-    io = (
-        host.array(dh), host.array(x), host.array(h0), dx.numpy(), dh0.numpy(), dw_ih.numpy(),
-        dw_hh.numpy(), db_ih.numpy(), db_hh.numpy(), norms[0].numpy(),
+    the norms (1, B, 1). The products of a large step run on torch's threads, as the LSTM's."""
+    (batch, hidden), n_in = h0.shape, x.shape[1]
+    g = 3 * hidden
+    dh, x, h0 = dh.contiguous(), x.contiguous(), h0.contiguous()
+    w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
+    dgi, dgh, norms = x.new_empty(batch, g), x.new_empty(batch, g), x.new_empty(1, batch, 1)
+    db_ih, db_hh = (None, None) if w.b_ih is None else (x.new_empty(g), x.new_empty(g))
+    bias = (address.optional(db_ih), address.optional(db_hh))
+    like, sizes = address.LIKE[x.dtype], (batch, n_in, hidden)
+    step_grads_at(
+        dh.data_ptr(), h0.data_ptr(), gates.data_ptr(), dgi.data_ptr(), dgh.data_ptr(), *bias,
+        norms.data_ptr(), like, sizes,
     )  # fmt: skip
-    scratch = (np.empty((batch, 3 * hidden), dtype), np.empty((batch, 3 * hidden), dtype))
-    with host.one_thread(batch * 3 * hidden * (hidden + x.shape[1])):
-        step_backward((host.array(w.w_ih), host.array(w.w_hh)), io, (host.array(gates),), scratch)
-    if not bias:
-        return dx, dh0, dw_ih, dw_hh, None, None, norms
+    dx, dh0 = x.new_empty(batch, n_in), x.new_empty(batch, hidden)
+    dw_ih, dw_hh = x.new_empty(g, n_in), x.new_empty(g, hidden)
+    ins = (dh, dgi, dgh, x, h0, gates, w_ih, w_hh, dx, dh0, dw_ih, dw_hh)
+    args = tuple(t.data_ptr() for t in ins)
+    rows, cols = host.step_parts(batch, g, n_in + hidden)
+    jobs = [(*args, like, sizes, *r, *k) for r, k in zip(rows, cols, strict=True)]
+    if len(jobs) == 1:
+        with host.one_thread(batch * g * (hidden + n_in)):
+            step_products_at(*jobs[0])
+    else:
+        threads.run_jobs(step_products_at, jobs)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms

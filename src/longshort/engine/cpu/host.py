@@ -163,6 +163,17 @@ def one_thread(macs: int) -> contextlib.AbstractContextManager:
     return blas.threads(1) if macs >= 1 << 18 else contextlib.nullcontext()
 
 
+def step_parts(batch: int, gates: int, k: int) -> tuple[list, list]:
+    """How a cell's step with a (B, k) @ (k, gates) product splits across torch's threads:
+    row ranges of the batch and, as many, ranges of the gates (dW's rows in BPTT). One of
+    each below blas.SMALL_GEMM_FLOPS (a parallel region costs 30-70 us)."""
+    flops = 2 * batch * gates * k
+    if flops < blas.SMALL_GEMM_FLOPS:  # the common case, without asking torch (us at B = 1)
+        return [(0, batch)], [(0, gates)]
+    rows = threads.split(batch, flops)
+    return rows, threads.split(gates, flops, len(rows))
+
+
 # the one-off products ------------------------------------------------------------------------
 
 

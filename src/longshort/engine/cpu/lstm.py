@@ -21,8 +21,9 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from longshort.engine.cpu import host, packed, sync, threads
+from longshort.engine.cpu import address, host, packed, sync, threads
 from longshort.engine.cpu.activations import JIT, copy, gates_inplace, tanh_into
+from longshort.engine.cpu.address import view
 from longshort.engine.cpu.blas import as_operand, gemm_at, gemm_w, gemm_wt
 from longshort.engine.cpu.packed import product
 from longshort.engine.types import LSTMForward, LSTMGrads, LSTMWeights
@@ -274,23 +275,20 @@ def step_forward(weights, io, saved, scratch):
 
 
 @njit(**JIT)
-def step_backward(weights, io, saved, scratch):
-    """BPTT of :func:`step_forward`.
+def step_grads(io, saved, scratch):
+    """BPTT of :func:`step_forward`, its pointwise half: every row's gate gradients.
 
-    weights = (w_ih, w_hh): (G, I), (G, H).
-    io = (dh, dc, x, h0, c0, dz, dx, dh0, dc0, dw_ih, dw_hh, norms): dh, dc (B, H) the
-      gradients at h_1, C_1; x, h0, c0 the step's inputs. Out: dz (B, G), dx (B, I), dh0,
-      dc0 (B, H), dw_ih (G, I), dw_hh (G, H), norms (B, 2): ||dL/dh_1||, ||dL/dC_1|| per row.
+    io = (dh, dc, c0, dz, dc0, db, norms): dh, dc (B, H) the gradients at h_1, C_1; c0 (B, H)
+      C_0 in. Out: dz (B, G), dc0 (B, H), db (G,) the sum of dz's rows (or empty without
+      bias), norms (B, 2): ||dL/dh_1||, ||dL/dC_1|| per row.
     saved = (z, c): the step's gates (B, G) and C_1 (B, H).
-    scratch = (bits,): bits (H,) int32.
+    scratch = (tc, bits): tc (H,) for tanh(C_1); bits (H,) int32.
     """
-    w_ih, w_hh = weights
-    dh, dc, x, h0, c0, dz, dx, dh0, dc0, dw_ih, dw_hh, norms = io
+    dh, dc, c0, dz, dc0, db, norms = io
     z, c = saved
-    (bits,) = scratch
+    tc, bits = scratch
     two_k = bits.view(np.float32)
     for b in range(z.shape[0]):
-        tc = dh0[b]  # tanh(C_1), until the product below overwrites it
         tanh_into(c[b], tc, bits, two_k)
         copy(dc[b], dc0[b])
         sq = 0.0
@@ -298,10 +296,90 @@ def step_backward(weights, io, saved, scratch):
             sq += dh[b, j] * dh[b, j]
         norms[b, 0] = sq**0.5
         norms[b, 1] = _cell_grads(z[b], c0[b], tc, dh[b], dc0[b], dz[b])
-    gemm_w(dz, w_ih, dx, 0.0)  # dL/dx_t = dz_t W
-    gemm_w(dz, w_hh, dh0, 0.0)  # dL/dh_{t-1} = dz_t U
-    gemm_at(dz, x, dw_ih, 0.0)  # dW = dz_tᵀ x_t
-    gemm_at(dz, h0, dw_hh, 0.0)  # dU = dz_tᵀ h_{t-1}
+    for j in range(db.shape[0]):
+        db[j] = 0.0
+    for b in range(z.shape[0] if db.shape[0] else 0):
+        for j in range(db.shape[0]):
+            db[j] += dz[b, j]  # dL/db = Σ_b dz_b
+
+
+@njit(**JIT)
+def step_products(weights, io, rows, cols):
+    """BPTT of :func:`step_forward`, its products, for the rows [r0, r1) of dx and dh0 and
+    the rows [g0, g1) of dW and dU (the gates' columns of dz): disjoint parts run at once.
+
+    weights = (w_ih, w_hh): (G, I), (G, H).
+    io = (dz, x, h0, dx, dh0, dw_ih, dw_hh): dz (B, G) from :func:`step_grads`; x (B, I), h0
+      (B, H) the step's inputs. Out: dx (B, I), dh0 (B, H), dw_ih (G, I), dw_hh (G, H).
+    rows = (r0, r1); cols = (g0, g1).
+    """
+    w_ih, w_hh = weights
+    dz, x, h0, dx, dh0, dw_ih, dw_hh = io
+    r0, r1 = rows
+    g0, g1 = cols
+    if r1 > r0:
+        gemm_w(dz[r0:r1], w_ih, dx[r0:r1], 0.0)  # dL/dx_t = dz_t W
+        gemm_w(dz[r0:r1], w_hh, dh0[r0:r1], 0.0)  # dL/dh_{t-1} = dz_t U
+    if g1 > g0:
+        gemm_at(dz[:, g0:g1], x, dw_ih[g0:g1], 0.0)  # dW = dz_tᵀ x_t
+        gemm_at(dz[:, g0:g1], h0, dw_hh[g0:g1], 0.0)  # dU = dz_tᵀ h_{t-1}
+
+
+# the cell's step kernels called by address (:mod:`.address`): a step's tensors as integers, the
+# arrays rebuilt inside, as the NumPy views cost the host more than a small step's work
+
+
+@njit(**JIT)
+def step_forward_at(x, h0, c0, w_ih, w_hh, b_ih, b_hh, h, c, z, like, sizes, coef, r0, r1):
+    """:func:`step_forward` for the rows [r0, r1). Addresses: x (B, I); h0, c0 in, h, c out
+    (B, H); z (B, G) out; w_ih (G, I), w_hh (G, H); b_ih, b_hh (G,), or both NONE without
+    bias. like: a scalar of the dtype; sizes = (B, I, H); coef (3, G) an array."""
+    batch, n_in, hidden = sizes
+    g, nb = 4 * hidden, 4 * hidden if b_ih else 0
+    weights = (
+        view(w_ih, (g, n_in), like), view(w_hh, (g, hidden), like),
+        view(b_ih, nb, like), view(b_hh, nb, like), coef,
+    )  # fmt: skip
+    state = (batch, hidden)
+    io = (
+        view(x, (batch, n_in), like)[r0:r1], view(h0, state, like)[r0:r1],
+        view(c0, state, like)[r0:r1], view(h, state, like)[r0:r1], view(c, state, like)[r0:r1],
+    )  # fmt: skip
+    scratch = (np.empty(g, coef.dtype), np.empty(g, np.int32))
+    step_forward(weights, io, (view(z, (batch, g), like)[r0:r1],), scratch)
+
+
+@njit(**JIT)
+def step_grads_at(dh, dc, c0, c, z, dz, dc0, db, norms, like, sizes):
+    """:func:`step_grads`. Addresses: dh, dc, c0, c (B, H) in; z (B, G) in, dz (B, G) out;
+    dc0 (B, H), norms (B, 2) out; db (G,) out, or NONE without bias. sizes = (B, I, H)."""
+    batch, _, hidden = sizes
+    g = 4 * hidden
+    state, gates = (batch, hidden), (batch, g)
+    io = (
+        view(dh, state, like), view(dc, state, like), view(c0, state, like),
+        view(dz, gates, like), view(dc0, state, like), view(db, g if db else 0, like),
+        view(norms, (batch, 2), like),
+    )  # fmt: skip
+    saved = (view(z, gates, like), view(c, state, like))
+    step_grads(io, saved, (np.empty(hidden, saved[0].dtype), np.empty(hidden, np.int32)))
+
+
+@njit(**JIT)
+def step_products_at(dz, x, h0, w_ih, w_hh, dx, dh0, dw_ih, dw_hh, like, sizes, r0, r1, g0, g1):
+    """:func:`step_products` for the rows [r0, r1) and the gate rows [g0, g1). Addresses: dz
+    (B, G), x (B, I), h0 (B, H), w_ih (G, I), w_hh (G, H) in; dx (B, I), dh0 (B, H), dw_ih
+    (G, I), dw_hh (G, H) out. sizes = (B, I, H)."""
+    batch, n_in, hidden = sizes
+    g = 4 * hidden
+    weights = (view(w_ih, (g, n_in), like), view(w_hh, (g, hidden), like))
+    io = (
+        view(dz, (batch, g), like), view(x, (batch, n_in), like),
+        view(h0, (batch, hidden), like), view(dx, (batch, n_in), like),
+        view(dh0, (batch, hidden), like), view(dw_ih, (g, n_in), like),
+        view(dw_hh, (g, hidden), like),
+    )  # fmt: skip
+    step_products(weights, io, (r0, r1), (g0, g1))
 
 
 # host: the engine functions ------------------------------------------------------------------
@@ -509,34 +587,56 @@ def _rounded(g: LSTMGrads) -> LSTMGrads:
 
 def lstm_step(x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights) -> tuple[Tensor, Tensor, Tensor]:
     """One LSTM step of an LSTMCell, float32/float64, no projection, in one compiled call:
-    x (B, I), h0, c0 (B, H) -> h_1, C_1 (B, H) and the gates (B, 4H) BPTT reads."""
-    batch, hidden = c0.shape
+    x (B, I), h0, c0 (B, H) -> h_1, C_1 (B, H) and the gates (B, 4H) BPTT reads. A large step
+    splits its rows across torch's threads (:func:`.host.step_parts`)."""
+    (batch, hidden), n_in = c0.shape, x.shape[1]
+    x, h0, c0 = x.contiguous(), h0.contiguous(), c0.contiguous()
+    w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
+    b_ih, b_hh = (None if t is None else t.contiguous() for t in (w.b_ih, w.b_hh))
     z = x.new_empty(batch, 4 * hidden)
-    h, c = torch.empty_like(c0), torch.empty_like(c0)
-    coef = host.coefficients(hidden, z.numpy().dtype)
-    no_bias = host.NO_BIAS[x.dtype]
-    b_ih = no_bias if w.b_ih is None else host.array(w.b_ih)
-    b_hh = no_bias if w.b_hh is None else host.array(w.b_hh)
-    weights = (host.array(w.w_ih), host.array(w.w_hh), b_ih, b_hh, coef)
-    io = (host.array(x), host.array(h0), host.array(c0), h.numpy(), c.numpy())
-    with host.one_thread(batch * 4 * hidden * (hidden + x.shape[1])):
-        scratch = (np.empty(4 * hidden, z.numpy().dtype), np.empty(4 * hidden, np.int32))
-        step_forward(weights, io, (z.numpy(),), scratch)
+    h, c = x.new_empty(batch, hidden), x.new_empty(batch, hidden)
+    like = address.LIKE[x.dtype]
+    bias = (address.optional(b_ih), address.optional(b_hh))
+    args = (
+        x.data_ptr(), h0.data_ptr(), c0.data_ptr(), w_ih.data_ptr(), w_hh.data_ptr(), *bias,
+        h.data_ptr(), c.data_ptr(), z.data_ptr(), like, (batch, n_in, hidden),
+        host.coefficients(hidden, like.dtype),
+    )  # fmt: skip
+    rows, _ = host.step_parts(batch, 4 * hidden, n_in + hidden)
+    if len(rows) == 1:
+        with host.one_thread(batch * 4 * hidden * (hidden + n_in)):
+            step_forward_at(*args, 0, batch)
+    else:
+        threads.run_jobs(step_forward_at, [(*args, r0, r1) for r0, r1 in rows])
     return h, c, z
 
 
 def lstm_step_backward(
     dh: Tensor, dc: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, z: Tensor, c: Tensor
-) -> tuple[Tensor, ...]:
-    """BPTT of :func:`lstm_step`: dx, dh0, dc0, dW_ih, dW_hh, db and the norms (1, B, 2)."""
-    batch, hidden = c0.shape
-    dz = torch.empty_like(z)
-    dx, dh0, dc0 = torch.empty_like(x), torch.empty_like(h0), torch.empty_like(c0)
-    dw_ih, dw_hh = torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
-    norms = x.new_empty(1, batch, 2)
-    ins = (host.array(t) for t in (dh, dc, x, h0, c0))
-    io = (*ins, *(t.numpy() for t in (dz, dx, dh0, dc0, dw_ih, dw_hh)), norms.numpy()[0])
-    weights, saved = (host.array(w.w_ih), host.array(w.w_hh)), (host.array(z), host.array(c))
-    with host.one_thread(batch * 4 * hidden * (hidden + x.shape[1])):
-        step_backward(weights, io, saved, (np.empty(hidden, np.int32),))
-    return dx, dh0, dc0, dw_ih, dw_hh, dz.sum(0), norms
+) -> tuple[Tensor | None, ...]:
+    """BPTT of :func:`lstm_step`: dx, dh0, dc0, dW_ih, dW_hh, db (None without bias) and the
+    norms (1, B, 2). The products of a large step run on torch's threads: each its share of
+    dx's and dh0's rows and of dW's."""
+    (batch, hidden), n_in = c0.shape, x.shape[1]
+    g = 4 * hidden
+    dh, dc, x, h0, c0 = (t.contiguous() for t in (dh, dc, x, h0, c0))
+    w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
+    dz, dc0, norms = x.new_empty(batch, g), x.new_empty(batch, hidden), x.new_empty(1, batch, 2)
+    db = None if w.b_ih is None else x.new_empty(g)
+    like, sizes = address.LIKE[x.dtype], (batch, n_in, hidden)
+    step_grads_at(
+        dh.data_ptr(), dc.data_ptr(), c0.data_ptr(), c.data_ptr(), z.data_ptr(), dz.data_ptr(),
+        dc0.data_ptr(), address.optional(db), norms.data_ptr(), like,
+        sizes,
+    )  # fmt: skip
+    dx, dh0 = x.new_empty(batch, n_in), x.new_empty(batch, hidden)
+    dw_ih, dw_hh = x.new_empty(g, n_in), x.new_empty(g, hidden)
+    args = tuple(t.data_ptr() for t in (dz, x, h0, w_ih, w_hh, dx, dh0, dw_ih, dw_hh))
+    rows, cols = host.step_parts(batch, g, n_in + hidden)
+    jobs = [(*args, like, sizes, *r, *k) for r, k in zip(rows, cols, strict=True)]
+    if len(jobs) == 1:
+        with host.one_thread(batch * g * (hidden + n_in)):
+            step_products_at(*jobs[0])
+    else:
+        threads.run_jobs(step_products_at, jobs)
+    return dx, dh0, dc0, dw_ih, dw_hh, db, norms

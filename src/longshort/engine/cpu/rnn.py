@@ -14,8 +14,9 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from longshort.engine.cpu import host, threads
+from longshort.engine.cpu import address, host, threads
 from longshort.engine.cpu.activations import JIT, copy, tanh_into
+from longshort.engine.cpu.address import view
 from longshort.engine.cpu.blas import gemm_at, gemm_w, gemm_wt
 from longshort.engine.cpu.packed import product
 from longshort.engine.types import RNNForward, RNNGrads, RNNWeights
@@ -92,12 +93,13 @@ def backward(weights, io, saved, scratch, b0, b1):
 def step_forward(weights, io, saved, scratch):
     """One step for every row (an RNNCell's call).
 
-    weights = (w_ih, w_hh, bias, relu): w_ih (H, I), w_hh (H, H) as they are; bias (H,).
+    weights = (w_ih, w_hh, b_ih, b_hh, relu): w_ih (H, I), w_hh (H, H) as they are; b_ih, b_hh
+      (H,), or both empty without bias.
     io = (x, h0, h): x (B, I), h0 (B, H) in; h (B, H) out: h_1.
     saved = (): h itself is what BPTT reads.
     scratch = (bits,): bits (H,) int32.
     """
-    w_ih, w_hh, bias, relu = weights
+    w_ih, w_hh, b_ih, b_hh, relu = weights
     x, h0, h = io
     (bits,) = scratch
     two_k = bits.view(np.float32)
@@ -105,8 +107,8 @@ def step_forward(weights, io, saved, scratch):
     gemm_wt(h0, w_hh, h, 1.0)  # a_t = W x_t + U h_{t-1} (+ b below)
     for b in range(h.shape[0]):
         a = h[b]
-        for j in range(a.shape[0]):
-            a[j] += bias[j]
+        for j in range(b_ih.shape[0]):
+            a[j] += b_ih[j] + b_hh[j]
         if relu:
             for j in range(a.shape[0]):
                 a[j] = max(a[j], 0.0)  # h_t = relu(a_t)
@@ -115,18 +117,15 @@ def step_forward(weights, io, saved, scratch):
 
 
 @njit(**JIT)
-def step_backward(weights, io, saved, scratch):
-    """BPTT of :func:`step_forward`.
+def step_grads(io, saved, relu):
+    """BPTT of :func:`step_forward`, its pointwise half.
 
-    weights = (w_ih, w_hh, relu): (H, I), (H, H).
-    io = (dh, x, h0, da, dx, dh0, dw_ih, dw_hh, norms): dh (B, H) the gradient at h_1; x, h0
-      the step's inputs. Out: da (B, H), dx (B, I), dh0 (B, H), dw_ih (H, I), dw_hh (H, H),
-      norms (B,): ||dL/dh_1|| per row.
+    io = (dh, da, db, norms): dh (B, H) the gradient at h_1 in; da (B, H) out, the gradient
+      at the pre-activation a_1; db (H,) out, its sum over the rows (or empty without bias);
+      norms (B,) out: ||dL/dh_1|| per row.
     saved = (h,): the step's h_1 (B, H).
-    scratch = (): none.
     """
-    w_ih, w_hh, relu = weights
-    dh, x, h0, da, dx, dh0, dw_ih, dw_hh, norms = io
+    dh, da, db, norms = io
     (h,) = saved
     for b in range(h.shape[0]):
         sq = dh[b, 0] * 0
@@ -135,10 +134,81 @@ def step_backward(weights, io, saved, scratch):
             da[b, j] = dh[b, j] * slope
             sq += dh[b, j] * dh[b, j]
         norms[b] = sq**0.5
-    gemm_w(da, w_ih, dx, 0.0)  # dL/dx_t = σ'(a_t) W
-    gemm_w(da, w_hh, dh0, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
-    gemm_at(da, x, dw_ih, 0.0)  # dW = daᵀ x_t
-    gemm_at(da, h0, dw_hh, 0.0)  # dU = daᵀ h_{t-1}
+    for j in range(db.shape[0]):
+        db[j] = 0.0
+        for b in range(h.shape[0]):
+            db[j] += da[b, j]  # dL/db = Σ_b da_b
+
+
+@njit(**JIT)
+def step_products(weights, io, rows, cols):
+    """BPTT of :func:`step_forward`, its products, for the rows [r0, r1) of dx and dh0 and
+    the rows [g0, g1) of dW and dU: disjoint parts run at once.
+
+    weights = (w_ih, w_hh): (H, I), (H, H).
+    io = (da, x, h0, dx, dh0, dw_ih, dw_hh): da (B, H) from :func:`step_grads`, x (B, I), h0
+      (B, H) in; dx (B, I), dh0 (B, H), dw_ih (H, I), dw_hh (H, H) out.
+    rows = (r0, r1); cols = (g0, g1).
+    """
+    w_ih, w_hh = weights
+    da, x, h0, dx, dh0, dw_ih, dw_hh = io
+    r0, r1 = rows
+    g0, g1 = cols
+    if r1 > r0:
+        gemm_w(da[r0:r1], w_ih, dx[r0:r1], 0.0)  # dL/dx_t = σ'(a_t) W
+        gemm_w(da[r0:r1], w_hh, dh0[r0:r1], 0.0)  # dL/dh_{t-1} = σ'(a_t) U
+    if g1 > g0:
+        gemm_at(da[:, g0:g1], x, dw_ih[g0:g1], 0.0)  # dW = daᵀ x_t
+        gemm_at(da[:, g0:g1], h0, dw_hh[g0:g1], 0.0)  # dU = daᵀ h_{t-1}
+
+
+# the cell's step kernels called by address (:mod:`.address`), as the LSTM's
+
+
+@njit(**JIT)
+def step_forward_at(x, h0, w_ih, w_hh, b_ih, b_hh, h, like, sizes, relu, r0, r1):
+    """:func:`step_forward` for the rows [r0, r1). Addresses: x (B, I); h0 in, h out (B, H);
+    w_ih (H, I), w_hh (H, H); b_ih, b_hh (H,), or both NONE without bias. like: a scalar of
+    the dtype; sizes = (B, I, H)."""
+    batch, n_in, hidden = sizes
+    nb = hidden if b_ih else 0
+    weights = (
+        view(w_ih, (hidden, n_in), like), view(w_hh, (hidden, hidden), like),
+        view(b_ih, nb, like), view(b_hh, nb, like), relu,
+    )  # fmt: skip
+    io = (
+        view(x, (batch, n_in), like)[r0:r1], view(h0, (batch, hidden), like)[r0:r1],
+        view(h, (batch, hidden), like)[r0:r1],
+    )  # fmt: skip
+    step_forward(weights, io, (), (np.empty(hidden, np.int32),))
+
+
+@njit(**JIT)
+def step_grads_at(dh, h, da, db, norms, like, sizes, relu):
+    """:func:`step_grads`. Addresses: dh, h (B, H) in; da (B, H), norms (B,) out; db (H,)
+    out, or NONE without bias. sizes = (B, I, H)."""
+    batch, _, hidden = sizes
+    io = (
+        view(dh, (batch, hidden), like), view(da, (batch, hidden), like),
+        view(db, hidden if db else 0, like), view(norms, batch, like),
+    )  # fmt: skip
+    step_grads(io, (view(h, (batch, hidden), like),), relu)
+
+
+@njit(**JIT)
+def step_products_at(da, x, h0, w_ih, w_hh, dx, dh0, dw_ih, dw_hh, like, sizes, r0, r1, g0, g1):
+    """:func:`step_products` for the rows [r0, r1) and the rows [g0, g1) of the weights'
+    gradients. Addresses: da, h0 (B, H), x (B, I), w_ih (H, I), w_hh (H, H) in; dx (B, I),
+    dh0 (B, H), dw_ih (H, I), dw_hh (H, H) out. sizes = (B, I, H)."""
+    batch, n_in, hidden = sizes
+    io = (
+        view(da, (batch, hidden), like), view(x, (batch, n_in), like),
+        view(h0, (batch, hidden), like), view(dx, (batch, n_in), like),
+        view(dh0, (batch, hidden), like), view(dw_ih, (hidden, n_in), like),
+        view(dw_hh, (hidden, hidden), like),
+    )  # fmt: skip
+    weights = (view(w_ih, (hidden, n_in), like), view(w_hh, (hidden, hidden), like))
+    step_products(weights, io, (r0, r1), (g0, g1))
 
 
 # host: the engine functions ------------------------------------------------------------------
@@ -194,28 +264,50 @@ def rnn_backward(
 
 
 def rnn_step(x: Tensor, h0: Tensor, w: RNNWeights, nonlinearity: str) -> Tensor:
-    """One RNN step of an RNNCell, float32/float64, in one compiled call: h_1 (B, H)."""
-    hidden = h0.shape[1]
-    h = torch.empty_like(h0)
-    relu = nonlinearity == "relu"
-    weights = (host.array(w.w_ih), host.array(w.w_hh), host.bias_sum(w, x.dtype), relu)
-    io = (host.array(x), host.array(h0), h.numpy())
-    with host.one_thread(x.shape[0] * hidden * (hidden + x.shape[1])):
-        step_forward(weights, io, (), (np.empty(hidden, np.int32),))
+    """One RNN step of an RNNCell, float32/float64, in one compiled call: h_1 (B, H). A large
+    step splits its rows across torch's threads (:func:`.host.step_parts`)."""
+    (batch, hidden), n_in = h0.shape, x.shape[1]
+    x, h0 = x.contiguous(), h0.contiguous()
+    w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
+    b_ih, b_hh = (None if t is None else t.contiguous() for t in (w.b_ih, w.b_hh))
+    h = x.new_empty(batch, hidden)
+    bias = (address.optional(b_ih), address.optional(b_hh))
+    args = (
+        x.data_ptr(), h0.data_ptr(), w_ih.data_ptr(), w_hh.data_ptr(), *bias, h.data_ptr(),
+        address.LIKE[x.dtype], (batch, n_in, hidden), nonlinearity == "relu",
+    )  # fmt: skip
+    rows, _ = host.step_parts(batch, hidden, n_in + hidden)
+    if len(rows) == 1:
+        with host.one_thread(batch * hidden * (hidden + n_in)):
+            step_forward_at(*args, 0, batch)
+    else:
+        threads.run_jobs(step_forward_at, [(*args, r0, r1) for r0, r1 in rows])
     return h
 
 
 def rnn_step_backward(
     dh: Tensor, x: Tensor, h0: Tensor, h: Tensor, w: RNNWeights, nonlinearity: str
-) -> tuple[Tensor, ...]:
-    """BPTT of :func:`rnn_step`: dx, dh0, dW_ih, dW_hh, db and the norms (1, B, 1)."""
-    da, dh0 = torch.empty_like(h), torch.empty_like(h0)
-    dx, dw_ih, dw_hh = torch.empty_like(x), torch.empty_like(w.w_ih), torch.empty_like(w.w_hh)
-    norms = x.new_empty(1, h.shape[0], 1)
-    weights = (host.array(w.w_ih), host.array(w.w_hh), nonlinearity == "relu")
-    outs = (da, dx, dh0, dw_ih, dw_hh)
-    io = (host.array(dh), host.array(x), host.array(h0), *(t.numpy() for t in outs))
-    io = (*io, norms.numpy()[0, :, 0])
-    with host.one_thread(x.shape[0] * h.shape[1] * (h.shape[1] + x.shape[1])):
-        step_backward(weights, io, (host.array(h),), ())
-    return dx, dh0, dw_ih, dw_hh, da.sum(0), norms
+) -> tuple[Tensor | None, ...]:
+    """BPTT of :func:`rnn_step`: dx, dh0, dW_ih, dW_hh, db (None without bias) and the norms
+    (1, B, 1). The products of a large step run on torch's threads, as the LSTM's."""
+    (batch, hidden), n_in = h0.shape, x.shape[1]
+    dh, x, h0 = dh.contiguous(), x.contiguous(), h0.contiguous()
+    w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
+    da, norms = x.new_empty(batch, hidden), x.new_empty(1, batch, 1)
+    db = None if w.b_ih is None else x.new_empty(hidden)
+    like, sizes = address.LIKE[x.dtype], (batch, n_in, hidden)
+    step_grads_at(
+        dh.data_ptr(), h.data_ptr(), da.data_ptr(), address.optional(db),
+        norms.data_ptr(), like, sizes, nonlinearity == "relu",
+    )  # fmt: skip
+    dx, dh0 = x.new_empty(batch, n_in), x.new_empty(batch, hidden)
+    dw_ih, dw_hh = x.new_empty(hidden, n_in), x.new_empty(hidden, hidden)
+    args = tuple(t.data_ptr() for t in (da, x, h0, w_ih, w_hh, dx, dh0, dw_ih, dw_hh))
+    rows, cols = host.step_parts(batch, hidden, n_in + hidden)
+    jobs = [(*args, like, sizes, *r, *k) for r, k in zip(rows, cols, strict=True)]
+    if len(jobs) == 1:
+        with host.one_thread(batch * hidden * (hidden + n_in)):
+            step_products_at(*jobs[0])
+    else:
+        threads.run_jobs(step_products_at, jobs)
+    return dx, dh0, dw_ih, dw_hh, db, norms
