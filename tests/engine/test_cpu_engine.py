@@ -405,44 +405,32 @@ def test_a_team_smaller_than_its_jobs_runs_the_work_alone():
     assert sorted(ran) == ["alone", "alone"]
 
 
-@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("batch", [3, 9])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell"])
-def test_cell_steps_by_address_match_torch_on_strided_inputs_and_split(
-    name, bias, split, monkeypatch
-):
+def test_cell_steps_by_address_match_torch_on_strided_inputs(name, bias, batch):
     """The cells' one-call steps hand their tensors to the kernels by address: a strided
-    input (a time slice of a (B, T, I) tensor), a stride-0 gradient (from .sum()) and, with
-    the split forced on 2 threads, the rows of the step and the products of its BPTT spread
-    over threads, all against torch.nn's cell in float64."""
+    input (a time slice of a (B, T, I) tensor) and a stride-0 gradient (from .sum()), with
+    the products inside the compiled call (3 rows) and on torch's GEMM (9 rows), against
+    torch.nn's cell in float64: outputs and every gradient."""
+    assert host.torch_products(batch) == (batch > 4)
     torch.manual_seed(9)
     f64 = torch.float64
     ours_cls, theirs_cls = getattr(longshort, name), getattr(nn, name)
     theirs = theirs_cls(7, 10, bias=bias, dtype=f64)
     ours = ours_cls(7, 10, bias=bias, dtype=f64)
     ours.load_state_dict(theirs.state_dict())
-    threads_before = torch.get_num_threads()
-    if split:
-        monkeypatch.setattr(blas, "SMALL_GEMM_FLOPS", 0)
-        torch.set_num_threads(2)
-    try:
-        rows, cols = host.step_parts(9, 4 * 10, 17)
-        assert (len(rows), len(cols)) == ((2, 2) if split else (1, 1))
-        seq = torch.randn(9, 3, 7, dtype=f64, requires_grad=True)
-        x = seq[:, 1]  # strided
-        h0 = torch.randn(9, 10, dtype=f64, requires_grad=True)
-        hx = (h0, torch.randn(9, 10, dtype=f64, requires_grad=True)) if name == "LSTMCell" else h0
-        got, want = ours(x, hx), theirs(x, hx)
-        got, want = (
-            (got if isinstance(got, tuple) else (got,)),
-            (want if isinstance(want, tuple) else (want,)),
-        )
-        for a, b in zip(got, want, strict=True):
-            assert abs_err(a, b) < 1e-12
-        inputs = [seq, h0, *([hx[1]] if name == "LSTMCell" else [])]
-        ga = torch.autograd.grad(sum(t.sum() for t in got), [*inputs, *ours.parameters()])
-        gb = torch.autograd.grad(sum(t.sum() for t in want), [*inputs, *theirs.parameters()])
-        for a, b in zip(ga, gb, strict=True):
-            assert abs_err(a, b) < 1e-11
-    finally:
-        torch.set_num_threads(threads_before)
+    seq = torch.randn(batch, 3, 7, dtype=f64, requires_grad=True)
+    x = seq[:, 1]  # strided
+    h0 = torch.randn(batch, 10, dtype=f64, requires_grad=True)
+    hx = (h0, torch.randn(batch, 10, dtype=f64, requires_grad=True)) if name == "LSTMCell" else h0
+    got, want = ours(x, hx), theirs(x, hx)
+    got = got if isinstance(got, tuple) else (got,)
+    want = want if isinstance(want, tuple) else (want,)
+    for a, b in zip(got, want, strict=True):
+        assert abs_err(a, b) < 1e-12
+    inputs = [seq, h0, *([hx[1]] if name == "LSTMCell" else [])]
+    ga = torch.autograd.grad(sum(t.sum() for t in got), [*inputs, *ours.parameters()])
+    gb = torch.autograd.grad(sum(t.sum() for t in want), [*inputs, *theirs.parameters()])
+    for a, b in zip(ga, gb, strict=True):
+        assert abs_err(a, b) < 1e-11

@@ -146,10 +146,12 @@ def step_forward(weights, io, saved, scratch):
     """One step for every row (a GRUCell's call).
 
     weights = (w_ih, w_hh, b_ih, b_hh, coef): w_ih (G, I), w_hh (G, H) as they are (a step
-      reads them once: no packing); b_ih, b_hh (G,), or both empty without bias; coef (3, 2H).
+      reads them once: no packing), or both (0, 0) when xw, hw hold the products on entry
+      (the host ran them: :func:`.host.torch_products`); b_ih, b_hh (G,), or both empty
+      without bias; coef (3, 2H).
     io = (x, h0, h): x (B, I), h0 (B, H) in; h (B, H) out: h_1.
     saved = (gates,): gates (B, 4H) out, [r, z, n, W_hn h_0 + b_hn].
-    scratch = (xw, hw, bits): xw, hw (B, G); bits (G,) int32.
+    scratch = (xw, hw, bits): xw, hw (B, G), W_i·x and W_h·h_0; bits (G,) int32.
     """
     w_ih, w_hh, b_ih, b_hh, coef = weights
     x, h0, h = io
@@ -157,8 +159,9 @@ def step_forward(weights, io, saved, scratch):
     xw, hw, bits = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
-    gemm_wt(x, w_ih, xw, 0.0)  # W_i·x
-    gemm_wt(h0, w_hh, hw, 0.0)  # W_h·h_0
+    if w_ih.shape[0]:
+        gemm_wt(x, w_ih, xw, 0.0)  # W_i·x
+        gemm_wt(h0, w_hh, hw, 0.0)  # W_h·h_0
     for b in range(x.shape[0]):
         xb, hwb = xw[b], hw[b]
         for j in range(b_ih.shape[0]):
@@ -168,112 +171,87 @@ def step_forward(weights, io, saved, scratch):
 
 
 @njit(**JIT)
-def step_grads(io, saved):
-    """BPTT of :func:`step_forward`, its pointwise half: every row's gate gradients.
+def step_backward(weights, io, saved):
+    """BPTT of :func:`step_forward`: every row's gate gradients, then the products unless
+    the host runs them (weights empty).
 
-    io = (dh, h0, dgi, dgh, db_ih, db_hh, norms): dh (B, H) dL/dh_1, h0 (B, H) in; dgi, dgh
-      (B, G) out: the gradients at the input-side and hidden-side pre-activations; db_ih,
-      db_hh (G,) their sums over the rows (or empty without bias); norms (B, 1) out.
+    weights = (w_ih, w_hh): (G, I), (G, H), or both (0, 0).
+    io = (dh, x, h0, dgi, dgh, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms): dh (B, H)
+      dL/dh_1, x (B, I), h0 (B, H) in. Out: dgi, dgh (B, G), the gradients at the
+      input-side and hidden-side pre-activations; dh0 (B, H): dh ⊙ z, plus dgh W_h unless
+      the host runs the products, as for dx (B, I), dw_ih (G, I), dw_hh (G, H); db_ih, db_hh
+      (G,) the sums of dgi's and dgh's rows (or empty without bias); norms (B, 1).
     saved = (gates,): as :func:`step_forward` left them.
     """
-    dh, h0, dgi, dgh, db_ih, db_hh, norms = io
+    w_ih, w_hh = weights
+    dh, x, h0, dgi, dgh, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms = io
     (gates,) = saved
+    hidden = h0.shape[1]
     for b in range(h0.shape[0]):
         norms[b, 0] = _row_grads(gates[b], h0[b], dh[b], dgi[b], dgh[b])
-    for j in range(db_ih.shape[0]):
-        db_ih[j] = 0.0
-        db_hh[j] = 0.0
-        for b in range(h0.shape[0]):
-            db_ih[j] += dgi[b, j]  # dL/db_i = Σ_b dgi_b
-            db_hh[j] += dgh[b, j]
-
-
-@njit(**JIT)
-def step_products(weights, io, saved, rows, cols):
-    """BPTT of :func:`step_forward`, its products, for the rows [r0, r1) of dx and dh0 and
-    the rows [g0, g1) of dW_i and dW_h: disjoint parts run at once.
-
-    weights = (w_ih, w_hh): (G, I), (G, H).
-    io = (dh, dgi, dgh, x, h0, dx, dh0, dw_ih, dw_hh): dh (B, H), dgi, dgh (B, G) from
-      :func:`step_grads`, x (B, I), h0 (B, H) in; dx (B, I), dh0 (B, H), dw_ih (G, I), dw_hh
-      (G, H) out.
-    saved = (gates,): as :func:`step_forward` left them. rows = (r0, r1); cols = (g0, g1).
-    """
-    w_ih, w_hh = weights
-    dh, dgi, dgh, x, h0, dx, dh0, dw_ih, dw_hh = io
-    (gates,) = saved
-    r0, r1 = rows
-    g0, g1 = cols
-    hidden = h0.shape[1]
-    if r1 > r0:
-        gemm_w(dgi[r0:r1], w_ih, dx[r0:r1], 0.0)  # dL/dx = dgi W_i
-        gemm_w(dgh[r0:r1], w_hh, dh0[r0:r1], 0.0)  # the gates' path: dgh W_h
-    for b in range(r0, r1):
         for j in range(hidden):
-            dh0[b, j] += dh[b, j] * gates[b, hidden + j]  # ∂h_1/∂h_0 = z along the additive path
-    if g1 > g0:
-        gemm_at(dgi[:, g0:g1], x, dw_ih[g0:g1], 0.0)  # dW_i = dgiᵀ x
-        gemm_at(dgh[:, g0:g1], h0, dw_hh[g0:g1], 0.0)  # dW_h = dghᵀ h_0
+            dh0[b, j] = dh[b, j] * gates[b, hidden + j]  # ∂h_1/∂h_0 = z along the additive path
+    db_ih[:] = 0.0
+    db_hh[:] = 0.0
+    for b in range(h0.shape[0] if db_ih.shape[0] else 0):
+        for j in range(db_ih.shape[0]):
+            db_ih[j] += dgi[b, j]  # dL/db_i = Σ_b dgi_b (row by row: vectorised)
+            db_hh[j] += dgh[b, j]
+    if w_ih.shape[0]:
+        gemm_w(dgi, w_ih, dx, 0.0)  # dL/dx = dgi W_i
+        gemm_w(dgh, w_hh, dh0, 1.0)  # + the gates' path: dgh W_h
+        gemm_at(dgi, x, dw_ih, 0.0)  # dW_i = dgiᵀ x
+        gemm_at(dgh, h0, dw_hh, 0.0)  # dW_h = dghᵀ h_0
 
 
 # the cell's step kernels called by address (:mod:`.address`), as the LSTM's
 
 
 @njit(**JIT)
-def step_forward_at(x, h0, w_ih, w_hh, b_ih, b_hh, h, gates, like, sizes, coef, r0, r1):
-    """:func:`step_forward` for the rows [r0, r1). Addresses: x (B, I); h0 in, h out (B, H);
-    gates (B, 4H) out; w_ih (G, I), w_hh (G, H); b_ih, b_hh (G,), or both NONE without bias.
-    like: a scalar of the dtype; sizes = (B, I, H); coef (3, 2H) an array."""
+def step_forward_at(x, h0, w_ih, w_hh, b_ih, b_hh, h, gates, xw, hw, like, sizes, coef):
+    """:func:`step_forward`. Addresses: x (B, I); h0 in, h out (B, H); gates (B, 4H) out;
+    xw, hw (B, G) the products, or both NONE; w_ih (G, I), w_hh (G, H), or both NONE when
+    xw, hw hold the products; b_ih, b_hh (G,), or both NONE without bias. like: a scalar of
+    the dtype; sizes = (B, I, H); coef (3, 2H)."""
     batch, n_in, hidden = sizes
-    g, nb = 3 * hidden, 3 * hidden if b_ih else 0
+    g, nb, ng = 3 * hidden, 3 * hidden if b_ih else 0, 3 * hidden if w_ih else 0
     weights = (
-        view(w_ih, (g, n_in), like), view(w_hh, (g, hidden), like),
+        view(w_ih, (ng, n_in), like), view(w_hh, (ng, hidden), like),
         view(b_ih, nb, like), view(b_hh, nb, like), coef,
     )  # fmt: skip
     io = (
-        view(x, (batch, n_in), like)[r0:r1], view(h0, (batch, hidden), like)[r0:r1],
-        view(h, (batch, hidden), like)[r0:r1],
+        view(x, (batch, n_in), like), view(h0, (batch, hidden), like),
+        view(h, (batch, hidden), like),
     )  # fmt: skip
-    rows = r1 - r0
-    scratch = (np.empty((rows, g), coef.dtype), np.empty((rows, g), coef.dtype))
-    saved = (view(gates, (batch, 4 * hidden), like)[r0:r1],)
-    step_forward(weights, io, saved, (*scratch, np.empty(g, np.int32)))
+    if xw:
+        products = (view(xw, (batch, g), like), view(hw, (batch, g), like))
+    else:
+        products = (np.empty((batch, g), coef.dtype), np.empty((batch, g), coef.dtype))
+    saved = (view(gates, (batch, 4 * hidden), like),)
+    step_forward(weights, io, saved, (*products, np.empty(g, np.int32)))
 
 
 @njit(**JIT)
-def step_grads_at(dh, h0, gates, dgi, dgh, db_ih, db_hh, norms, like, sizes):
-    """:func:`step_grads`. Addresses: dh, h0 (B, H), gates (B, 4H) in; dgi, dgh (B, G),
-    norms (B, 1) out; db_ih, db_hh (G,) out, or both NONE without bias. sizes = (B, I, H)."""
-    batch, _, hidden = sizes
-    g = 3 * hidden
-    nb = g if db_ih else 0
-    io = (
-        view(dh, (batch, hidden), like), view(h0, (batch, hidden), like),
-        view(dgi, (batch, g), like), view(dgh, (batch, g), like), view(db_ih, nb, like),
-        view(db_hh, nb, like), view(norms, (batch, 1), like),
-    )  # fmt: skip
-    step_grads(io, (view(gates, (batch, 4 * hidden), like),))
-
-
-@njit(**JIT)
-def step_products_at(
-    dh, dgi, dgh, x, h0, gates, w_ih, w_hh, dx, dh0, dw_ih, dw_hh, like, sizes, r0, r1, g0, g1
-):
-    """:func:`step_products` for the rows [r0, r1) and the gate rows [g0, g1). Addresses: dh,
-    h0 (B, H), dgi, dgh (B, G), x (B, I), gates (B, 4H), w_ih (G, I), w_hh (G, H) in; dx
-    (B, I), dh0 (B, H), dw_ih (G, I), dw_hh (G, H) out. sizes = (B, I, H)."""
+def step_backward_at(dh, saved, ins, outs, like, sizes):
+    """:func:`step_backward`. Addresses: dh (B, H); saved = gates (B, 4H); ins = (x (B, I),
+    h0 (B, H), w_ih (G, I), w_hh (G, H)), the weights NONE when the host runs the products;
+    outs = (dgi, dgh (B, G), dx (B, I), dh0 (B, H), dw_ih (G, I), dw_hh (G, H), db_ih,
+    db_hh (G,) or both NONE without bias, norms (B, 1)), dx, dw_ih, dw_hh NONE when the host
+    runs the products. sizes = (B, I, H)."""
     batch, n_in, hidden = sizes
     g = 3 * hidden
+    ng, nb = g if ins[2] else 0, g if outs[6] else 0
+    dgi, dgh, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms = outs
+    state = (batch, hidden)
     io = (
-        view(dh, (batch, hidden), like), view(dgi, (batch, g), like),
-        view(dgh, (batch, g), like), view(x, (batch, n_in), like),
-        view(h0, (batch, hidden), like), view(dx, (batch, n_in), like),
-        view(dh0, (batch, hidden), like), view(dw_ih, (g, n_in), like),
-        view(dw_hh, (g, hidden), like),
+        view(dh, state, like), view(ins[0], (batch, n_in), like), view(ins[1], state, like),
+        view(dgi, (batch, g), like), view(dgh, (batch, g), like),
+        view(dx, (batch if ng else 0, n_in), like), view(dh0, state, like),
+        view(dw_ih, (ng, n_in), like), view(dw_hh, (ng, hidden), like), view(db_ih, nb, like),
+        view(db_hh, nb, like), view(norms, (batch, 1), like),
     )  # fmt: skip
-    weights = (view(w_ih, (g, n_in), like), view(w_hh, (g, hidden), like))
-    saved = (view(gates, (batch, 4 * hidden), like),)
-    step_products(weights, io, saved, (r0, r1), (g0, g1))
+    weights = (view(ins[2], (ng, n_in), like), view(ins[3], (ng, hidden), like))
+    step_backward(weights, io, (view(saved, (batch, 4 * hidden), like),))
 
 
 # host: the engine functions ------------------------------------------------------------------
@@ -348,26 +326,23 @@ def gru_backward(
 
 def gru_step(x: Tensor, h0: Tensor, w: GRUWeights) -> tuple[Tensor, Tensor]:
     """One GRU step of a GRUCell, float32/float64, in one compiled call: x (B, I), h0 (B, H)
-    -> h_1 (B, H) and the gates (B, 4H) BPTT reads. A large step splits its rows across
-    torch's threads (:func:`.host.step_parts`)."""
+    -> h_1 (B, H) and the gates (B, 4H) BPTT reads. Above a few rows the products run first
+    on torch's GEMM (:func:`.host.torch_products`)."""
     (batch, hidden), n_in = h0.shape, x.shape[1]
     x, h0 = x.contiguous(), h0.contiguous()
     w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
     b_ih, b_hh = (None if t is None else t.contiguous() for t in (w.b_ih, w.b_hh))
     gates, h = x.new_empty(batch, 4 * hidden), x.new_empty(batch, hidden)
+    weights, products = (w_ih.data_ptr(), w_hh.data_ptr()), (address.NONE, address.NONE)
+    if host.torch_products(batch):
+        xw, hw = x.mm(w_ih.t()), h0.mm(w_hh.t())  # W_i·x, W_h·h_0
+        weights, products = (address.NONE, address.NONE), (xw.data_ptr(), hw.data_ptr())
     like = address.LIKE[x.dtype]
-    bias = (address.optional(b_ih), address.optional(b_hh))
-    args = (
-        x.data_ptr(), h0.data_ptr(), w_ih.data_ptr(), w_hh.data_ptr(), *bias, h.data_ptr(),
-        gates.data_ptr(), like, (batch, n_in, hidden),
+    step_forward_at(
+        x.data_ptr(), h0.data_ptr(), *weights, address.optional(b_ih), address.optional(b_hh),
+        h.data_ptr(), gates.data_ptr(), *products, like, (batch, n_in, hidden),
         host.sigmoid_coefficients(hidden, like.dtype),
     )  # fmt: skip
-    rows, _ = host.step_parts(batch, 3 * hidden, n_in + hidden)
-    if len(rows) == 1:
-        with host.one_thread(batch * 3 * hidden * (hidden + n_in)):
-            step_forward_at(*args, 0, batch)
-    else:
-        threads.run_jobs(step_forward_at, [(*args, r0, r1) for r0, r1 in rows])
     return h, gates
 
 
@@ -375,28 +350,29 @@ def gru_step_backward(
     dh: Tensor, x: Tensor, h0: Tensor, w: GRUWeights, gates: Tensor
 ) -> tuple[Tensor | None, ...]:
     """BPTT of :func:`gru_step`: dx, dh0, dW_ih, dW_hh, db_ih, db_hh (None without bias) and
-    the norms (1, B, 1). The products of a large step run on torch's threads, as the LSTM's."""
+    the norms (1, B, 1); the products on torch's GEMM where the forward's ran there."""
     (batch, hidden), n_in = h0.shape, x.shape[1]
     g = 3 * hidden
     dh, x, h0 = dh.contiguous(), x.contiguous(), h0.contiguous()
     w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
     dgi, dgh, norms = x.new_empty(batch, g), x.new_empty(batch, g), x.new_empty(1, batch, 1)
     db_ih, db_hh = (None, None) if w.b_ih is None else (x.new_empty(g), x.new_empty(g))
-    bias = (address.optional(db_ih), address.optional(db_hh))
-    like, sizes = address.LIKE[x.dtype], (batch, n_in, hidden)
-    step_grads_at(
-        dh.data_ptr(), h0.data_ptr(), gates.data_ptr(), dgi.data_ptr(), dgh.data_ptr(), *bias,
-        norms.data_ptr(), like, sizes,
-    )  # fmt: skip
-    dx, dh0 = x.new_empty(batch, n_in), x.new_empty(batch, hidden)
-    dw_ih, dw_hh = x.new_empty(g, n_in), x.new_empty(g, hidden)
-    ins = (dh, dgi, dgh, x, h0, gates, w_ih, w_hh, dx, dh0, dw_ih, dw_hh)
-    args = tuple(t.data_ptr() for t in ins)
-    rows, cols = host.step_parts(batch, g, n_in + hidden)
-    jobs = [(*args, like, sizes, *r, *k) for r, k in zip(rows, cols, strict=True)]
-    if len(jobs) == 1:
-        with host.one_thread(batch * g * (hidden + n_in)):
-            step_products_at(*jobs[0])
+    dh0 = x.new_empty(batch, hidden)
+    on_torch = host.torch_products(batch)
+    if on_torch:
+        weights, grads = (address.NONE,) * 2, (address.NONE,) * 3
     else:
-        threads.run_jobs(step_products_at, jobs)
+        dx, dw_ih, dw_hh = x.new_empty(batch, n_in), x.new_empty(g, n_in), x.new_empty(g, hidden)
+        weights = (w_ih.data_ptr(), w_hh.data_ptr())
+        grads = (dx.data_ptr(), dw_ih.data_ptr(), dw_hh.data_ptr())
+    step_backward_at(
+        dh.data_ptr(), gates.data_ptr(), (x.data_ptr(), h0.data_ptr(), *weights),
+        (dgi.data_ptr(), dgh.data_ptr(), grads[0], dh0.data_ptr(), *grads[1:],
+         address.optional(db_ih), address.optional(db_hh), norms.data_ptr()),
+        address.LIKE[x.dtype], (batch, n_in, hidden),
+    )  # fmt: skip
+    if on_torch:
+        dx = dgi.mm(w_ih)  # dgi W_i
+        dh0.addmm_(dgh, w_hh)  # dh ⊙ z + dgh W_h
+        dw_ih, dw_hh = dgi.t().mm(x), dgh.t().mm(h0)  # dgiᵀ x, dghᵀ h_0
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms

@@ -255,7 +255,9 @@ def step_forward(weights, io, saved, scratch):
     """One step for every row (an LSTMCell's call).
 
     weights = (w_ih, w_hh, b_ih, b_hh, coef): w_ih (G, I), w_hh (G, H) as they are (a step
-      reads them once: no packing); b_ih, b_hh (G,), or both empty without bias; coef (3, G).
+      reads them once: no packing), or both (0, 0) when z holds W·x + U·h on entry (the host
+      ran the products: :func:`.host.torch_products`); b_ih, b_hh (G,), or both empty
+      without bias; coef (3, G).
     io = (x, h0, c0, h, c): x (B, I), h0, c0 (B, H) in; h, c (B, H) out: h_1, C_1.
     saved = (z,): z (B, G) out, the gates [i, f, g, o].
     scratch = (bias, bits): bias (G,) for b_ih + b_hh; bits (G,) int32.
@@ -268,23 +270,29 @@ def step_forward(weights, io, saved, scratch):
     two_k = bits.view(np.float32)
     for j in range(bias.shape[0]):
         bias[j] = b_ih[j] + b_hh[j] if b_ih.shape[0] else 0.0  # b = b_ih + b_hh
-    gemm_wt(x, w_ih, z, 0.0)  # W·x_t
-    gemm_wt(h0, w_hh, z, 1.0)  # + U·h_{t-1}
+    if w_ih.shape[0]:
+        gemm_wt(x, w_ih, z, 0.0)  # W·x_t
+        gemm_wt(h0, w_hh, z, 1.0)  # + U·h_{t-1}
     for b in range(z.shape[0]):
         _cell(z[b], bias, c0[b], c[b], h[b], scale, shift, gain, bits, two_k)
 
 
 @njit(**JIT)
-def step_grads(io, saved, scratch):
-    """BPTT of :func:`step_forward`, its pointwise half: every row's gate gradients.
+def step_backward(weights, io, saved, scratch):
+    """BPTT of :func:`step_forward`: every row's gate gradients, then the products unless
+    the host runs them (weights empty).
 
-    io = (dh, dc, c0, dz, dc0, db, norms): dh, dc (B, H) the gradients at h_1, C_1; c0 (B, H)
-      C_0 in. Out: dz (B, G), dc0 (B, H), db (G,) the sum of dz's rows (or empty without
-      bias), norms (B, 2): ||dL/dh_1||, ||dL/dC_1|| per row.
+    weights = (w_ih, w_hh): (G, I), (G, H), or both (0, 0).
+    io = (dh, dc, x, h0, c0, dz, dx, dh0, dc0, dw_ih, dw_hh, db, norms): dh, dc (B, H) the
+      gradients at h_1, C_1; x, h0, c0 the step's inputs. Out: dz (B, G); dc0 (B, H); dx
+      (B, I), dh0 (B, H), dw_ih (G, I), dw_hh (G, H) unless the host runs the products; db
+      (G,) the sum of dz's rows (or empty without bias); norms (B, 2): ||dL/dh_1||,
+      ||dL/dC_1|| per row.
     saved = (z, c): the step's gates (B, G) and C_1 (B, H).
     scratch = (tc, bits): tc (H,) for tanh(C_1); bits (H,) int32.
     """
-    dh, dc, c0, dz, dc0, db, norms = io
+    w_ih, w_hh = weights
+    dh, dc, x, h0, c0, dz, dx, dh0, dc0, dw_ih, dw_hh, db, norms = io
     z, c = saved
     tc, bits = scratch
     two_k = bits.view(np.float32)
@@ -296,33 +304,15 @@ def step_grads(io, saved, scratch):
             sq += dh[b, j] * dh[b, j]
         norms[b, 0] = sq**0.5
         norms[b, 1] = _cell_grads(z[b], c0[b], tc, dh[b], dc0[b], dz[b])
-    for j in range(db.shape[0]):
-        db[j] = 0.0
+    db[:] = 0.0
     for b in range(z.shape[0] if db.shape[0] else 0):
         for j in range(db.shape[0]):
-            db[j] += dz[b, j]  # dL/db = Σ_b dz_b
-
-
-@njit(**JIT)
-def step_products(weights, io, rows, cols):
-    """BPTT of :func:`step_forward`, its products, for the rows [r0, r1) of dx and dh0 and
-    the rows [g0, g1) of dW and dU (the gates' columns of dz): disjoint parts run at once.
-
-    weights = (w_ih, w_hh): (G, I), (G, H).
-    io = (dz, x, h0, dx, dh0, dw_ih, dw_hh): dz (B, G) from :func:`step_grads`; x (B, I), h0
-      (B, H) the step's inputs. Out: dx (B, I), dh0 (B, H), dw_ih (G, I), dw_hh (G, H).
-    rows = (r0, r1); cols = (g0, g1).
-    """
-    w_ih, w_hh = weights
-    dz, x, h0, dx, dh0, dw_ih, dw_hh = io
-    r0, r1 = rows
-    g0, g1 = cols
-    if r1 > r0:
-        gemm_w(dz[r0:r1], w_ih, dx[r0:r1], 0.0)  # dL/dx_t = dz_t W
-        gemm_w(dz[r0:r1], w_hh, dh0[r0:r1], 0.0)  # dL/dh_{t-1} = dz_t U
-    if g1 > g0:
-        gemm_at(dz[:, g0:g1], x, dw_ih[g0:g1], 0.0)  # dW = dz_tᵀ x_t
-        gemm_at(dz[:, g0:g1], h0, dw_hh[g0:g1], 0.0)  # dU = dz_tᵀ h_{t-1}
+            db[j] += dz[b, j]  # dL/db = Σ_b dz_b (row by row: vectorised)
+    if w_ih.shape[0]:
+        gemm_w(dz, w_ih, dx, 0.0)  # dL/dx_t = dz_t W
+        gemm_w(dz, w_hh, dh0, 0.0)  # dL/dh_{t-1} = dz_t U
+        gemm_at(dz, x, dw_ih, 0.0)  # dW = dz_tᵀ x_t
+        gemm_at(dz, h0, dw_hh, 0.0)  # dU = dz_tᵀ h_{t-1}
 
 
 # the cell's step kernels called by address (:mod:`.address`): a step's tensors as integers, the
@@ -330,56 +320,49 @@ def step_products(weights, io, rows, cols):
 
 
 @njit(**JIT)
-def step_forward_at(x, h0, c0, w_ih, w_hh, b_ih, b_hh, h, c, z, like, sizes, coef, r0, r1):
-    """:func:`step_forward` for the rows [r0, r1). Addresses: x (B, I); h0, c0 in, h, c out
-    (B, H); z (B, G) out; w_ih (G, I), w_hh (G, H); b_ih, b_hh (G,), or both NONE without
-    bias. like: a scalar of the dtype; sizes = (B, I, H); coef (3, G) an array."""
+def step_forward_at(x, h0, c0, w_ih, w_hh, b_ih, b_hh, h, c, z, like, sizes, coef):
+    """:func:`step_forward`. Addresses: x (B, I); h0, c0 in, h, c out (B, H); z (B, G);
+    w_ih (G, I), w_hh (G, H), or both NONE when z holds the products; b_ih, b_hh (G,), or
+    both NONE without bias. like: a scalar of the dtype; sizes = (B, I, H); coef (3, G)."""
     batch, n_in, hidden = sizes
-    g, nb = 4 * hidden, 4 * hidden if b_ih else 0
+    g, nb, ng = 4 * hidden, 4 * hidden if b_ih else 0, 4 * hidden if w_ih else 0
     weights = (
-        view(w_ih, (g, n_in), like), view(w_hh, (g, hidden), like),
+        view(w_ih, (ng, n_in), like), view(w_hh, (ng, hidden), like),
         view(b_ih, nb, like), view(b_hh, nb, like), coef,
     )  # fmt: skip
     state = (batch, hidden)
     io = (
-        view(x, (batch, n_in), like)[r0:r1], view(h0, state, like)[r0:r1],
-        view(c0, state, like)[r0:r1], view(h, state, like)[r0:r1], view(c, state, like)[r0:r1],
+        view(x, (batch, n_in), like), view(h0, state, like), view(c0, state, like),
+        view(h, state, like), view(c, state, like),
     )  # fmt: skip
     scratch = (np.empty(g, coef.dtype), np.empty(g, np.int32))
-    step_forward(weights, io, (view(z, (batch, g), like)[r0:r1],), scratch)
+    step_forward(weights, io, (view(z, (batch, g), like),), scratch)
 
 
 @njit(**JIT)
-def step_grads_at(dh, dc, c0, c, z, dz, dc0, db, norms, like, sizes):
-    """:func:`step_grads`. Addresses: dh, dc, c0, c (B, H) in; z (B, G) in, dz (B, G) out;
-    dc0 (B, H), norms (B, 2) out; db (G,) out, or NONE without bias. sizes = (B, I, H)."""
-    batch, _, hidden = sizes
-    g = 4 * hidden
-    state, gates = (batch, hidden), (batch, g)
-    io = (
-        view(dh, state, like), view(dc, state, like), view(c0, state, like),
-        view(dz, gates, like), view(dc0, state, like), view(db, g if db else 0, like),
-        view(norms, (batch, 2), like),
-    )  # fmt: skip
-    saved = (view(z, gates, like), view(c, state, like))
-    step_grads(io, saved, (np.empty(hidden, saved[0].dtype), np.empty(hidden, np.int32)))
-
-
-@njit(**JIT)
-def step_products_at(dz, x, h0, w_ih, w_hh, dx, dh0, dw_ih, dw_hh, like, sizes, r0, r1, g0, g1):
-    """:func:`step_products` for the rows [r0, r1) and the gate rows [g0, g1). Addresses: dz
-    (B, G), x (B, I), h0 (B, H), w_ih (G, I), w_hh (G, H) in; dx (B, I), dh0 (B, H), dw_ih
-    (G, I), dw_hh (G, H) out. sizes = (B, I, H)."""
+def step_backward_at(grads, saved, ins, outs, like, sizes):
+    """:func:`step_backward`. Addresses: grads = (dh, dc) (B, H); saved = (z (B, G), c
+    (B, H)); ins = (x (B, I), h0, c0 (B, H), w_ih (G, I), w_hh (G, H)), the weights NONE
+    when the host runs the products; outs = (dz (B, G), dx (B, I), dh0, dc0 (B, H), dw_ih
+    (G, I), dw_hh (G, H), db (G,) or NONE without bias, norms (B, 2)), dx, dh0, dw_ih,
+    dw_hh NONE when the host runs the products. sizes = (B, I, H)."""
     batch, n_in, hidden = sizes
     g = 4 * hidden
-    weights = (view(w_ih, (g, n_in), like), view(w_hh, (g, hidden), like))
+    ng = g if ins[3] else 0
+    dz, dx, dh0, dc0, dw_ih, dw_hh, db, norms = outs
+    state, gates = (batch, hidden), (batch, g)
     io = (
-        view(dz, (batch, g), like), view(x, (batch, n_in), like),
-        view(h0, (batch, hidden), like), view(dx, (batch, n_in), like),
-        view(dh0, (batch, hidden), like), view(dw_ih, (g, n_in), like),
-        view(dw_hh, (g, hidden), like),
+        view(grads[0], state, like), view(grads[1], state, like),
+        view(ins[0], (batch, n_in), like), view(ins[1], state, like),
+        view(ins[2], state, like), view(dz, gates, like),
+        view(dx, (batch if ng else 0, n_in), like), view(dh0, (batch if ng else 0, hidden), like),
+        view(dc0, state, like), view(dw_ih, (ng, n_in), like), view(dw_hh, (ng, hidden), like),
+        view(db, g if db else 0, like), view(norms, (batch, 2), like),
     )  # fmt: skip
-    step_products(weights, io, (r0, r1), (g0, g1))
+    weights = (view(ins[3], (ng, n_in), like), view(ins[4], (ng, hidden), like))
+    saved_arrays = (view(saved[0], gates, like), view(saved[1], state, like))
+    scratch = (np.empty(hidden, saved_arrays[0].dtype), np.empty(hidden, np.int32))
+    step_backward(weights, io, saved_arrays, scratch)
 
 
 # host: the engine functions ------------------------------------------------------------------
@@ -587,27 +570,25 @@ def _rounded(g: LSTMGrads) -> LSTMGrads:
 
 def lstm_step(x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights) -> tuple[Tensor, Tensor, Tensor]:
     """One LSTM step of an LSTMCell, float32/float64, no projection, in one compiled call:
-    x (B, I), h0, c0 (B, H) -> h_1, C_1 (B, H) and the gates (B, 4H) BPTT reads. A large step
-    splits its rows across torch's threads (:func:`.host.step_parts`)."""
+    x (B, I), h0, c0 (B, H) -> h_1, C_1 (B, H) and the gates (B, 4H) BPTT reads. Above a
+    few rows the products run first on torch's GEMM (:func:`.host.torch_products`)."""
     (batch, hidden), n_in = c0.shape, x.shape[1]
     x, h0, c0 = x.contiguous(), h0.contiguous(), c0.contiguous()
     w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
     b_ih, b_hh = (None if t is None else t.contiguous() for t in (w.b_ih, w.b_hh))
     z = x.new_empty(batch, 4 * hidden)
     h, c = x.new_empty(batch, hidden), x.new_empty(batch, hidden)
+    weights = (w_ih.data_ptr(), w_hh.data_ptr())
+    if host.torch_products(batch):
+        torch.mm(x, w_ih.t(), out=z)  # W·x_t
+        z.addmm_(h0, w_hh.t())  # + U·h_{t-1}
+        weights = (address.NONE, address.NONE)
     like = address.LIKE[x.dtype]
-    bias = (address.optional(b_ih), address.optional(b_hh))
-    args = (
-        x.data_ptr(), h0.data_ptr(), c0.data_ptr(), w_ih.data_ptr(), w_hh.data_ptr(), *bias,
-        h.data_ptr(), c.data_ptr(), z.data_ptr(), like, (batch, n_in, hidden),
-        host.coefficients(hidden, like.dtype),
+    step_forward_at(
+        x.data_ptr(), h0.data_ptr(), c0.data_ptr(), *weights, address.optional(b_ih),
+        address.optional(b_hh), h.data_ptr(), c.data_ptr(), z.data_ptr(), like,
+        (batch, n_in, hidden), host.coefficients(hidden, like.dtype),
     )  # fmt: skip
-    rows, _ = host.step_parts(batch, 4 * hidden, n_in + hidden)
-    if len(rows) == 1:
-        with host.one_thread(batch * 4 * hidden * (hidden + n_in)):
-            step_forward_at(*args, 0, batch)
-    else:
-        threads.run_jobs(step_forward_at, [(*args, r0, r1) for r0, r1 in rows])
     return h, c, z
 
 
@@ -615,28 +596,29 @@ def lstm_step_backward(
     dh: Tensor, dc: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, z: Tensor, c: Tensor
 ) -> tuple[Tensor | None, ...]:
     """BPTT of :func:`lstm_step`: dx, dh0, dc0, dW_ih, dW_hh, db (None without bias) and the
-    norms (1, B, 2). The products of a large step run on torch's threads: each its share of
-    dx's and dh0's rows and of dW's."""
+    norms (1, B, 2); the products on torch's GEMM where the forward's ran there."""
     (batch, hidden), n_in = c0.shape, x.shape[1]
     g = 4 * hidden
     dh, dc, x, h0, c0 = (t.contiguous() for t in (dh, dc, x, h0, c0))
     w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
     dz, dc0, norms = x.new_empty(batch, g), x.new_empty(batch, hidden), x.new_empty(1, batch, 2)
     db = None if w.b_ih is None else x.new_empty(g)
-    like, sizes = address.LIKE[x.dtype], (batch, n_in, hidden)
-    step_grads_at(
-        dh.data_ptr(), dc.data_ptr(), c0.data_ptr(), c.data_ptr(), z.data_ptr(), dz.data_ptr(),
-        dc0.data_ptr(), address.optional(db), norms.data_ptr(), like,
-        sizes,
-    )  # fmt: skip
-    dx, dh0 = x.new_empty(batch, n_in), x.new_empty(batch, hidden)
-    dw_ih, dw_hh = x.new_empty(g, n_in), x.new_empty(g, hidden)
-    args = tuple(t.data_ptr() for t in (dz, x, h0, w_ih, w_hh, dx, dh0, dw_ih, dw_hh))
-    rows, cols = host.step_parts(batch, g, n_in + hidden)
-    jobs = [(*args, like, sizes, *r, *k) for r, k in zip(rows, cols, strict=True)]
-    if len(jobs) == 1:
-        with host.one_thread(batch * g * (hidden + n_in)):
-            step_products_at(*jobs[0])
+    on_torch = host.torch_products(batch)
+    if on_torch:
+        weights, grads = (address.NONE,) * 2, (address.NONE,) * 4
     else:
-        threads.run_jobs(step_products_at, jobs)
+        dx, dh0 = x.new_empty(batch, n_in), x.new_empty(batch, hidden)
+        dw_ih, dw_hh = x.new_empty(g, n_in), x.new_empty(g, hidden)
+        weights = (w_ih.data_ptr(), w_hh.data_ptr())
+        grads = (dx.data_ptr(), dh0.data_ptr(), dw_ih.data_ptr(), dw_hh.data_ptr())
+    step_backward_at(
+        (dh.data_ptr(), dc.data_ptr()), (z.data_ptr(), c.data_ptr()),
+        (x.data_ptr(), h0.data_ptr(), c0.data_ptr(), *weights),
+        (dz.data_ptr(), *grads[:2], dc0.data_ptr(), *grads[2:], address.optional(db),
+         norms.data_ptr()),
+        address.LIKE[x.dtype], (batch, n_in, hidden),
+    )  # fmt: skip
+    if on_torch:
+        dx, dh0 = dz.mm(w_ih), dz.mm(w_hh)  # dz_t W, dz_t U
+        dw_ih, dw_hh = dz.t().mm(x), dz.t().mm(h0)  # dz_tᵀ x_t, dz_tᵀ h_{t-1}
     return dx, dh0, dc0, dw_ih, dw_hh, db, norms

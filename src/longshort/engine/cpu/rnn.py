@@ -93,8 +93,9 @@ def backward(weights, io, saved, scratch, b0, b1):
 def step_forward(weights, io, saved, scratch):
     """One step for every row (an RNNCell's call).
 
-    weights = (w_ih, w_hh, b_ih, b_hh, relu): w_ih (H, I), w_hh (H, H) as they are; b_ih, b_hh
-      (H,), or both empty without bias.
+    weights = (w_ih, w_hh, b_ih, b_hh, relu): w_ih (H, I), w_hh (H, H) as they are, or both
+      (0, 0) when h holds W x_t + U h_{t-1} on entry (the host ran the products:
+      :func:`.host.torch_products`); b_ih, b_hh (H,), or both empty without bias.
     io = (x, h0, h): x (B, I), h0 (B, H) in; h (B, H) out: h_1.
     saved = (): h itself is what BPTT reads.
     scratch = (bits,): bits (H,) int32.
@@ -103,8 +104,9 @@ def step_forward(weights, io, saved, scratch):
     x, h0, h = io
     (bits,) = scratch
     two_k = bits.view(np.float32)
-    gemm_wt(x, w_ih, h, 0.0)  # W x_t
-    gemm_wt(h0, w_hh, h, 1.0)  # a_t = W x_t + U h_{t-1} (+ b below)
+    if w_ih.shape[0]:
+        gemm_wt(x, w_ih, h, 0.0)  # W x_t
+        gemm_wt(h0, w_hh, h, 1.0)  # a_t = W x_t + U h_{t-1} (+ b below)
     for b in range(h.shape[0]):
         a = h[b]
         for j in range(b_ih.shape[0]):
@@ -117,15 +119,19 @@ def step_forward(weights, io, saved, scratch):
 
 
 @njit(**JIT)
-def step_grads(io, saved, relu):
-    """BPTT of :func:`step_forward`, its pointwise half.
+def step_backward(weights, io, saved, relu):
+    """BPTT of :func:`step_forward`: the gradient at the pre-activation, then the products
+    unless the host runs them (weights empty).
 
-    io = (dh, da, db, norms): dh (B, H) the gradient at h_1 in; da (B, H) out, the gradient
-      at the pre-activation a_1; db (H,) out, its sum over the rows (or empty without bias);
-      norms (B,) out: ||dL/dh_1|| per row.
+    weights = (w_ih, w_hh): (H, I), (H, H), or both (0, 0).
+    io = (dh, x, h0, da, dx, dh0, dw_ih, dw_hh, db, norms): dh (B, H) the gradient at h_1; x,
+      h0 the step's inputs. Out: da (B, H), the gradient at a_1; dx (B, I), dh0 (B, H), dw_ih
+      (H, I), dw_hh (H, H) unless the host runs the products; db (H,) the sum of da's rows
+      (or empty without bias); norms (B,): ||dL/dh_1|| per row.
     saved = (h,): the step's h_1 (B, H).
     """
-    dh, da, db, norms = io
+    w_ih, w_hh = weights
+    dh, x, h0, da, dx, dh0, dw_ih, dw_hh, db, norms = io
     (h,) = saved
     for b in range(h.shape[0]):
         sq = dh[b, 0] * 0
@@ -134,81 +140,58 @@ def step_grads(io, saved, relu):
             da[b, j] = dh[b, j] * slope
             sq += dh[b, j] * dh[b, j]
         norms[b] = sq**0.5
-    for j in range(db.shape[0]):
-        db[j] = 0.0
-        for b in range(h.shape[0]):
-            db[j] += da[b, j]  # dL/db = Σ_b da_b
-
-
-@njit(**JIT)
-def step_products(weights, io, rows, cols):
-    """BPTT of :func:`step_forward`, its products, for the rows [r0, r1) of dx and dh0 and
-    the rows [g0, g1) of dW and dU: disjoint parts run at once.
-
-    weights = (w_ih, w_hh): (H, I), (H, H).
-    io = (da, x, h0, dx, dh0, dw_ih, dw_hh): da (B, H) from :func:`step_grads`, x (B, I), h0
-      (B, H) in; dx (B, I), dh0 (B, H), dw_ih (H, I), dw_hh (H, H) out.
-    rows = (r0, r1); cols = (g0, g1).
-    """
-    w_ih, w_hh = weights
-    da, x, h0, dx, dh0, dw_ih, dw_hh = io
-    r0, r1 = rows
-    g0, g1 = cols
-    if r1 > r0:
-        gemm_w(da[r0:r1], w_ih, dx[r0:r1], 0.0)  # dL/dx_t = σ'(a_t) W
-        gemm_w(da[r0:r1], w_hh, dh0[r0:r1], 0.0)  # dL/dh_{t-1} = σ'(a_t) U
-    if g1 > g0:
-        gemm_at(da[:, g0:g1], x, dw_ih[g0:g1], 0.0)  # dW = daᵀ x_t
-        gemm_at(da[:, g0:g1], h0, dw_hh[g0:g1], 0.0)  # dU = daᵀ h_{t-1}
+    db[:] = 0.0
+    for b in range(h.shape[0] if db.shape[0] else 0):
+        for j in range(db.shape[0]):
+            db[j] += da[b, j]  # dL/db = Σ_b da_b (row by row: vectorised)
+    if w_ih.shape[0]:
+        gemm_w(da, w_ih, dx, 0.0)  # dL/dx_t = σ'(a_t) W
+        gemm_w(da, w_hh, dh0, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
+        gemm_at(da, x, dw_ih, 0.0)  # dW = daᵀ x_t
+        gemm_at(da, h0, dw_hh, 0.0)  # dU = daᵀ h_{t-1}
 
 
 # the cell's step kernels called by address (:mod:`.address`), as the LSTM's
 
 
 @njit(**JIT)
-def step_forward_at(x, h0, w_ih, w_hh, b_ih, b_hh, h, like, sizes, relu, r0, r1):
-    """:func:`step_forward` for the rows [r0, r1). Addresses: x (B, I); h0 in, h out (B, H);
-    w_ih (H, I), w_hh (H, H); b_ih, b_hh (H,), or both NONE without bias. like: a scalar of
-    the dtype; sizes = (B, I, H)."""
+def step_forward_at(x, h0, w_ih, w_hh, b_ih, b_hh, h, like, sizes, relu):
+    """:func:`step_forward`. Addresses: x (B, I); h0 in, h (B, H) out (or the products in);
+    w_ih (H, I), w_hh (H, H), or both NONE when h holds the products; b_ih, b_hh (H,), or
+    both NONE without bias. like: a scalar of the dtype; sizes = (B, I, H)."""
     batch, n_in, hidden = sizes
-    nb = hidden if b_ih else 0
+    nb, ng = hidden if b_ih else 0, hidden if w_ih else 0
     weights = (
-        view(w_ih, (hidden, n_in), like), view(w_hh, (hidden, hidden), like),
+        view(w_ih, (ng, n_in), like), view(w_hh, (ng, hidden), like),
         view(b_ih, nb, like), view(b_hh, nb, like), relu,
     )  # fmt: skip
     io = (
-        view(x, (batch, n_in), like)[r0:r1], view(h0, (batch, hidden), like)[r0:r1],
-        view(h, (batch, hidden), like)[r0:r1],
+        view(x, (batch, n_in), like), view(h0, (batch, hidden), like),
+        view(h, (batch, hidden), like),
     )  # fmt: skip
     step_forward(weights, io, (), (np.empty(hidden, np.int32),))
 
 
 @njit(**JIT)
-def step_grads_at(dh, h, da, db, norms, like, sizes, relu):
-    """:func:`step_grads`. Addresses: dh, h (B, H) in; da (B, H), norms (B,) out; db (H,)
-    out, or NONE without bias. sizes = (B, I, H)."""
-    batch, _, hidden = sizes
-    io = (
-        view(dh, (batch, hidden), like), view(da, (batch, hidden), like),
-        view(db, hidden if db else 0, like), view(norms, batch, like),
-    )  # fmt: skip
-    step_grads(io, (view(h, (batch, hidden), like),), relu)
-
-
-@njit(**JIT)
-def step_products_at(da, x, h0, w_ih, w_hh, dx, dh0, dw_ih, dw_hh, like, sizes, r0, r1, g0, g1):
-    """:func:`step_products` for the rows [r0, r1) and the rows [g0, g1) of the weights'
-    gradients. Addresses: da, h0 (B, H), x (B, I), w_ih (H, I), w_hh (H, H) in; dx (B, I),
-    dh0 (B, H), dw_ih (H, I), dw_hh (H, H) out. sizes = (B, I, H)."""
+def step_backward_at(dh, h, ins, outs, like, sizes, relu):
+    """:func:`step_backward`. Addresses: dh, h (B, H); ins = (x (B, I), h0 (B, H), w_ih
+    (H, I), w_hh (H, H)), the weights NONE when the host runs the products; outs = (da
+    (B, H), dx (B, I), dh0 (B, H), dw_ih (H, I), dw_hh (H, H), db (H,) or NONE without
+    bias, norms (B,)), dx, dh0, dw_ih, dw_hh NONE when the host runs the products.
+    sizes = (B, I, H)."""
     batch, n_in, hidden = sizes
+    ng = hidden if ins[2] else 0
+    da, dx, dh0, dw_ih, dw_hh, db, norms = outs
+    state = (batch, hidden)
     io = (
-        view(da, (batch, hidden), like), view(x, (batch, n_in), like),
-        view(h0, (batch, hidden), like), view(dx, (batch, n_in), like),
-        view(dh0, (batch, hidden), like), view(dw_ih, (hidden, n_in), like),
-        view(dw_hh, (hidden, hidden), like),
+        view(dh, state, like), view(ins[0], (batch, n_in), like), view(ins[1], state, like),
+        view(da, state, like), view(dx, (batch if ng else 0, n_in), like),
+        view(dh0, (batch if ng else 0, hidden), like), view(dw_ih, (ng, n_in), like),
+        view(dw_hh, (ng, hidden), like), view(db, hidden if db else 0, like),
+        view(norms, batch, like),
     )  # fmt: skip
-    weights = (view(w_ih, (hidden, n_in), like), view(w_hh, (hidden, hidden), like))
-    step_products(weights, io, (r0, r1), (g0, g1))
+    weights = (view(ins[2], (ng, n_in), like), view(ins[3], (ng, hidden), like))
+    step_backward(weights, io, (view(h, state, like),), relu)
 
 
 # host: the engine functions ------------------------------------------------------------------
@@ -264,24 +247,22 @@ def rnn_backward(
 
 
 def rnn_step(x: Tensor, h0: Tensor, w: RNNWeights, nonlinearity: str) -> Tensor:
-    """One RNN step of an RNNCell, float32/float64, in one compiled call: h_1 (B, H). A large
-    step splits its rows across torch's threads (:func:`.host.step_parts`)."""
+    """One RNN step of an RNNCell, float32/float64, in one compiled call: h_1 (B, H). Above
+    a few rows the products run first on torch's GEMM (:func:`.host.torch_products`)."""
     (batch, hidden), n_in = h0.shape, x.shape[1]
     x, h0 = x.contiguous(), h0.contiguous()
     w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
     b_ih, b_hh = (None if t is None else t.contiguous() for t in (w.b_ih, w.b_hh))
     h = x.new_empty(batch, hidden)
-    bias = (address.optional(b_ih), address.optional(b_hh))
-    args = (
-        x.data_ptr(), h0.data_ptr(), w_ih.data_ptr(), w_hh.data_ptr(), *bias, h.data_ptr(),
-        address.LIKE[x.dtype], (batch, n_in, hidden), nonlinearity == "relu",
+    weights = (w_ih.data_ptr(), w_hh.data_ptr())
+    if host.torch_products(batch):
+        torch.mm(x, w_ih.t(), out=h)  # W x_t
+        h.addmm_(h0, w_hh.t())  # + U h_{t-1}
+        weights = (address.NONE, address.NONE)
+    step_forward_at(
+        x.data_ptr(), h0.data_ptr(), *weights, address.optional(b_ih), address.optional(b_hh),
+        h.data_ptr(), address.LIKE[x.dtype], (batch, n_in, hidden), nonlinearity == "relu",
     )  # fmt: skip
-    rows, _ = host.step_parts(batch, hidden, n_in + hidden)
-    if len(rows) == 1:
-        with host.one_thread(batch * hidden * (hidden + n_in)):
-            step_forward_at(*args, 0, batch)
-    else:
-        threads.run_jobs(step_forward_at, [(*args, r0, r1) for r0, r1 in rows])
     return h
 
 
@@ -289,25 +270,26 @@ def rnn_step_backward(
     dh: Tensor, x: Tensor, h0: Tensor, h: Tensor, w: RNNWeights, nonlinearity: str
 ) -> tuple[Tensor | None, ...]:
     """BPTT of :func:`rnn_step`: dx, dh0, dW_ih, dW_hh, db (None without bias) and the norms
-    (1, B, 1). The products of a large step run on torch's threads, as the LSTM's."""
+    (1, B, 1); the products on torch's GEMM where the forward's ran there."""
     (batch, hidden), n_in = h0.shape, x.shape[1]
     dh, x, h0 = dh.contiguous(), x.contiguous(), h0.contiguous()
     w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
     da, norms = x.new_empty(batch, hidden), x.new_empty(1, batch, 1)
     db = None if w.b_ih is None else x.new_empty(hidden)
-    like, sizes = address.LIKE[x.dtype], (batch, n_in, hidden)
-    step_grads_at(
-        dh.data_ptr(), h.data_ptr(), da.data_ptr(), address.optional(db),
-        norms.data_ptr(), like, sizes, nonlinearity == "relu",
-    )  # fmt: skip
-    dx, dh0 = x.new_empty(batch, n_in), x.new_empty(batch, hidden)
-    dw_ih, dw_hh = x.new_empty(hidden, n_in), x.new_empty(hidden, hidden)
-    args = tuple(t.data_ptr() for t in (da, x, h0, w_ih, w_hh, dx, dh0, dw_ih, dw_hh))
-    rows, cols = host.step_parts(batch, hidden, n_in + hidden)
-    jobs = [(*args, like, sizes, *r, *k) for r, k in zip(rows, cols, strict=True)]
-    if len(jobs) == 1:
-        with host.one_thread(batch * hidden * (hidden + n_in)):
-            step_products_at(*jobs[0])
+    on_torch = host.torch_products(batch)
+    if on_torch:
+        weights, grads = (address.NONE,) * 2, (address.NONE,) * 4
     else:
-        threads.run_jobs(step_products_at, jobs)
+        dx, dh0 = x.new_empty(batch, n_in), x.new_empty(batch, hidden)
+        dw_ih, dw_hh = x.new_empty(hidden, n_in), x.new_empty(hidden, hidden)
+        weights = (w_ih.data_ptr(), w_hh.data_ptr())
+        grads = (dx.data_ptr(), dh0.data_ptr(), dw_ih.data_ptr(), dw_hh.data_ptr())
+    step_backward_at(
+        dh.data_ptr(), h.data_ptr(), (x.data_ptr(), h0.data_ptr(), *weights),
+        (da.data_ptr(), *grads, address.optional(db), norms.data_ptr()),
+        address.LIKE[x.dtype], (batch, n_in, hidden), nonlinearity == "relu",
+    )  # fmt: skip
+    if on_torch:
+        dx, dh0 = da.mm(w_ih), da.mm(w_hh)  # σ'(a_t) W, σ'(a_t) U
+        dw_ih, dw_hh = da.t().mm(x), da.t().mm(h0)  # daᵀ x_t, daᵀ h_{t-1}
     return dx, dh0, dw_ih, dw_hh, db, norms
