@@ -418,3 +418,23 @@ def test_recurrent_dropout_in_evaluation_is_the_plain_lstm_on_its_path(proj_size
     monkeypatch.undo()
     ours.train()
     assert not torch.allclose(ours(x)[0], theirs(x)[0])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_inference_without_a_graph_matches_manual(cpu_engine, case):
+    """Evaluation under no_grad (the path that keeps nothing per step: C_t in two rows, U h
+    in one) against the manual loop: the outputs and both final states. Zoneout in
+    evaluation is its expectation; recurrent dropout in evaluation is the plain LSTM."""
+    kw = CASES[case]
+    m = _model(kw).eval()
+    x, h0, c0 = torch.randn(T, B, I), torch.randn(1, B, H), torch.randn(1, B, H)
+    with torch.no_grad():
+        out, (h_n, c_n) = m(x, (h0, c0))
+    zoneout = kw.get("zoneout", 0.0)
+    zc, zh = zoneout if isinstance(zoneout, tuple) else (zoneout, zoneout)
+    masks = (torch.full((T, B, H), zc) if zc else None, torch.full((T, B, H), zh) if zh else None)
+    params = dict(m.named_parameters())
+    with torch.no_grad():
+        want = manual(x, h0[0], c0[0], params, kw, (*masks, None))
+    for a, b in zip((out, h_n[0], c_n[0]), want, strict=True):
+        assert rel_err(a, b) < 1e-5

@@ -120,28 +120,32 @@ def variant_layer(
     masks: VariantMasks | None = None,
     lengths: Tensor | None = None,
     segment: int = 0,
+    keep: bool = True,
 ) -> VariantForward:
     """One layer of an LSTM variant (:mod:`longshort.cells.lstm_variant`), one direction.
 
     x (T, B, I); h0 (B, P); c0 (B, H); w and masks as :class:`VariantWeights` and
     :class:`VariantMasks` describe them. Returns out (T, B, P), h_n (B, P), c_n (B, H), the
-    gate blocks (T, B, G) and cs (T+1, B, H); rec is left empty.
+    gate blocks (T, B, G) and cs (T+1, B, H); rec is left empty. With keep=False, a call for
+    which no input needs a gradient may return the gates and cs empty (the compiled engine
+    then stores nothing per step).
     """
     masks = VariantMasks() if masks is None else masks
     if torch.compiler.is_compiling():
         out, h_n, c_n, gates, cs, *_ = ops.variant_fwd(x, h0, c0, *masks, lengths, segment, *v, *w)
         return VariantForward(out, h_n, c_n, gates, cs, x.new_empty(0))
-    x, h0, c0, zone_c, zone_h, keep, *weights = eager.autocast((x, h0, c0, *masks, *w))
+    x, h0, c0, zone_c, zone_h, kept_units, *weights = eager.autocast((x, h0, c0, *masks, *w))
     if dispatch.transformed():  # torch.func: plain torch ops
-        masks = VariantMasks(zone_c, zone_h, keep)
+        masks = VariantMasks(zone_c, zone_h, kept_units)
         return variant.outputs(x, h0, c0, VariantWeights(*weights), v, masks, lengths)
     if not _needs_grad(x, h0, c0, *weights):  # no graph to record
-        masks = VariantMasks(zone_c, zone_h, keep)
+        masks = VariantMasks(zone_c, zone_h, kept_units)
         with eager.no_autocast(x.device):
-            res = calls.variant_forward(x, h0, c0, VariantWeights(*weights), v, masks, lengths)[1]
+            w = VariantWeights(*weights)
+            res = calls.variant_forward(x, h0, c0, w, v, masks, lengths, segment, keep)[1]
         return res._replace(rec=x.new_empty(0))
     out, h_n, c_n, gates, cs = eager.VariantLayer.apply(
-        x, h0, c0, v, zone_c, zone_h, keep, lengths, segment, *weights
+        x, h0, c0, v, zone_c, zone_h, kept_units, lengths, segment, *weights
     )
     return VariantForward(out, h_n, c_n, gates, cs, x.new_empty(0))
 

@@ -134,15 +134,16 @@ def variant_forward(
     masks: VariantMasks,
     lengths: Tensor | None,
     segment: int = 0,
+    keep: bool = True,
 ) -> tuple[Engine, VariantForward, variant.InputPart]:
     """The engine chosen for (x, w), the variant layer's forward and its input part (empty
-    when segmented: BPTT recomputes it)."""
+    when segmented: BPTT recomputes it); keep=False as for :func:`variant.forward`."""
     engine = dispatch.variant_engine(x, w)
     if segment > 0:
         res = variant.segmented_forward(engine, segment, x, h0, c0, w, v, masks, lengths)
         empty = x.new_empty(0)
         return engine, res, variant.InputPart(empty, empty, empty)
-    res, part = variant.forward(engine, x, h0, c0, w, v, masks, lengths)
+    res, part = variant.forward(engine, x, h0, c0, w, v, masks, lengths, keep)
     return engine, res, part
 
 

@@ -337,8 +337,10 @@ def variant_forward(
     v: LSTMVariant,
     masks: VariantMasks,
     lengths: Tensor | None,
+    keep: bool = True,
 ) -> VariantForward:
-    """The loop of a variant layer: see :class:`longshort.engine.types.VariantForward`."""
+    """The loop of a variant layer: see :class:`longshort.engine.types.VariantForward`. The
+    reference returns every step's gates and states whatever keep says."""
     steps, batch, _ = xa.shape
     mask = step_mask(lengths, steps)
     out = xa.new_empty(steps, batch, h0.shape[1])

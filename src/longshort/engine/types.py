@@ -281,9 +281,11 @@ class Engine(Protocol):
         v: LSTMVariant,
         masks: VariantMasks,
         lengths: Tensor | None,
+        keep: bool = True,
     ) -> VariantForward:
         """The recurrent loop of a variant LSTM layer; xa (T, B, G) is its input part, made
-        for this call (an engine may turn it into the gates in place)."""
+        for this call (an engine may turn it into the gates in place). keep=False (no graph
+        to record): an engine may return gates, cs and rec empty, keeping nothing per step."""
         ...
 
     def variant_backward(

@@ -63,10 +63,12 @@ def forward(
     v: LSTMVariant,
     masks: VariantMasks,
     lengths: Tensor | None,
+    keep: bool = True,
 ) -> tuple[VariantForward, InputPart]:
-    """The layer over x (T, B, I); returns the loop's result and what the input part saves."""
+    """The layer over x (T, B, I); returns the loop's result and what the input part saves
+    (keep=False: no graph to record, the loop may keep nothing per step)."""
     xa, part = input_part(engine, x, w, v)
-    return engine.variant_forward(xa, h0, c0, w, v, masks, lengths), part
+    return engine.variant_forward(xa, h0, c0, w, v, masks, lengths, keep), part
 
 
 def outputs(

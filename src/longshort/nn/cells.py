@@ -204,7 +204,7 @@ class LSTMCell(variants.PicklesOptions, _CellBase, nn.LSTMCell):
         size = (self.hidden_size, self.hidden_size)
         masks = variants.draw_masks(self.options, x[None], size, self.training)
         w = variants.weights(self, "")
-        res = engine.variant_layer(x[None], h0, c0, w, self.options.variant, masks)
+        res = engine.variant_layer(x[None], h0, c0, w, self.options.variant, masks, keep=False)
         return res.h_n, res.c_n
 
 

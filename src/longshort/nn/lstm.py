@@ -184,7 +184,7 @@ class LSTM(variants.PicklesOptions, RecurrentBase):
         h0, c0 = states
         plain = self.options.runs_plain(self.training) and not trace  # a trace keeps its extras
         if self.options.active and not plain:
-            return self._run_variant(x, states, layer, direction, lengths, segment)
+            return self._run_variant(x, states, layer, direction, lengths, segment, trace)
         w = self.layer_weights(layer, direction)
         out, h_n, c_n, gates, cs = engine.lstm_layer(
             x, h0, c0, *w, lengths=lengths, segment=segment, keep=trace
@@ -199,12 +199,13 @@ class LSTM(variants.PicklesOptions, RecurrentBase):
         direction: int,
         lengths: Tensor | None,
         segment: int,
+        trace: bool,
     ) -> tuple[Tensor, tuple[Tensor, ...], LayerTrace]:
         sizes = (self.hidden_size, self.output_size)
         masks = variants.draw_masks(self.options, x, sizes, self.training)
         w = variants.weights(self, self._param_name("", layer, direction))
         v = self.options.variant
-        res = engine.variant_layer(x, *states, w, v, masks, lengths, segment)
+        res = engine.variant_layer(x, *states, w, v, masks, lengths, segment, keep=trace)
         return res.out, (res.h_n, res.c_n), LayerTrace(res.gates, res.cs, variant=(w, v))
 
     def _finish_trace(self, trace: LayerTrace) -> LayerTrace:

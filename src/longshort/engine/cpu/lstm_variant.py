@@ -23,7 +23,13 @@ from numba import njit
 from torch import Tensor
 
 from longshort.engine.cpu import host, threads
-from longshort.engine.cpu.activations import JIT, affine_logistic, copy, tanh_into
+from longshort.engine.cpu.activations import (
+    JIT,
+    affine_logistic,
+    copy,
+    sigmoid_into,
+    tanh_into,
+)
 from longshort.engine.cpu.packed import product
 from longshort.engine.types import (
     LSTMVariant,
@@ -47,12 +53,6 @@ def _stats(a):
     mu = s / a.shape[0]
     var = max(sq / a.shape[0] - mu * mu, 0.0)
     return a.dtype.type(mu), a.dtype.type(1.0 / np.sqrt(var + EPS))
-
-
-@njit(inline="always", **JIT)
-def _sigmoid(v):
-    """σ(v) of one scalar (the peephole's o_t, which waits for C'_t)."""
-    return 1.0 / (1.0 + np.exp(-v))
 
 
 @njit(inline="always", **JIT)
@@ -95,7 +95,8 @@ def forward(weights, io, saved, scratch, b0, b1):
       the masks and lengths as the module docstring says.
     saved = (z, rec, cs): z (T, B, G) the input part on entry, the gate blocks on return (in
       place); rec (T, B, G) or (0, 0, 0): U h_{t-1}, kept for layer norm's BPTT; cs
-      (T+1, B, H) with C_0 set by the host, C_t filled.
+      (T+1, B, H) with C_0 set by the host, C_t filled. A call that keeps nothing for BPTT
+      passes rec (1, B, G) with layer norm and cs (2, B, H): C_t in cs[t % 2].
     scratch = (hd, cn_buf, o_pre, bits): hd, cn_buf (N, H); o_pre (H,); bits (G,) int32.
     """
     w_hh, w_ch, ln_hh, ln_c, coef, flags = weights
@@ -111,8 +112,9 @@ def forward(weights, io, saved, scratch, b0, b1):
     f_off = hidden if has_i else 0
     pf_off, po_off = (hidden if has_i else 0), w_ch.shape[0] - hidden
     zc_on, zh_on, keep_on = zone_c.shape[0] > 0, zone_h.shape[0] > 0, keep.shape[0] > 0
+    n_cs, n_rec = cs.shape[0], max(rec.shape[0], 1)
     for t in range(steps):
-        zt = z[t]
+        zt, tc, tn, tr = z[t], t % n_cs, (t + 1) % n_cs, t % n_rec
         src = h[b0:b1]
         if keep_on:
             for b in range(b0, b1):
@@ -120,17 +122,17 @@ def forward(weights, io, saved, scratch, b0, b1):
                     hd[b - b0, j] = keep[b, j] * h[b, j]  # m ⊙ h_{t-1}: recurrent dropout
             src = hd
         if ln:
-            product(src, w_hh, rec[t, b0:b1], 0.0)  # U h_{t-1}, normalised below
+            product(src, w_hh, rec[tr, b0:b1], 0.0)  # U h_{t-1}, normalised below
         else:
             product(src, w_hh, zt[b0:b1], 1.0)  # a_t = W x_t + b + U h_{t-1}
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 zt[b, :] = 0.0
-                copy(cs[t, b], cs[t + 1, b])
+                copy(cs[tc, b], cs[tn, b])
                 continue
-            zb, c_prev = zt[b], cs[t, b]
+            zb, c_prev = zt[b], cs[tc, b]
             if ln:
-                r = rec[t, b]
+                r = rec[tr, b]
                 mu, rstd = _stats(r)
                 for j in range(n_gates):
                     zb[j] += ln_hh[j] * (r[j] - mu) * rstd  # + LN(U h_{t-1})·γ_h
@@ -145,11 +147,12 @@ def forward(weights, io, saved, scratch, b0, b1):
             if peep:
                 copy(o, o_pre)  # o waits for C'_t, which it peeps at
             affine_logistic(zb, zb, scale, shift, gain, bits, two_k)  # σ(i, f, o), tanh(g)
-            cn = cn_buf[b - b0] if zc_on else cs[t + 1, b]
+            cn = cn_buf[b - b0] if zc_on else cs[tn, b]
             _new_cell(zb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)
             if peep:
                 for j in range(hidden):
-                    o[j] = _sigmoid(o_pre[j] + w_ch[po_off + j] * cn[j])  # o_t sees C'_t
+                    o[j] = o_pre[j] + w_ch[po_off + j] * cn[j]  # o_t sees C'_t
+                sigmoid_into(o, o, bits, two_k)
             m, n = out[t, b], cn
             if ln:
                 mu, rstd = _stats(cn)
@@ -166,7 +169,7 @@ def forward(weights, io, saved, scratch, b0, b1):
                         zh[j] * h[b, j] + (1.0 - zh[j]) * m[j]
                     )  # h_t = d ⊙ h_{t-1} + (1-d) ⊙ h'_t
             if zc_on:
-                zc, c = _row(zone_c, t, b), cs[t + 1, b]
+                zc, c = _row(zone_c, t, b), cs[tn, b]
                 for j in range(hidden):
                     c[j] = zc[j] * c_prev[j] + (1.0 - zc[j]) * cn[j]  # C_t, zoneout
         for b in range(b0, b1):
@@ -331,14 +334,18 @@ def variant_forward(
     v: LSTMVariant,
     masks: VariantMasks,
     lengths: Tensor | None,
+    keep: bool = True,
 ) -> VariantForward:
-    """See :func:`longshort.engine.reference.variant_forward`."""
+    """See :func:`longshort.engine.reference.variant_forward`. keep=False (a call with no
+    graph to record): nothing kept per step but the outputs; gates, cs and rec come back
+    empty."""
     steps, batch, n_gates = xa.shape
     hidden = c0.shape[1]
     gates = xa.contiguous()  # a tensor of the caller's own, which becomes the gates in place
-    rec = torch.empty_like(gates) if v.layer_norm else gates.new_empty(0, 0, 0)
+    kept = steps if keep else 1
+    rec = gates.new_empty((kept, batch, n_gates) if v.layer_norm else (0, 0, 0))
     out = xa.new_empty(steps, batch, hidden)
-    cs = xa.new_empty(steps + 1, batch, hidden)
+    cs = xa.new_empty(kept + 1, batch, hidden)
     cs[0] = c0
     h = h0.clone(memory_format=torch.contiguous_format)
     dtype = out.numpy().dtype
@@ -355,8 +362,11 @@ def variant_forward(
 
     flops = 2 * batch * n_gates * hidden
     threads.run(forward, threads.ranges(batch, flops=flops * steps), args, flops)
-    rec = rec if v.layer_norm else xa.new_empty(0)  # the reference engine's empty, for the ops
-    return VariantForward(out, h, cs[steps].clone(), gates, cs, rec)
+    c_n = cs[steps % (kept + 1)].clone()
+    empty = xa.new_empty(0)
+    if not keep:
+        return VariantForward(out, h, c_n, empty, empty, empty)
+    return VariantForward(out, h, c_n, gates, cs, rec if v.layer_norm else empty)
 
 
 def variant_backward(
