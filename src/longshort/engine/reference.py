@@ -63,6 +63,16 @@ def project(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
     return _input_projection(x, w_ih, bias, None)
 
 
+def scratch_input_part(
+    x: Tensor, w_ih: Tensor, bias: Tensor | None, ln_gain: Tensor | None
+) -> Tensor:
+    """See :class:`longshort.engine.types.Engine`: a new tensor here."""
+    if ln_gain is None:
+        return project(x, w_ih, bias)
+    wx = project(x, w_ih, None)
+    return torch.nn.functional.layer_norm(wx, wx.shape[-1:], ln_gain, bias, variant_cell.EPS)
+
+
 def product_grads(
     d_in: Tensor, d_rec: Tensor, x: Tensor, h_prev: Tensor, w_ih: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:

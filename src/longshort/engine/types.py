@@ -266,6 +266,14 @@ class Engine(Protocol):
         """W x_t + bias for all T steps: (T, B, G)."""
         ...
 
+    def scratch_input_part(
+        self, x: Tensor, w_ih: Tensor, bias: Tensor | None, ln_gain: Tensor | None
+    ) -> Tensor:
+        """A variant's input part for a call with no graph to record: W x_t + bias, or with
+        ln_gain LN(W x_t)·γ_x + bias, (T, B, G), in a buffer the engine may hand out again
+        at this thread's next such call (the loop consumes it first)."""
+        ...
+
     def product_grads(
         self, d_in: Tensor, d_rec: Tensor, x: Tensor, h_prev: Tensor, w_ih: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:

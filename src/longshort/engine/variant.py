@@ -43,9 +43,14 @@ def _bias(w: VariantWeights) -> Tensor | None:
 
 
 def input_part(
-    engine: Engine, x: Tensor, w: VariantWeights, v: LSTMVariant
+    engine: Engine, x: Tensor, w: VariantWeights, v: LSTMVariant, keep: bool = True
 ) -> tuple[Tensor, InputPart]:
-    """xa (T, B, G) = W x_t + b, or LN(W x_t)·γ_x + b, a new tensor the loop may overwrite."""
+    """xa (T, B, G) = W x_t + b, or LN(W x_t)·γ_x + b, a new tensor the loop may overwrite;
+    keep=False (no graph to record): in the engine's scratch, nothing saved."""
+    if not keep:
+        empty = x.new_empty(0)
+        ln_gain = w.ln_ih if v.layer_norm else None
+        return engine.scratch_input_part(x, w.w_ih, _bias(w), ln_gain), InputPart(*[empty] * 3)
     if not v.layer_norm:
         empty = x.new_empty(0)
         return engine.project(x, w.w_ih, _bias(w)), InputPart(empty, empty, empty)
@@ -67,7 +72,7 @@ def forward(
 ) -> tuple[VariantForward, InputPart]:
     """The layer over x (T, B, I); returns the loop's result and what the input part saves
     (keep=False: no graph to record, the loop may keep nothing per step)."""
-    xa, part = input_part(engine, x, w, v)
+    xa, part = input_part(engine, x, w, v, keep)
     return engine.variant_forward(xa, h0, c0, w, v, masks, lengths, keep), part
 
 

@@ -44,7 +44,11 @@ from longshort.engine.cpu.lstm import (  # noqa: E402
     lstm_step,
     lstm_step_backward,
 )
-from longshort.engine.cpu.lstm_variant import variant_backward, variant_forward  # noqa: E402
+from longshort.engine.cpu.lstm_variant import (  # noqa: E402
+    scratch_input_part,
+    variant_backward,
+    variant_forward,
+)
 from longshort.engine.cpu.rnn import (  # noqa: E402
     rnn_backward,
     rnn_forward,
@@ -73,6 +77,7 @@ __all__ = [  # the Engine, StepEngine and CompiledEngine protocols' members (eng
     "rnn_step",
     "rnn_step_backward",
     "saved_dtype",
+    "scratch_input_part",
     "supports_gru",
     "supports_lstm",
     "supports_rnn",

@@ -193,10 +193,13 @@ def summed(a: np.ndarray, b: np.ndarray, y: np.ndarray, beta: float) -> None:
     threads.run_jobs(gemm_at, [(a[:, n0:n1], b, y[n0:n1], beta) for n0, n1 in parts])
 
 
-def project_all(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
-    """z = W·x_t + b for all T steps as one (T*B, I) @ (I, G) product: (T, B, G)."""
+def project_all(
+    x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None, out: Tensor | None = None
+) -> Tensor:
+    """z = W·x_t + b for all T steps as one (T*B, I) @ (I, G) product: (T, B, G), into out
+    (C-contiguous, of the engine's dtype) where given."""
     steps, batch, _ = x.shape
-    z = x.new_empty(steps, batch, w_ih.shape[0], dtype=acc(x))
+    z = x.new_empty(steps, batch, w_ih.shape[0], dtype=acc(x)) if out is None else out
     zn, beta = z.numpy(), 0.0  # without a bias, z is not read: no pass to fill it
     if b_ih is not None:
         b = b_ih.detach().to(z.dtype)

@@ -306,6 +306,17 @@ def backward(weights, io, saved, scratch, b0, b1):
                 dh[b, j] = v + zh[j] * dht[b, j] if zh_on else v
 
 
+@njit(**JIT)
+def normalize_rows(a, gain, bias, b0, b1):
+    """a[r] = LN(a[r])·γ + b in place for the rows [b0, b1) of a (M, G): the input part's
+    layer norm of a call that keeps nothing; gain, bias (G,)."""
+    for r in range(b0, b1):
+        row = a[r]
+        mu, rstd = _stats(row)
+        for j in range(row.shape[0]):
+            row[j] = (row[j] - mu) * rstd * gain[j] + bias[j]
+
+
 # host: the engine functions ------------------------------------------------------------------
 
 
@@ -324,6 +335,28 @@ def _operands(w: VariantWeights, v: LSTMVariant, masks: VariantMasks, dtype) -> 
     )
     dims = (3, 3, 2)
     return params, tuple(host.optional(m, d, dtype) for m, d in zip(masks, dims, strict=True))
+
+
+def scratch_input_part(
+    x: Tensor, w_ih: Tensor, bias: Tensor | None, ln_gain: Tensor | None
+) -> Tensor:
+    """See :class:`longshort.engine.types.Engine`: in a buffer this thread keeps
+    (:func:`.host.kept`), normalised in place across torch's threads. A new (T, B, G) tensor
+    a call, and torch's layer norm writing another, page-faulted through 16 MB at
+    (500, 16, 16, 64): 2.7 ms of a 6.7 ms inference."""
+    steps, batch, _ = x.shape
+    n_gates = w_ih.shape[0]
+    dtype = host.NO_BIAS[x.dtype].dtype
+    xa = torch.from_numpy(host.kept("variant_input", (steps, batch, n_gates), dtype))
+    if ln_gain is None:
+        return host.project_all(x, w_ih, bias, None, out=xa)
+    host.project_all(x, w_ih, None, None, out=xa)
+    rows = host.as_matrix(xa.numpy())
+    gain = host.array(ln_gain)
+    shift = np.zeros(n_gates, dtype) if bias is None else host.array(bias)
+    parts = threads.split(len(rows), 10 * rows.size)
+    threads.run_jobs(normalize_rows, [(rows, gain, shift, r0, r1) for r0, r1 in parts])
+    return xa
 
 
 def variant_forward(
