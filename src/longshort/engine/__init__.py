@@ -29,6 +29,7 @@ from longshort.engine.types import (
 )
 
 __all__ = [
+    "bernoulli",
     "cpu_engine",
     "gru_cell",
     "gru_layer",
@@ -39,6 +40,18 @@ __all__ = [
     "use_cpu_engine",
     "variant_layer",
 ]
+
+
+def bernoulli(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
+    """A new tensor of `shape`, like's dtype and device: 1 with probability p, else 0,
+    reproduced by ``torch.manual_seed``. On CPU from the compiled engine's counter-based
+    generator, on all of torch's threads (:func:`dispatch.compiled_masks` says where),
+    elsewhere ``torch.rand``."""
+    if dispatch.compiled_masks(like):
+        from longshort.engine.cpu import random
+
+        return random.mask(shape, p, like)
+    return (torch.rand(shape, dtype=like.dtype, device=like.device) < p).to(like.dtype)
 
 
 def lstm_layer(

@@ -90,6 +90,20 @@ def step_engine(x: torch.Tensor, w: LSTMWeights | None = None) -> StepEngine | N
     return compiled if compiled.supports_step(x, w) else None
 
 
+def compiled_masks(like: torch.Tensor) -> bool:
+    """Whether zoneout's and recurrent dropout's masks for like's dtype and device come from
+    the compiled engine's counter-based generator (:mod:`longshort.engine.cpu.random`): on
+    CPU in float32/float64, whichever engine runs the loop (both engines then see the same
+    masks), except while torch.compile traces or a torch.func transform runs (torch.rand
+    there)."""
+    return (
+        like.device.type == "cpu"
+        and like.dtype in (torch.float32, torch.float64)
+        and not torch.compiler.is_compiling()
+        and not transformed()
+    )
+
+
 def variant_engine(x: torch.Tensor, w: VariantWeights) -> Engine:
     """The engine that runs the loop of a variant LSTM layer on x with weights w."""
     if x.device.type != "cpu" or _state["cpu"] != "compiled":

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from longshort import engine
 from longshort.cells.lstm_variant import normalise, split
 from longshort.engine.types import LSTMVariant, VariantMasks, VariantWeights
 
@@ -200,19 +201,16 @@ def draw_masks(opts: Options, x: Tensor, sizes: tuple[int, int], training: bool)
     (zc, zh), p = opts.zoneout, opts.recurrent_dropout
     hidden, out_size = sizes
 
-    def uniform(*shape: int) -> Tensor:
-        return torch.rand(shape, dtype=x.dtype, device=x.device)
-
     def zone(z: float, size: int) -> Tensor | None:
         if z == 0:
             return None
         if not training:
             return x.new_full((1, 1, size), z)
-        return (uniform(steps, batch, size) < z).to(x.dtype)  # 1 with probability z
+        return engine.bernoulli((steps, batch, size), z, x)  # 1 with probability z
 
     keep = None
     if p > 0 and training:
-        keep = (uniform(batch, out_size) >= p).to(x.dtype) / (1 - p)
+        keep = engine.bernoulli((batch, out_size), 1 - p, x) / (1 - p)
     return VariantMasks(zone(zc, hidden), zone(zh, out_size), keep)
 
 

@@ -1,0 +1,53 @@
+"""Zoneout's and recurrent dropout's masks from the counter-based generator
+(engine/cpu/random.py): reproduced by torch.manual_seed whatever the thread count, at rate p,
+with no correlation between neighbours; torch.rand where it does not run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import longshort
+from longshort.engine import dispatch
+
+SHAPE = (100, 32, 128)  # 409,600 numbers: drawn on all threads
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_masks_follow_the_seed_not_the_thread_count(dtype):
+    like = torch.empty(0, dtype=dtype)
+    before = torch.get_num_threads()
+    try:
+        draws = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            torch.manual_seed(3)
+            draws.append(longshort.engine.bernoulli(SHAPE, 0.3, like))
+    finally:
+        torch.set_num_threads(before)
+    assert draws[0].dtype == dtype and draws[0].shape == SHAPE
+    assert torch.equal(draws[0], draws[1])
+    torch.manual_seed(4)
+    assert not torch.equal(draws[0], longshort.engine.bernoulli(SHAPE, 0.3, like))
+    assert set(draws[0].unique().tolist()) == {0.0, 1.0}
+
+
+@pytest.mark.parametrize("p", [0.05, 0.5, 0.9])
+def test_masks_have_rate_p_and_no_correlation_between_neighbours(p):
+    torch.manual_seed(0)
+    m = longshort.engine.bernoulli(SHAPE, p, torch.empty(0, dtype=torch.float64)).flatten()
+    n = m.numel()
+    sd = (p * (1 - p) / n) ** 0.5
+    assert abs(m.mean().item() - p) < 5 * sd
+    a, b = m[:-1] - p, m[1:] - p  # lag-1 and lag-128 (the next unit, the next row)
+    assert abs((a * b).mean().item()) / (p * (1 - p)) < 5 / (n**0.5)
+    a, b = m[:-128] - p, m[128:] - p
+    assert abs((a * b).mean().item()) / (p * (1 - p)) < 5 / (n**0.5)
+
+
+def test_torch_rand_where_the_generator_does_not_run():
+    like = torch.empty(0, dtype=torch.bfloat16)
+    assert not dispatch.compiled_masks(like)
+    torch.manual_seed(1)
+    m = longshort.engine.bernoulli((1000,), 0.5, like)
+    assert m.dtype == torch.bfloat16 and 400 < m.sum().item() < 600
