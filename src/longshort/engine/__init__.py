@@ -42,16 +42,16 @@ __all__ = [
 ]
 
 
-def bernoulli(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
+def bernoulli(shape: tuple[int, ...], p: float, like: Tensor, draw: int = 0) -> Tensor:
     """A new tensor of `shape`, like's dtype and device: 1 with probability p, else 0,
     reproduced by ``torch.manual_seed``. On CPU from the compiled engine's counter-based
     generator, on all of torch's threads (:func:`dispatch.compiled_masks` says where),
-    elsewhere ``torch.rand``."""
-    if dispatch.compiled_masks(like):
-        from longshort.engine.cpu import random
-
-        return random.mask(shape, p, like)
-    return (torch.rand(shape, dtype=like.dtype, device=like.device) < p).to(like.dtype)
+    elsewhere ``torch.rand``. Under torch.compile, an opaque op drawn when the graph runs:
+    the same draws as eager for the same seed. draw numbers the masks of one call: two
+    draws alike in shape and p would otherwise be merged into one in a compiled graph."""
+    if torch.compiler.is_compiling():
+        return ops.bernoulli(like.detach(), list(shape), p, draw)  # no gradient: a draw
+    return calls.bernoulli(shape, p, like)
 
 
 def lstm_layer(

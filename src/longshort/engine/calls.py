@@ -10,6 +10,9 @@ forward's engine for the backward; the custom operators, which cannot carry it, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 from torch import Tensor
 
 from longshort.engine import dispatch, gradient_norms, segmented, variant
@@ -123,6 +126,15 @@ def gru_backward(
     g = engine.gru_backward(d_out, d_hn, x, h0, w, lengths, saved)
     gradient_norms.record("gru", g.norms)
     return g
+
+
+def bernoulli(shape: Sequence[int], p: float, like: Tensor) -> Tensor:
+    """:func:`longshort.engine.bernoulli`'s draw."""
+    if dispatch.compiled_masks(like):
+        from longshort.engine.cpu import random
+
+        return random.mask(tuple(shape), p, like)
+    return (torch.rand(tuple(shape), dtype=like.dtype, device=like.device) < p).to(like.dtype)
 
 
 def variant_forward(

@@ -94,13 +94,11 @@ def compiled_masks(like: torch.Tensor) -> bool:
     """Whether zoneout's and recurrent dropout's masks for like's dtype and device come from
     the compiled engine's counter-based generator (:mod:`longshort.engine.cpu.random`): on
     CPU in float32/float64, whichever engine runs the loop (both engines then see the same
-    masks), except while torch.compile traces or a torch.func transform runs (torch.rand
-    there)."""
+    masks), except under a torch.func transform (torch.rand there)."""
     return (
         like.device.type == "cpu"
         and like.dtype in (torch.float32, torch.float64)
-        and not torch.compiler.is_compiling()
-        and not transformed()
+        and not (transformed())
     )
 
 

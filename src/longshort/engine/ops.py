@@ -320,6 +320,22 @@ def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
 
 
+@torch.library.custom_op(
+    "longshort::bernoulli", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,)
+)
+def bernoulli(like: Tensor, shape: Sequence[int], p: float, draw: int) -> Tensor:
+    """:func:`longshort.engine.bernoulli` as an opaque op for torch.compile's graphs, drawn
+    when the graph runs (the draws eager makes for the same seed). Tagged as seeded random;
+    draw, which mask of a call this is, keeps the graph's common-subexpression pass from
+    merging two alike draws (the tag alone did not)."""
+    return calls.bernoulli(shape, p, like)
+
+
+@bernoulli.register_fake
+def _(like, shape, p, draw):
+    return like.new_empty(shape)
+
+
 # The LSTM's variants: the flags as four bools, the weights and masks as optional tensors.
 @torch.library.custom_op("longshort::variant_fwd", mutates_args=())
 def variant_fwd(

@@ -201,17 +201,17 @@ def draw_masks(opts: Options, x: Tensor, sizes: tuple[int, int], training: bool)
     (zc, zh), p = opts.zoneout, opts.recurrent_dropout
     hidden, out_size = sizes
 
-    def zone(z: float, size: int) -> Tensor | None:
+    def zone(z: float, size: int, draw: int) -> Tensor | None:
         if z == 0:
             return None
         if not training:
             return x.new_full((1, 1, size), z)
-        return engine.bernoulli((steps, batch, size), z, x)  # 1 with probability z
+        return engine.bernoulli((steps, batch, size), z, x, draw)  # 1 with probability z
 
     keep = None
     if p > 0 and training:
-        keep = engine.bernoulli((batch, out_size), 1 - p, x) / (1 - p)
-    return VariantMasks(zone(zc, hidden), zone(zh, out_size), keep)
+        keep = engine.bernoulli((batch, out_size), 1 - p, x, 2) / (1 - p)
+    return VariantMasks(zone(zc, hidden, 0), zone(zh, out_size, 1), keep)
 
 
 def full_gates(gates: Tensor, v: LSTMVariant) -> Tensor:
