@@ -97,12 +97,12 @@ def forward(weights, io, saved, scratch, b0, b1):
       place); rec (T, B, G) or (0, 0, 0): U h_{t-1}, kept for layer norm's BPTT; cs
       (T+1, B, H) with C_0 set by the host, C_t filled. A call that keeps nothing for BPTT
       passes rec (1, B, G) with layer norm and cs (2, B, H): C_t in cs[t % 2].
-    scratch = (hd, cn_buf, o_pre, bits): hd, cn_buf (N, H); o_pre (H,); bits (G,) int32.
+    scratch = (hd, cn_buf, bits): hd, cn_buf (N, H); bits (G,) int32.
     """
     w_hh, w_ch, ln_hh, ln_c, coef, flags = weights
     h, out, zone_c, zone_h, keep, lengths = io
     z, rec, cs = saved
-    hd, cn_buf, o_pre, bits = scratch
+    hd, cn_buf, bits = scratch
     has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
@@ -144,14 +144,14 @@ def forward(weights, io, saved, scratch, b0, b1):
                     for j in range(hidden):
                         zb[f_off + j] += w_ch[pf_off + j] * c_prev[j]  # f_t sees C_{t-1}
             o = zb[o_off:]
-            if peep:
-                copy(o, o_pre)  # o waits for C'_t, which it peeps at
-            affine_logistic(zb, zb, scale, shift, gain, bits, two_k)  # σ(i, f, o), tanh(g)
+            act = o_off if peep else n_gates  # with peepholes, o waits for C'_t
+            a = zb[:act]
+            affine_logistic(a, a, scale[:act], shift[:act], gain[:act], bits, two_k)  # σ, tanh(g)
             cn = cn_buf[b - b0] if zc_on else cs[tn, b]
             _new_cell(zb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)
             if peep:
                 for j in range(hidden):
-                    o[j] = o_pre[j] + w_ch[po_off + j] * cn[j]  # o_t sees C'_t
+                    o[j] += w_ch[po_off + j] * cn[j]  # o_t sees C'_t
                 sigmoid_into(o, o, bits, two_k)
             m, n = out[t, b], cn
             if ln:
@@ -390,8 +390,7 @@ def variant_forward(
 
     def args(b0: int, b1: int) -> tuple:
         scratch = tuple(np.empty((b1 - b0, hidden), dtype) for _ in range(2))
-        scratch += (np.empty(hidden, dtype), np.empty(n_gates, np.int32))
-        return weights, io, saved, scratch, b0, b1
+        return weights, io, saved, (*scratch, np.empty(n_gates, np.int32)), b0, b1
 
     flops = 2 * batch * n_gates * hidden
     threads.run(forward, threads.ranges(batch, flops=flops * steps), args, flops)
