@@ -371,8 +371,6 @@ def gru_step_backward(
          address.optional(db_ih), address.optional(db_hh), norms.data_ptr()),
         address.LIKE[x.dtype], (batch, n_in, hidden),
     )  # fmt: skip
-    if on_torch:
-        dx = dgi.mm(w_ih)  # dgi W_i
-        dh0.addmm_(dgh, w_hh)  # dh ⊙ z + dgh W_h
-        dw_ih, dw_hh = dgi.t().mm(x), dgh.t().mm(h0)  # dgiᵀ x, dghᵀ h_0
+    if on_torch:  # dgi W_i, dh ⊙ z + dgh W_h, dgiᵀ x, dghᵀ h_0
+        dx, dh0, dw_ih, dw_hh = host.torch_step_grads(dgi, dgh, x, h0, w_ih, w_hh, dh0)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms

@@ -618,7 +618,6 @@ def lstm_step_backward(
          norms.data_ptr()),
         address.LIKE[x.dtype], (batch, n_in, hidden),
     )  # fmt: skip
-    if on_torch:
-        dx, dh0 = dz.mm(w_ih), dz.mm(w_hh)  # dz_t W, dz_t U
-        dw_ih, dw_hh = dz.t().mm(x), dz.t().mm(h0)  # dz_tᵀ x_t, dz_tᵀ h_{t-1}
+    if on_torch:  # dz_t W, dz_t U, dz_tᵀ x_t, dz_tᵀ h_{t-1}
+        dx, dh0, dw_ih, dw_hh = host.torch_step_grads(dz, dz, x, h0, w_ih, w_hh)
     return dx, dh0, dc0, dw_ih, dw_hh, db, norms

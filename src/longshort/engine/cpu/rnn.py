@@ -289,7 +289,6 @@ def rnn_step_backward(
         (da.data_ptr(), *grads, address.optional(db), norms.data_ptr()),
         address.LIKE[x.dtype], (batch, n_in, hidden), nonlinearity == "relu",
     )  # fmt: skip
-    if on_torch:
-        dx, dh0 = da.mm(w_ih), da.mm(w_hh)  # σ'(a_t) W, σ'(a_t) U
-        dw_ih, dw_hh = da.t().mm(x), da.t().mm(h0)  # daᵀ x_t, daᵀ h_{t-1}
+    if on_torch:  # σ'(a_t) W, σ'(a_t) U, daᵀ x_t, daᵀ h_{t-1}
+        dx, dh0, dw_ih, dw_hh = host.torch_step_grads(da, da, x, h0, w_ih, w_hh)
     return dx, dh0, dw_ih, dw_hh, db, norms
