@@ -71,3 +71,9 @@ def test_compiled_graphs_draw_what_eager_draws_and_keep_alike_draws_apart():
     got = compiled(x)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
     assert not torch.equal(got[0], got[1])
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan")])
+def test_a_probability_outside_0_1_is_refused_by_name(p):
+    with pytest.raises(ValueError, match=r"bernoulli: p must be a probability in \[0, 1\], got"):
+        longshort.engine.bernoulli((3, 4), p, torch.empty(0))

@@ -49,6 +49,11 @@ def bernoulli(shape: tuple[int, ...], p: float, like: Tensor, draw: int = 0) -> 
     elsewhere ``torch.rand``. Under torch.compile, an opaque op drawn when the graph runs:
     the same draws as eager for the same seed. draw numbers the masks of one call: two
     draws alike in shape and p would otherwise be merged into one in a compiled graph."""
+    if not 0.0 <= p <= 1.0:  # also NaN
+        raise ValueError(
+            f"bernoulli: p must be a probability in [0, 1], got {p!r}; for zoneout or "
+            "recurrent dropout, pass the rate the module was built with"
+        )
     if torch.compiler.is_compiling():
         return ops.bernoulli(like.detach(), list(shape), p, draw)  # no gradient: a draw
     return calls.bernoulli(shape, p, like)
