@@ -9,7 +9,6 @@ Each cell's host functions live beside its kernels (:mod:`.lstm`, :mod:`.gru`, :
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
 import math
 import threading
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from longshort.engine.cpu import blas, packed, small, threads
+from longshort.engine.cpu import packed, small, threads
 from longshort.engine.cpu.activations import gate_coefficients
 from longshort.engine.cpu.blas import BF16, gemm_at, gemm_w, gemm_wt
 from longshort.engine.types import LSTMWeights, RNNWeights
@@ -154,13 +153,6 @@ def bias_sum(w: LSTMWeights | RNNWeights, dtype: torch.dtype) -> np.ndarray:
     if w.b_ih is None or w.b_hh is None:
         return np.zeros(w.w_ih.shape[0], NO_BIAS[dtype].dtype)
     return (w.b_ih.detach().to(dtype) + w.b_hh.detach().to(dtype)).numpy()
-
-
-def one_thread(macs: int) -> contextlib.AbstractContextManager:
-    """A step's products on one BLAS thread (BLAS's own threads would share cores with
-    torch's); below OpenBLAS's own threshold for threading, nothing to set (2 ctypes calls
-    saved at B = 1)."""
-    return blas.threads(1) if macs >= 1 << 18 else contextlib.nullcontext()
 
 
 def torch_products(batch: int) -> bool:
