@@ -160,16 +160,18 @@ def test_variant_matches_manual_loop(cpu_engine, case, proj):
         assert record("variant gradient", rel_err(a, b)) < 1e-4, name
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_variant_gradcheck(cpu_engine, case):
+@pytest.mark.parametrize(
+    ("case", "proj"), [(c, 0) for c in CASES] + [("all_coupled", 2), ("all_no_forget", 2)]
+)
+def test_variant_gradcheck(cpu_engine, case, proj):
     kw = CASES[case]
-    m = _model(kw, dtype=torch.float64)
-    masks = _masks(kw, H, dtype=torch.float64)
+    m = _model(kw, proj, dtype=torch.float64)
+    masks = _masks(kw, proj or H, dtype=torch.float64)
     g = torch.Generator().manual_seed(3)
     rnd = lambda *s: (torch.randn(*s, generator=g, dtype=torch.float64) * 0.7).requires_grad_()  # noqa: E731
     w = variants.weights(m, "_l0")
     names = [k for k, t in w._asdict().items() if t is not None]
-    args = [rnd(T, B, I), rnd(B, H), rnd(B, H)] + [
+    args = [rnd(T, B, I), rnd(B, proj or H), rnd(B, H)] + [
         getattr(w, k).detach().clone().requires_grad_() for k in names
     ]
     lengths = torch.tensor([6, 2, 4])

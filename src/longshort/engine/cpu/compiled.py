@@ -15,8 +15,8 @@ projection's run on :mod:`.packed`'s AVX512-BF16 kernel where the CPU has it, th
 as float32 products of the bf16 values; with ``longshort[mkl]`` installed, MKL's bf16 GEMM
 (AMX where the CPU has it) runs those. The gates, the cell state and the recurrent state stay
 float32; only the layer's outputs and gradients are rounded back to bf16.
-:mod:`longshort.engine.dispatch` sends what this engine does not run (projections and the RNN
-in bf16) to the reference engine.
+:mod:`longshort.engine.dispatch` sends what this engine does not run (bf16 with projection,
+bf16 variants and the RNN in bf16) to the reference engine.
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ def supports_lstm(x: Tensor, w: LSTMWeights) -> bool:
 
 
 def supports_variant(x: Tensor, w: VariantWeights) -> bool:
-    """float32 and float64 without projection."""
-    return x.dtype in DTYPES and w.w_hr is None
+    """float32 and float64, with or without projection."""
+    return x.dtype in DTYPES
 
 
 def supports_rnn(x: Tensor) -> bool:

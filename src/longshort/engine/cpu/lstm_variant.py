@@ -6,12 +6,13 @@ per step one recurrent product on :mod:`.packed`'s micro-kernel for the rows [b0
 the gate math fused per row. The plain LSTM keeps its own kernels; these serve every variant
 and combination. Kernel arguments come in the four bundles of :mod:`longshort.engine.cpu`.
 
-Shapes: T steps, B batch, H hidden (= P, no projection here), G = nb * H gate columns in the
-blocks [i, f, g, o], [i, g, o] (no forget gate) or [f, g, o] (coupled): g and o are always the
-last two blocks. Absent options are passed as empty arrays:
-  w_ch ((nb-1) H,) peepholes; ln_hh (G,) gain of LN(U h); ln_c (2, H) gain and bias of LN(C);
-  zone_c, zone_h (T or 1, B or 1, H) zoneout keep probabilities or draws; keep (B, H) the
-  recurrent dropout mask; lengths (B,) int64.
+Shapes: T steps, B batch, H hidden, P size of h (= H without projection), G = nb * H gate
+columns in the blocks [i, f, g, o], [i, g, o] (no forget gate) or [f, g, o] (coupled): g and o
+are always the last two blocks. Absent options are passed as empty arrays:
+  w_hr (P, H) the projection, h'_t = W_hr (o_t ⊙ tanh(·)); w_ch ((nb-1) H,) peepholes; ln_hh
+  (G,) gain of LN(U h); ln_c (2, H) gain and bias of LN(C); zone_c (T or 1, B or 1, H) and
+  zone_h (T or 1, B or 1, P) zoneout keep probabilities or draws; keep (B, P) the recurrent
+  dropout mask; lengths (B,) int64.
 flags (4,) int64: [has input gate block, has forget gate block, peephole, layer norm].
 """
 
@@ -30,6 +31,7 @@ from longshort.engine.cpu.activations import (
     sigmoid_into,
     tanh_into,
 )
+from longshort.engine.cpu.blas import gemm_wt
 from longshort.engine.cpu.packed import product
 from longshort.engine.types import (
     LSTMVariant,
@@ -80,6 +82,13 @@ def _row(m, t, b):
     return m[t if m.shape[0] > 1 else 0, b if m.shape[1] > 1 else 0]
 
 
+@njit(inline="always", **JIT)
+def _zone_h(zh, h_prev, h_new, h):
+    """h_t = d ⊙ h_{t-1} + (1-d) ⊙ h'_t: zoneout of h (h may be h_new)."""
+    for j in range(h.shape[0]):
+        h[j] = zh[j] * h_prev[j] + (1.0 - zh[j]) * h_new[j]
+
+
 # the loops ------------------------------------------------------------------------------------
 # Each loop keeps its row step written out in it: the same steps as inlined helpers (taking the
 # bundles, or the row's arrays) measured 20-25% slower at (500, 16, 16, 64), in both loops.
@@ -89,41 +98,45 @@ def _row(m, t, b):
 def forward(weights, io, saved, scratch, b0, b1):
     """The forward loop over all T steps for rows [b0, b1).
 
-    weights = (w_hh, w_ch, ln_hh, ln_c, coef, flags): w_hh packed (or (G, H) as it is);
-      w_ch, ln_hh, ln_c as the module docstring says; coef (3, G); flags (4,).
-    io = (h, out, zone_c, zone_h, keep, lengths): h (B, H) h_0 in, h_n out; out (T, B, H) out;
+    weights = (w_hh, w_hr, w_ch, ln_hh, ln_c, coef, flags): w_hh packed, or (G, P) as it is,
+      or (0, 0) when the host ran U h_0 (one step of a cell: z, or rec with layer norm, holds
+      it on entry); w_hr (P, H) or (0, 0); w_ch, ln_hh, ln_c as the module docstring says;
+      coef (3, G); flags (4,).
+    io = (h, out, zone_c, zone_h, keep, lengths): h (B, P) h_0 in, h_n out; out (T, B, P) out;
       the masks and lengths as the module docstring says.
     saved = (z, rec, cs): z (T, B, G) the input part on entry, the gate blocks on return (in
       place); rec (T, B, G) or (0, 0, 0): U h_{t-1}, kept for layer norm's BPTT; cs
       (T+1, B, H) with C_0 set by the host, C_t filled. A call that keeps nothing for BPTT
       passes rec (1, B, G) with layer norm and cs (2, B, H): C_t in cs[t % 2].
-    scratch = (hd, cn_buf, bits): hd, cn_buf (N, H); bits (G,) int32.
+    scratch = (hd, cn_buf, m_buf, h_buf, bits): hd (N, P), cn_buf (N, H); with projection
+      m_buf (N, H) and h_buf (N, P), else unused; bits (G,) int32.
     """
-    w_hh, w_ch, ln_hh, ln_c, coef, flags = weights
+    w_hh, w_hr, w_ch, ln_hh, ln_c, coef, flags = weights
     h, out, zone_c, zone_h, keep, lengths = io
     z, rec, cs = saved
-    hd, cn_buf, bits = scratch
+    hd, cn_buf, m_buf, h_buf, bits = scratch
     has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
     scale, shift, gain = coef[0], coef[1], coef[2]
     two_k = bits.view(np.float32)
     steps, _, n_gates = z.shape
-    hidden = cs.shape[2]
+    hidden, out_size = cs.shape[2], h.shape[1]
     g_off, o_off = n_gates - 2 * hidden, n_gates - hidden
     f_off = hidden if has_i else 0
     pf_off, po_off = (hidden if has_i else 0), w_ch.shape[0] - hidden
     zc_on, zh_on, keep_on = zone_c.shape[0] > 0, zone_h.shape[0] > 0, keep.shape[0] > 0
+    proj = w_hr.shape[0] > 0
     n_cs, n_rec = cs.shape[0], max(rec.shape[0], 1)
     for t in range(steps):
         zt, tc, tn, tr = z[t], t % n_cs, (t + 1) % n_cs, t % n_rec
         src = h[b0:b1]
         if keep_on:
             for b in range(b0, b1):
-                for j in range(hidden):
+                for j in range(out_size):
                     hd[b - b0, j] = keep[b, j] * h[b, j]  # m ⊙ h_{t-1}: recurrent dropout
             src = hd
-        if ln:
+        if w_hh.shape[0] and ln:
             product(src, w_hh, rec[tr, b0:b1], 0.0)  # U h_{t-1}, normalised below
-        else:
+        elif w_hh.shape[0]:
             product(src, w_hh, zt[b0:b1], 1.0)  # a_t = W x_t + b + U h_{t-1}
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
@@ -153,7 +166,8 @@ def forward(weights, io, saved, scratch, b0, b1):
                 for j in range(hidden):
                     o[j] += w_ch[po_off + j] * cn[j]  # o_t sees C'_t
                 sigmoid_into(o, o, bits, two_k)
-            m, n = out[t, b], cn
+            m = m_buf[b - b0] if proj else out[t, b]
+            n = cn
             if ln:
                 mu, rstd = _stats(cn)
                 for j in range(hidden):
@@ -162,16 +176,19 @@ def forward(weights, io, saved, scratch, b0, b1):
             tanh_into(n, m, bits, two_k)
             for j in range(hidden):
                 m[j] *= o[j]  # h'_t = o_t ⊙ tanh(·)
-            if zh_on:
-                zh = _row(zone_h, t, b)
-                for j in range(hidden):
-                    m[j] = (
-                        zh[j] * h[b, j] + (1.0 - zh[j]) * m[j]
-                    )  # h_t = d ⊙ h_{t-1} + (1-d) ⊙ h'_t
+            if zh_on and not proj:
+                _zone_h(_row(zone_h, t, b), h[b], m, m)
             if zc_on:
                 zc, c = _row(zone_c, t, b), cs[tn, b]
                 for j in range(hidden):
                     c[j] = zc[j] * c_prev[j] + (1.0 - zc[j]) * cn[j]  # C_t, zoneout
+        if proj:
+            gemm_wt(m_buf, w_hr, h_buf, 0.0)  # h'_t = W_hr (o_t ⊙ tanh(·))
+            for b in range(b0, b1):
+                if zh_on:
+                    _zone_h(_row(zone_h, t, b), h[b], h_buf[b - b0], out[t, b])
+                else:
+                    copy(h_buf[b - b0], out[t, b])
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:
                 out[t, b, :] = 0.0
@@ -183,42 +200,54 @@ def forward(weights, io, saved, scratch, b0, b1):
 def backward(weights, io, saved, scratch, b0, b1):
     """BPTT of :func:`forward` for rows [b0, b1).
 
-    weights = (w_hh_t, w_ch, ln_hh, ln_c, flags): w_hh_t (H, G) = Uᵀ, packed or not.
-    io = (d_out, dh, dc, zone_c, zone_h, keep, lengths, da, dr, g_ch, g_ln_hh, g_ln_c, norms):
-      d_out (T, B, H); dh, dc (B, H) dL/dh_T, dL/dC_T in, dL/dh_0, dL/dC_0 out; da (T, B, G)
-      out: dL/da_t; dr (T, B, G) out: dL/d(U h_{t-1}) with layer norm (else da itself). Per
-      batch row, summed over the steps (the host sums the rows): g_ch (B, (nb-1) H) the
-      peepholes' gradient, g_ln_hh (B, G) γ_h's, g_ln_c (B, 2, H) γ_c's and β_c's (empty
-      without the option). norms (T, B, 2) out.
+    weights = (w_hh_t, w_hr_t, w_ch, ln_hh, ln_c, flags): w_hh_t (P, G) = Uᵀ, packed or not,
+      or (0, 0) when the host runs the path through h_{t-1} (one step of a cell: dh is then
+      left as it came in); w_hr_t (H, P) = W_hrᵀ or (0, 0).
+    io = (d_out, dh, dc, zone_c, zone_h, keep, lengths, da, dr, dh_t, g_ch, g_ln_hh, g_ln_c,
+      norms): d_out (T, B, P); dh (B, P), dc (B, H) dL/dh_T, dL/dC_T in, dL/dh_0, dL/dC_0 out;
+      da (T, B, G) out: dL/da_t; dr (T, B, G) out: dL/d(U h_{t-1}) with layer norm (else da
+      itself); dh_t (T, B, P) out with projection: dL/dh_t (for dW_hr), else (1, B, P)
+      scratch. Per batch row, summed over the steps (the host sums the rows): g_ch
+      (B, (nb-1) H) the peepholes' gradient, g_ln_hh (B, G) γ_h's, g_ln_c (B, 2, H) γ_c's and
+      β_c's (empty without the option). norms (T, B, 2) out.
     saved = (gates, rec, cs): as :func:`forward` left them.
-    scratch = (dht, cn_buf, tn_buf, dn_buf, dh_buf, bits): dht (B, H), this thread writing
-      its rows; cn_buf, tn_buf, dn_buf, dh_buf (N, H); bits (G,) int32.
+    scratch = (cn_buf, tn_buf, dn_buf, dh_buf, dm_buf, dp_buf, bits): cn_buf, tn_buf, dn_buf
+      (N, H), dh_buf (N, P); with projection dm_buf (N, H) and dp_buf (N, P), else unused;
+      bits (G,) int32.
     """
-    w_hh_t, w_ch, ln_hh, ln_c, flags = weights
-    d_out, dh, dc, zone_c, zone_h, keep, lengths, da, dr, g_ch, g_ln_hh, g_ln_c, norms = io
+    w_hh_t, w_hr_t, w_ch, ln_hh, ln_c, flags = weights
+    d_out, dh, dc, zone_c, zone_h, keep, lengths, da, dr, dh_t, g_ch, g_ln_hh, g_ln_c, norms = io
     gates, rec, cs = saved
-    dht, cn_buf, tn_buf, dn_buf, dh_buf, bits = scratch
+    cn_buf, tn_buf, dn_buf, dh_buf, dm_buf, dp_buf, bits = scratch
     has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
     two_k = bits.view(np.float32)
     steps, _, n_gates = gates.shape
-    hidden = cs.shape[2]
+    hidden, out_size = cs.shape[2], dh.shape[1]
     g_off, o_off = n_gates - 2 * hidden, n_gates - hidden
     f_off = hidden if has_i else 0
     pf_off, po_off = (hidden if has_i else 0), w_ch.shape[0] - hidden
     zc_on, zh_on, keep_on = zone_c.shape[0] > 0, zone_h.shape[0] > 0, keep.shape[0] > 0
+    proj = w_hr_t.shape[0] > 0
     if peep:
         g_ch[b0:b1] = 0.0
     if ln:
         g_ln_hh[b0:b1] = 0.0
         g_ln_c[b0:b1] = 0.0
     for t in range(steps - 1, -1, -1):
+        dht = dh_t[t if proj else 0]
         for b in range(b0, b1):
             padded = lengths.shape[0] and t >= lengths[b]
             sq = 0.0
-            for j in range(hidden):
+            for j in range(out_size):
                 dht[b, j] = 0.0 if padded else dh[b, j] + d_out[t, b, j]  # from output and t+1
                 sq += dht[b, j] * dht[b, j]
             norms[t, b, 0] = sq**0.5
+        if proj:  # back through h'_t = W_hr m_t, after zoneout of h
+            for b in range(b0, b1):
+                zh = _row(zone_h, t, b) if zh_on else dht[b]
+                for j in range(out_size):
+                    dp_buf[b - b0, j] = dht[b, j] * (1.0 - zh[j]) if zh_on else dht[b, j]
+            gemm_wt(dp_buf, w_hr_t, dm_buf, 0.0)  # dL/dm_t = dL/dh'_t W_hr
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: the gradient passes untouched
                 da[t, b, :] = 0.0
@@ -235,9 +264,10 @@ def backward(weights, io, saved, scratch, b0, b1):
                     tn[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]
                 n = tn
             tanh_into(n, tn, bits, two_k)
-            zh = _row(zone_h, t, b) if zh_on else tn
+            dm = dm_buf[b - b0] if proj else dht[b]
+            zh = _row(zone_h, t, b) if zh_on and not proj else tn
             for j in range(hidden):
-                dhn = dht[b, j] * (1.0 - zh[j]) if zh_on else dht[b, j]  # zoneout of h
+                dhn = dm[j] * (1.0 - zh[j]) if zh_on and not proj else dm[j]  # zoneout of h
                 o = gb[o_off + j]
                 dab[o_off + j] = dhn * tn[j] * o * (1.0 - o)  # h' = o ⊙ tanh(n); σ' = σ(1 - σ)
                 dnb[j] = dhn * o * (1.0 - tn[j] * tn[j])  # … and through tanh
@@ -296,12 +326,14 @@ def backward(weights, io, saved, scratch, b0, b1):
                     r_hat = (r[j] - mu) * rstd
                     g_ln_hh[b, j] += dab[j] * r_hat  # dL/dγ_h
                     drb[j] = rstd * (dab[j] * ln_hh[j] - m1 - r_hat * m2)
+        if w_hh_t.shape[0] == 0:
+            continue  # one step of a cell: the host runs the path through h_0
         product(dr[t, b0:b1], w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = dr_t U
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:
                 continue
             zh = _row(zone_h, t, b) if zh_on else dht[b]
-            for j in range(hidden):
+            for j in range(out_size):
                 v = dh_buf[b - b0, j] * keep[b, j] if keep_on else dh_buf[b - b0, j]
                 dh[b, j] = v + zh[j] * dht[b, j] if zh_on else v
 
@@ -373,26 +405,30 @@ def variant_forward(
     graph to record): nothing kept per step but the outputs; gates, cs and rec come back
     empty."""
     steps, batch, n_gates = xa.shape
-    hidden = c0.shape[1]
+    hidden, out_size = c0.shape[1], h0.shape[1]
     gates = xa.contiguous()  # a tensor of the caller's own, which becomes the gates in place
     kept = steps if keep else 1
     rec = gates.new_empty((kept, batch, n_gates) if v.layer_norm else (0, 0, 0))
-    out = xa.new_empty(steps, batch, hidden)
+    out = xa.new_empty(steps, batch, out_size)
     cs = xa.new_empty(kept + 1, batch, hidden)
     cs[0] = c0
     h = h0.clone(memory_format=torch.contiguous_format)
     dtype = out.numpy().dtype
     (w_ch, ln_hh, ln_c, flags), mask_arrays = _operands(w, v, masks, dtype)
     coef = host.coefficients(hidden, dtype, v.blocks)
-    weights = (host.recurrent(w.w_hh, steps), w_ch, ln_hh, ln_c, coef, flags)
+    w_hr = host.optional(w.w_hr, 2, dtype)
+    weights = (host.recurrent(w.w_hh, steps), w_hr, w_ch, ln_hh, ln_c, coef, flags)
     io = (h.numpy(), out.numpy(), *mask_arrays, host.lengths_array(lengths))
     saved = (gates.numpy(), rec.numpy(), cs.numpy())
+    rows = lambda n, k: np.empty((n if w.w_hr is not None else 0, k), dtype)  # noqa: E731
 
     def args(b0: int, b1: int) -> tuple:
-        scratch = tuple(np.empty((b1 - b0, hidden), dtype) for _ in range(2))
-        return weights, io, saved, (*scratch, np.empty(n_gates, np.int32)), b0, b1
+        n = b1 - b0
+        scratch = (np.empty((n, out_size), dtype), np.empty((n, hidden), dtype))
+        scratch += (rows(n, hidden), rows(n, out_size), np.empty(n_gates, np.int32))
+        return weights, io, saved, scratch, b0, b1
 
-    flops = 2 * batch * n_gates * hidden
+    flops = 2 * batch * n_gates * out_size
     threads.run(forward, threads.ranges(batch, flops=flops * steps), args, flops)
     c_n = cs[steps % (kept + 1)].clone()
     empty = xa.new_empty(0)
@@ -418,12 +454,14 @@ def variant_backward(
     gradients at once."""
     gates, cs = saved.gates, saved.cs
     steps, batch, n_gates = gates.shape
-    hidden = cs.shape[2]
+    hidden, out_size = cs.shape[2], d_hn.shape[1]
+    proj = w.w_hr is not None
     dh = d_hn.clone(memory_format=torch.contiguous_format)
     dc = d_cn.clone(memory_format=torch.contiguous_format)
     shape, real = tuple(gates.shape), host.array(gates).dtype  # BPTT writes all of da and dr
     da = torch.from_numpy(host.kept("variant_da", shape, real))
     dr = torch.from_numpy(host.kept("variant_dr", shape, real)) if v.layer_norm else da
+    dh_t = gates.new_empty(steps if proj else 1, batch, out_size)
     peep, ln = v.peephole, v.layer_norm
     peepholes = 0 if w.w_ch is None else len(w.w_ch)
     g_ch = gates.new_empty((batch, peepholes) if peep else (0, 0))  # per row, summed below
@@ -432,21 +470,28 @@ def variant_backward(
     norms = gates.new_empty(steps, batch, 2)
     dtype = da.numpy().dtype
     (w_ch, ln_hh, ln_c, flags), mask_arrays = _operands(w, v, masks, dtype)
+    w_hr_t = host.optional(None if w.w_hr is None else w.w_hr.t(), 2, dtype)
     # Uᵀ transposed once: each step's product reads rows
-    weights = (host.recurrent(w.w_hh.t(), steps), w_ch, ln_hh, ln_c, flags)
+    weights = (host.recurrent(w.w_hh.t(), steps), w_hr_t, w_ch, ln_hh, ln_c, flags)
     io = (host.array(d_out), dh.numpy(), dc.numpy(), *mask_arrays, host.lengths_array(lengths))
-    io += (da.numpy(), dr.numpy(), g_ch.numpy(), g_ln_hh.numpy(), g_ln_c.numpy(), norms.numpy())
+    io += (da.numpy(), dr.numpy(), dh_t.numpy(), g_ch.numpy(), g_ln_hh.numpy(), g_ln_c.numpy())
+    io += (norms.numpy(),)
     rec = host.array(saved.rec) if v.layer_norm else np.empty((0, 0, 0), dtype)
     saved_arrays = (host.array(gates), rec, host.array(cs))
-    dht = np.empty((batch, hidden), dtype)
+    rows = lambda n, k: np.empty((n if proj else 0, k), dtype)  # noqa: E731
 
     def args(b0: int, b1: int) -> tuple:
-        scratch = (dht, *(np.empty((b1 - b0, hidden), dtype) for _ in range(4)))
-        return weights, io, saved_arrays, (*scratch, np.empty(n_gates, np.int32)), b0, b1
+        n = b1 - b0
+        scratch = (*(np.empty((n, hidden), dtype) for _ in range(3)), np.empty((n, out_size), dtype))
+        scratch += (rows(n, hidden), rows(n, out_size), np.empty(n_gates, np.int32))
+        return weights, io, saved_arrays, scratch, b0, b1
 
-    flops = 2 * batch * n_gates * hidden
+    flops = 2 * batch * n_gates * out_size
     threads.run(backward, threads.ranges(batch, flops=flops * steps), args, flops)
-    grads = VariantLoopGrads(da, dr, None, dh, dc, norms)
+    dhp = None
+    if proj:  # dL/dh'_t at the projection's output, after zoneout of h
+        dhp = dh_t if masks.zone_h is None else dh_t * (1 - masks.zone_h)
+    grads = VariantLoopGrads(da, dr, dhp, dh, dc, norms)
     if peep:
         grads = grads._replace(w_ch=g_ch.sum(0))
     if ln:
