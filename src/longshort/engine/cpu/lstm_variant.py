@@ -482,7 +482,7 @@ def variant_backward(
 
     def args(b0: int, b1: int) -> tuple:
         n = b1 - b0
-        scratch = (*(np.empty((n, hidden), dtype) for _ in range(3)), np.empty((n, out_size), dtype))
+        scratch = tuple(np.empty((n, k), dtype) for k in (hidden, hidden, hidden, out_size))
         scratch += (rows(n, hidden), rows(n, out_size), np.empty(n_gates, np.int32))
         return weights, io, saved_arrays, scratch, b0, b1
 
