@@ -10,6 +10,8 @@ forward's engine for the backward; the custom operators, which cannot carry it, 
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Sequence
 
 import torch
@@ -128,12 +130,19 @@ def gru_backward(
     return g
 
 
+@functools.cache
+def _random() -> types.ModuleType:
+    """The compiled engine's generator, imported at its first use (an import statement in a
+    call costs microseconds, and a cell draws its masks at every step)."""
+    from longshort.engine.cpu import random
+
+    return random
+
+
 def bernoulli(shape: Sequence[int], p: float, like: Tensor) -> Tensor:
     """:func:`longshort.engine.bernoulli`'s draw."""
     if dispatch.compiled_masks(like):
-        from longshort.engine.cpu import random
-
-        return random.mask(tuple(shape), p, like)
+        return _random().mask(tuple(shape), p, like)
     return (torch.rand(tuple(shape), dtype=like.dtype, device=like.device) < p).to(like.dtype)
 
 

@@ -18,8 +18,9 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from longshort.engine.cpu import threads
+from longshort.engine.cpu import address, threads
 from longshort.engine.cpu.activations import JIT
+from longshort.engine.cpu.address import view
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment: 2^64 / the golden ratio
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -42,17 +43,25 @@ def bernoulli(seed, threshold, out, i0, i1):
         out[i] = 1.0 if (z >> _S40) < limit else 0.0
 
 
+@njit(**JIT)
+def bernoulli_at(seed, threshold, out, size, like):
+    """:func:`bernoulli` over all of out, `size` numbers at address out (a cell's masks: a
+    NumPy view would cost more than the draw, :mod:`.address`)."""
+    bernoulli(seed, threshold, view(out, size, like), 0, size)
+
+
 def mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
     """A new tensor of `shape`, like's dtype, 1 with probability p and 0 otherwise, its seed
     drawn from torch's default generator."""
     seed = int(torch.empty((), dtype=torch.int64).random_())
     out = torch.empty(shape, dtype=like.dtype)
-    flat = out.view(-1).numpy()
     threshold = int(p * (1 << 24))
-    count = torch.get_num_threads() if flat.size >= PARALLEL_FROM else 1
-    jobs = [(seed, threshold, flat, i0, i1) for i0, i1 in threads.split(flat.size, 0, count)]
-    if len(jobs) == 1:
-        bernoulli(*jobs[0])
-    else:
-        threads.run_jobs(bernoulli, jobs)
+    size = out.numel()
+    if size < PARALLEL_FROM:
+        bernoulli_at(seed, threshold, out.data_ptr(), size, address.LIKE[like.dtype])
+        return out
+    flat = out.view(-1).numpy()
+    count = torch.get_num_threads()
+    jobs = [(seed, threshold, flat, i0, i1) for i0, i1 in threads.split(size, 0, count)]
+    threads.run_jobs(bernoulli, jobs)
     return out
