@@ -41,6 +41,16 @@ class _CellBase(nn.RNNCellBase):
             self, input_size, hidden_size, bias, self.gate_multiplier, device, dtype
         )
 
+    def _weights(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """(weight_ih, weight_hh, bias_ih, bias_hh), from the parameter dict where they are
+        there (``nn.Module.__getattr__`` costs a microsecond a name, at every step of a loop);
+        by attribute otherwise (a parametrization, or weight norm, puts them there)."""
+        p = self._parameters
+        try:
+            return p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]
+        except KeyError:
+            return self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+
     def _check(
         self, input: object, hx: tuple | None, count: int
     ) -> tuple[Tensor, list[Tensor], bool]:
@@ -181,7 +191,7 @@ class LSTMCell(variants.PicklesOptions, _CellBase, nn.LSTMCell):
         if self.options.active and not self.options.runs_plain(self.training):
             h, c = self._variant_step(x, h0, c0)
         else:
-            w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+            w = self._weights()
             h, c = engine.lstm_cell(x, h0, c0, *w)
         return (h[0], c[0]) if unbatched else (h, c)
 
@@ -204,8 +214,7 @@ class LSTMCell(variants.PicklesOptions, _CellBase, nn.LSTMCell):
         size = (self.hidden_size, self.hidden_size)
         masks = variants.draw_masks(self.options, x[None], size, self.training)
         w = variants.weights(self, "")
-        res = engine.variant_layer(x[None], h0, c0, w, self.options.variant, masks, keep=False)
-        return res.h_n, res.c_n
+        return engine.variant_cell(x, h0, c0, w, self.options.variant, masks)
 
 
 class RNNCell(_CellBase, nn.RNNCell):
@@ -235,7 +244,7 @@ class RNNCell(_CellBase, nn.RNNCell):
         if onnx.exporting():  # torch.nn's step (longshort.nn.onnx)
             return self.torch_class.forward(self, input, hx)
         x, (h0,), unbatched = self._check(input, None if hx is None else (hx,), 1)
-        w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        w = self._weights()
         h = engine.rnn_cell(x, h0, *w, nonlinearity=self.nonlinearity)
         return h[0] if unbatched else h
 
@@ -255,6 +264,6 @@ class GRUCell(_CellBase, nn.GRUCell):
         if onnx.exporting():  # torch.nn's step (longshort.nn.onnx)
             return self.torch_class.forward(self, input, hx)
         x, (h0,), unbatched = self._check(input, None if hx is None else (hx,), 1)
-        w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        w = self._weights()
         h = engine.gru_cell(x, h0, *w)
         return h[0] if unbatched else h

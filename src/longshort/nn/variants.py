@@ -26,6 +26,7 @@ from longshort.cells.lstm_variant import normalise, split
 from longshort.engine.types import LSTMVariant, VariantMasks, VariantWeights
 
 EXTRA = ("weight_ch", "weight_ln_ih", "weight_ln_hh", "weight_ln_c", "bias_ln_c")
+_FIELDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", *EXTRA)  # VariantWeights'
 
 
 class Options(NamedTuple):
@@ -185,12 +186,17 @@ def reset_extras(module: nn.Module, suffixes: list[str], hidden: int) -> None:
 
 
 def weights(module: nn.Module, sfx: str) -> VariantWeights:
-    """The :class:`VariantWeights` of one layer and direction (suffix as for make_parameters)."""
-    get = lambda kind: getattr(module, kind + sfx, None)  # noqa: E731
-    return VariantWeights(
-        *(get(k) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")),
-        *(get(k) for k in EXTRA),
-    )
+    """The :class:`VariantWeights` of one layer and direction (suffix as for make_parameters).
+    Read from the module's parameter dict where they are there (what ``torch.func``'s
+    ``functional_call`` swaps too): ``nn.Module.__getattr__`` costs a microsecond a name, and a
+    cell reads ten at every step."""
+    params = module._parameters
+
+    def get(kind: str) -> Tensor | None:
+        name = kind + sfx
+        return params[name] if name in params else getattr(module, name, None)
+
+    return VariantWeights(*map(get, _FIELDS))
 
 
 def draw_masks(opts: Options, x: Tensor, sizes: tuple[int, int], training: bool) -> VariantMasks:
