@@ -114,7 +114,7 @@ def _model(kw, proj=0, dtype=torch.float32, seed=0):
     return m
 
 
-def _masks(kw, p_size, seed=1, dtype=torch.float32):
+def _masks(kw, p_size, seed=1, dtype=torch.float32, batch=B):
     g = torch.Generator().manual_seed(seed)
     zc, zh = (
         kw.get("zoneout", (0, 0))
@@ -123,9 +123,9 @@ def _masks(kw, p_size, seed=1, dtype=torch.float32):
     )
     p = kw.get("recurrent_dropout", 0)
     bern = lambda prob, *s: torch.bernoulli(torch.full(s, prob, dtype=dtype), generator=g)  # noqa: E731
-    zone_c = bern(zc, T, B, H) if zc else None
-    zone_h = bern(zh, T, B, p_size) if zh else None
-    keep = bern(1 - p, B, p_size) / (1 - p) if p else None
+    zone_c = bern(zc, T, batch, H) if zc else None
+    zone_h = bern(zh, T, batch, p_size) if zh else None
+    keep = bern(1 - p, batch, p_size) / (1 - p) if p else None
     return zone_c, zone_h, keep
 
 
@@ -381,6 +381,73 @@ def test_cell_loop_matches_the_layer(cpu_engine, case):
     torch.stack(outs).sum().backward()
     for name, p in cell.named_parameters():
         assert rel_err(p.grad, getattr(layer, name + "_l0").grad) < 1e-4, name
+
+
+@pytest.mark.parametrize("batch", [3, 7])  # 7 > FEW_ROWS: the products on torch's GEMM
+@pytest.mark.parametrize("drawn", [True, False])  # masks per row, or one row of expectations
+@pytest.mark.parametrize("case", list(CASES))
+def test_variant_cell_step_matches_manual(cpu_engine, case, drawn, batch):
+    """One step of an LSTMCell variant (the compiled engine's one-call step, or a one-step
+    layer on the reference engine) against the manual loop over one step: outputs, and the
+    gradients of the input, both states and every parameter."""
+    kw = CASES[case]
+    layer = _model(kw)
+    cell = longshort.LSTMCell(I, H, **kw)
+    cell.load_state_dict({k.removesuffix("_l0"): v for k, v in layer.state_dict().items()})
+    x = torch.randn(batch, I, requires_grad=True)
+    h0 = torch.randn(batch, H, requires_grad=True)
+    c0 = torch.randn(batch, H, requires_grad=True)
+    zone_c, zone_h, keep = _masks(kw, H, batch=batch)
+    if not drawn:  # evaluation's form: one row of probabilities for every batch row
+        zone_c, zone_h = (
+            None if z is None else torch.full((1, 1, H), 0.3) for z in (zone_c, zone_h)
+        )
+    masks = VariantMasks(*(None if m is None else m[:1] for m in (zone_c, zone_h)), keep)
+    w, v = variants.weights(cell, ""), cell.options.variant
+    if cpu_engine == "compiled":
+        assert engine.dispatch.step_engine(x, w) is not None  # the one-call step runs
+    got = engine.variant_cell(x, h0, c0, w, v, masks)
+    params = {k + "_l0": p for k, p in cell.named_parameters()}
+    want = manual(x[None], h0, c0, params, kw, masks)[1:]
+    for a, b in zip(got, want, strict=True):
+        assert record("variant forward", rel_err(a, b)) < 1e-5
+    inputs = [x, h0, c0, *cell.parameters()]
+    weights = torch.randn(batch, H)
+    g_got = torch.autograd.grad((got[0] * weights).sum() + (got[1] ** 2).sum(), inputs)
+    g_want = torch.autograd.grad((want[0] * weights).sum() + (want[1] ** 2).sum(), inputs)
+    names = ["x", "h0", "c0", *dict(cell.named_parameters())]
+    for name, a, b in zip(names, g_got, g_want, strict=True):
+        assert record("variant gradient", rel_err(a, b)) < 1e-4, name
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("batch", [2, 6])
+@pytest.mark.parametrize("case", ["all_coupled", "all_no_forget"])
+def test_variant_cell_step_gradcheck(case, batch, bias):
+    """float64 gradcheck of the one-call variant step's BPTT, both product paths."""
+    kw = CASES[case]
+    torch.manual_seed(0)
+    cell = longshort.LSTMCell(I, H, bias=bias, dtype=torch.float64, **kw)
+    with torch.no_grad():
+        for name, p in cell.named_parameters():
+            if "ln" in name or "weight_ch" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+    masks = VariantMasks(*_masks(kw, H, batch=batch, dtype=torch.float64))
+    masks = VariantMasks(*(None if m is None else m[:1] for m in masks[:2]), masks.keep)
+    w, v = variants.weights(cell, ""), cell.options.variant
+    names = [k for k, t in w._asdict().items() if t is not None]
+    g = torch.Generator().manual_seed(3)
+    rnd = lambda *s: (torch.randn(*s, generator=g, dtype=torch.float64) * 0.7).requires_grad_()  # noqa: E731
+    args = [rnd(batch, I), rnd(batch, H), rnd(batch, H)]
+    args += [getattr(w, k).detach().clone().requires_grad_() for k in names]
+    assert engine.dispatch.step_engine(args[0], w) is not None
+
+    def f(x, h0, c0, *ws):
+        return engine.variant_cell(
+            x, h0, c0, w._replace(**dict(zip(names, ws, strict=True))), v, masks
+        )
+
+    assert gradcheck(f, tuple(args), eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
 def test_whole_variant_model_saves_and_loads_with_the_safe_globals():

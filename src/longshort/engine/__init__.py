@@ -118,6 +118,22 @@ def lstm_cell(
     return h, c
 
 
+def variant_cell(
+    x: Tensor, h0: Tensor, c0: Tensor, w: VariantWeights, v: LSTMVariant, masks: VariantMasks
+) -> tuple[Tensor, Tensor]:
+    """One step of a variant LSTMCell: x (B, I), h0, c0 (B, H) -> h_1, C_1; masks over one
+    step as :class:`VariantMasks` says. On the compiled engine's one-call step where
+    :func:`dispatch.step_engine` says so, else as a one-step variant layer."""
+    step = dispatch.step_engine(x, w)
+    if step is not None:
+        if not _needs_grad(x, h0, c0, *w):  # no graph to record: the step alone
+            h, c, _ = step.variant_step(x, h0, c0, w, v, masks)
+            return h, c
+        return eager.VariantStep.apply(step, x, h0, c0, v, *masks, *w)
+    res = variant_layer(x[None], h0, c0, w, v, masks, keep=False)
+    return res.h_n, res.c_n
+
+
 def _needs_grad(*tensors: Tensor | None) -> bool:
     """Whether autograd would record a call on these tensors (a loop: a cell asks at every
     step, and a generator costs a microsecond)."""

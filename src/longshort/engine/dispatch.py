@@ -75,7 +75,9 @@ def lstm_engine(x: torch.Tensor, w: LSTMWeights) -> Engine:
     return compiled if compiled.supports_lstm(x, w) else reference
 
 
-def step_engine(x: torch.Tensor, w: LSTMWeights | None = None) -> StepEngine | None:
+def step_engine(
+    x: torch.Tensor, w: LSTMWeights | VariantWeights | None = None
+) -> StepEngine | None:
     """The engine that runs one step of a cell (an LSTMCell's with its weights w, a GRUCell's
     or an RNNCell's with w None) as one compiled call each way, or None for a one-step layer
     instead: on CPU with the compiled engine chosen, float32/float64 without projection

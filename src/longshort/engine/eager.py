@@ -31,6 +31,7 @@ from longshort.engine.types import (
     RNNWeights,
     VariantForward,
     VariantMasks,
+    VariantStepSaved,
     VariantWeights,
 )
 
@@ -127,6 +128,39 @@ class LSTMStep(torch.autograd.Function):
         gradient_norms.record("lstm", norms)
         db = db if b_ih is not None else None
         return None, dx, dh0, dc0, dw_ih, dw_hh, db, db
+
+
+class VariantStep(torch.autograd.Function):
+    """apply(step, x, h0, c0, v, zone_c, zone_h, keep, *VariantWeights fields) -> h_1, C_1:
+    one step of a variant LSTMCell in one call each way on `step` (as :class:`LSTMStep`)."""
+
+    @staticmethod
+    def forward(ctx, step, x, h0, c0, v, zone_c, zone_h, keep, *weights):
+        w, masks = VariantWeights(*weights), VariantMasks(zone_c, zone_h, keep)
+        h, c, saved = step.variant_step(x, h0, c0, w, v, masks)
+        ctx.step, ctx.v = step, v
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, h0, c0, *masks, *saved, *w)
+        return h, c
+
+    @staticmethod
+    def backward(ctx, dh, dc):
+        x, h0, c0, zone_c, zone_h, keep, *rest = ctx.saved_tensors
+        saved, w = VariantStepSaved(*rest[:4]), VariantWeights(*rest[4:])
+        masks, v = VariantMasks(zone_c, zone_h, keep), ctx.v
+        dh, dc = _zeros_if_none((dh, dc), (h0, c0))
+        if _composable(dh, dc):  # a backward that can be differentiated or batched
+            grads = _differentiable(
+                lambda *a: variant.outputs(
+                    a[0][None], a[1], a[2], VariantWeights(*a[3:]), v, masks, None
+                )[1:3],
+                (x, h0, c0, *w),
+                (dh, dc),
+            )
+            return (None, *grads[:3], *[None] * 4, *grads[3:])
+        g = ctx.step.variant_step_backward(dh, dc, x, h0, w, v, masks, saved)
+        gradient_norms.record("lstm", g.norms)
+        return (None, g.dx, g.dh0, g.dc0, *[None] * 4, *g.weights)
 
 
 class RNNStep(torch.autograd.Function):

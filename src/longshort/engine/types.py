@@ -144,6 +144,16 @@ class VariantLoopGrads(NamedTuple):
     ln_c_b: Tensor | None = None
 
 
+class VariantStepSaved(NamedTuple):
+    """What one step of a variant cell (:class:`StepEngine`'s ``variant_step``) keeps for its
+    BPTT."""
+
+    gates: Tensor  # (B, G): the gate blocks after their nonlinearities
+    cs: Tensor  # (2, B, H) = [C_0, C_1]
+    rec: Tensor  # (B, G) U (m ⊙ h_0) with layer_norm, else empty
+    wx: Tensor  # (B, G) W x with layer_norm, else empty
+
+
 class VariantGrads(NamedTuple):
     """What a variant layer's BPTT returns, one gradient per input of the layer."""
 
@@ -355,6 +365,34 @@ class StepEngine(Protocol):
         """dx, dh0, dW_ih, dW_hh, db_ih, db_hh (None without bias) and the norms (1, B, 1)."""
         ...
 
+    def variant_step(
+        self,
+        x: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        w: VariantWeights,
+        v: LSTMVariant,
+        masks: VariantMasks,
+    ) -> tuple[Tensor, Tensor, VariantStepSaved]:
+        """h_1, C_1 (B, H) of a variant LSTMCell, and what its BPTT reads; masks as
+        :class:`VariantMasks` says, over one step (1, …)."""
+        ...
+
+    def variant_step_backward(
+        self,
+        dh: Tensor,
+        dc: Tensor,
+        x: Tensor,
+        h0: Tensor,
+        w: VariantWeights,
+        v: LSTMVariant,
+        masks: VariantMasks,
+        saved: VariantStepSaved,
+    ) -> VariantGrads:
+        """BPTT of :meth:`variant_step`: the gradients of x, h0, c0 and the weights; norms
+        (1, B, 2)."""
+        ...
+
     def rnn_step(self, x: Tensor, h0: Tensor, w: RNNWeights, nonlinearity: str) -> Tensor:
         """h_1 (B, H)."""
         ...
@@ -379,4 +417,4 @@ class CompiledEngine(Engine, StepEngine, Protocol):
 
     def supports_gru(self, x: Tensor) -> bool: ...
 
-    def supports_step(self, x: Tensor, w: LSTMWeights | None = None) -> bool: ...
+    def supports_step(self, x: Tensor, w: LSTMWeights | VariantWeights | None = None) -> bool: ...

@@ -55,6 +55,7 @@ from longshort.engine.cpu.rnn import (  # noqa: E402
     rnn_step,
     rnn_step_backward,
 )
+from longshort.engine.cpu.variant_step import variant_step, variant_step_backward  # noqa: E402
 from longshort.engine.types import LSTMWeights, VariantWeights  # noqa: E402
 
 __all__ = [  # the Engine, StepEngine and CompiledEngine protocols' members (engine/types.py)
@@ -85,6 +86,8 @@ __all__ = [  # the Engine, StepEngine and CompiledEngine protocols' members (eng
     "supports_variant",
     "variant_backward",
     "variant_forward",
+    "variant_step",
+    "variant_step_backward",
 ]
 
 name = "compiled"
@@ -111,9 +114,9 @@ def supports_gru(x: Tensor) -> bool:
     return x.dtype in DTYPES
 
 
-def supports_step(x: Tensor, w: LSTMWeights | None = None) -> bool:
-    """Whether one LSTMCell step (w given), GRUCell or RNNCell step (w None) runs as one
-    compiled call: float32/float64 without projection."""
+def supports_step(x: Tensor, w: LSTMWeights | VariantWeights | None = None) -> bool:
+    """Whether one LSTMCell step (w given, its variants' too), GRUCell or RNNCell step (w None)
+    runs as one compiled call: float32/float64 without projection."""
     return x.dtype in DTYPES and (w is None or w.w_hr is None)
 
 

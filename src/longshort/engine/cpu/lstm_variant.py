@@ -45,7 +45,7 @@ EPS = 1e-5
 
 
 @njit(inline="always", **JIT)
-def _stats(a):
+def row_stats(a):
     """Mean and 1 / sqrt(var + ε) of a 1-D row, in one pass with float64 sums."""
     s, sq = 0.0, 0.0
     for j in range(a.shape[0]):
@@ -146,7 +146,7 @@ def forward(weights, io, saved, scratch, b0, b1):
             zb, c_prev = zt[b], cs[tc, b]
             if ln:
                 r = rec[tr, b]
-                mu, rstd = _stats(r)
+                mu, rstd = row_stats(r)
                 for j in range(n_gates):
                     zb[j] += ln_hh[j] * (r[j] - mu) * rstd  # + LN(U h_{t-1})·γ_h
             if peep:
@@ -169,7 +169,7 @@ def forward(weights, io, saved, scratch, b0, b1):
             m = m_buf[b - b0] if proj else out[t, b]
             n = cn
             if ln:
-                mu, rstd = _stats(cn)
+                mu, rstd = row_stats(cn)
                 for j in range(hidden):
                     m[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]  # LN(C'_t)·γ_c + β_c
                 n = m
@@ -259,7 +259,7 @@ def backward(weights, io, saved, scratch, b0, b1):
             _new_cell(gb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)  # C'_t, recomputed
             mu, rstd, n = 0.0, 1.0, cn
             if ln:
-                mu, rstd = _stats(cn)
+                mu, rstd = row_stats(cn)
                 for j in range(hidden):
                     tn[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]
                 n = tn
@@ -316,7 +316,7 @@ def backward(weights, io, saved, scratch, b0, b1):
             norms[t, b, 1] = sq**0.5
             if ln:  # back through LN(U h_{t-1})·γ_h
                 r, drb = rec[t, b], dr[t, b]
-                mu, rstd = _stats(r)
+                mu, rstd = row_stats(r)
                 m1, m2 = 0.0, 0.0
                 for j in range(n_gates):
                     m1 += dab[j] * ln_hh[j]
@@ -344,7 +344,7 @@ def normalize_rows(a, gain, bias, b0, b1):
     layer norm of a call that keeps nothing; gain, bias (G,)."""
     for r in range(b0, b1):
         row = a[r]
-        mu, rstd = _stats(row)
+        mu, rstd = row_stats(row)
         for j in range(row.shape[0]):
             row[j] = (row[j] - mu) * rstd * gain[j] + bias[j]
 
@@ -424,8 +424,8 @@ def variant_forward(
 
     def args(b0: int, b1: int) -> tuple:
         n = b1 - b0
-        scratch = (np.empty((n, out_size), dtype), np.empty((n, hidden), dtype))
-        scratch += (rows(n, hidden), rows(n, out_size), np.empty(n_gates, np.int32))
+        hd, cn_buf = np.empty((n, out_size), dtype), np.empty((n, hidden), dtype)
+        scratch = (hd, cn_buf, rows(n, hidden), rows(n, out_size), np.empty(n_gates, np.int32))
         return weights, io, saved, scratch, b0, b1
 
     flops = 2 * batch * n_gates * out_size
