@@ -281,6 +281,24 @@ def test_weight_norm_parametrization_like_torch():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("kw", [{}, {"layer_norm": True}])
+def test_weight_norm_parametrization_of_a_cell(kw):
+    """A cell reads its weights from the parameter dict first: a parametrized weight (no
+    longer in it) must still be the one the step uses, as in torch.nn's cell."""
+    torch.manual_seed(0)
+    ours = longshort.LSTMCell(3, 4, **kw)
+    nn.utils.parametrizations.weight_norm(ours, "weight_hh")
+    with torch.no_grad():
+        ours.parametrizations.weight_hh.original0.mul_(2.0)  # g: the weight doubles
+    plain = longshort.LSTMCell(3, 4, **kw)
+    state = {k: v for k, v in ours.state_dict().items() if "parametrizations" not in k}
+    plain.load_state_dict({**state, "weight_hh": ours.weight_hh.detach()})
+    x, hx = torch.randn(2, 3), (torch.randn(2, 4), torch.randn(2, 4))
+    torch.testing.assert_close(ours(x, hx), plain(x, hx), rtol=0, atol=1e-6)
+    g = ours.parametrizations.weight_hh.original0
+    assert torch.autograd.grad(ours(x, hx)[0].sum(), g)[0].abs().sum() > 0
+
+
 def test_whole_model_loads_with_the_safe_globals_line():
     m = nn.Sequential(nn.Linear(3, 3), longshort.LSTMCell(3, 4))
     buf = io.BytesIO()
