@@ -128,6 +128,7 @@ def forward(weights, io, saved, scratch, b0, b1):
     n_cs, n_rec = cs.shape[0], max(rec.shape[0], 1)
     for t in range(steps):
         zt, tc, tn, tr = z[t], t % n_cs, (t + 1) % n_cs, t % n_rec
+        ms = m_buf if proj else out[t, b0:b1]  # h'_t before the projection, rows [b0, b1)
         src = h[b0:b1]
         if keep_on:
             for b in range(b0, b1):
@@ -166,7 +167,7 @@ def forward(weights, io, saved, scratch, b0, b1):
                 for j in range(hidden):
                     o[j] += w_ch[po_off + j] * cn[j]  # o_t sees C'_t
                 sigmoid_into(o, o, bits, two_k)
-            m = m_buf[b - b0] if proj else out[t, b]
+            m = ms[b - b0]
             n = cn
             if ln:
                 mu, rstd = row_stats(cn)
