@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import longshort
+from longshort.engine import dispatch
 from longshort.engine.cpu import packed
 from longshort.engine.cpu.blas import BF16
 from longshort.engine.types import LSTMWeights
@@ -141,15 +142,17 @@ def test_an_avx2_build_runs_bf16_on_the_compiled_engine():
         (longshort.RNNCell, nn.RNNCell),
     ],
 )
-def test_bf16_cells_close_to_float32_torch(ours_cls, theirs_cls):
-    """A bf16 cell's step (a one-step layer: the one-call steps are float32/float64) keeps
+@pytest.mark.parametrize("batch", [1, 7])  # the products inside the call, or torch's GEMM
+def test_bf16_cells_close_to_float32_torch(ours_cls, theirs_cls, batch):
+    """A bf16 cell's step (the float32 one-call step on float32 copies, rounded back) keeps
     bf16 outputs and gradients within bf16's reach of torch.nn's float32 cell."""
     torch.manual_seed(1)
     theirs = theirs_cls(8, 16)
     ours = ours_cls(8, 16).to(torch.bfloat16)
     ours.load_state_dict({k: v.bfloat16() for k, v in theirs.state_dict().items()})
-    x, h = torch.randn(5, 8), torch.randn(5, 16)
-    hx = (h, torch.randn(5, 16)) if theirs_cls is nn.LSTMCell else h
+    x, h = torch.randn(batch, 8), torch.randn(batch, 16)
+    assert dispatch.widened_step(x.bfloat16())
+    hx = (h, torch.randn(batch, 16)) if theirs_cls is nn.LSTMCell else h
     hx_bf16 = tuple(s.bfloat16() for s in hx) if isinstance(hx, tuple) else hx.bfloat16()
     got, want = ours(x.bfloat16(), hx_bf16), theirs(x, hx)
     got, want = (got[0], want[0]) if isinstance(got, tuple) else (got, want)

@@ -304,6 +304,33 @@ def test_bf16_variants_run_close_to_fp32(case):
     assert rel_err(got.float(), want) < 3e-2
 
 
+@pytest.mark.parametrize("batch", [2, 7])
+@pytest.mark.parametrize("case", ["layer_norm", "all_coupled"])
+def test_bf16_variant_cell_close_to_manual(case, batch):
+    """A bf16 variant cell (the float32 one-call step on float32 copies, rounded back):
+    outputs and gradients within bf16's reach of the manual float32 step on the same
+    bf16-rounded weights, and every gradient in bf16."""
+    kw = CASES[case]
+    layer = _model(kw)
+    cell = longshort.LSTMCell(I, H, dtype=torch.bfloat16, **kw)
+    cell.load_state_dict(
+        {k.removesuffix("_l0"): v.bfloat16() for k, v in layer.state_dict().items()}
+    )
+    zone_c, zone_h, keep = _masks(kw, H, batch=batch)
+    masks = VariantMasks(*(None if m is None else m[:1] for m in (zone_c, zone_h)), keep)
+    x, h0, c0 = (torch.randn(batch, n).bfloat16() for n in (I, H, H))
+    got = engine.variant_cell(x, h0, c0, variants.weights(cell, ""), cell.options.variant, masks)
+    params = {k + "_l0": p.detach().float().requires_grad_() for k, p in cell.named_parameters()}
+    want = manual(x[None].float(), h0.float(), c0.float(), params, kw, masks)[1:]
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == torch.bfloat16 and rel_err(a.float(), b) < 2e-2
+    sum(t.float().sum() for t in got).backward()
+    sum(t.sum() for t in want).backward()
+    for name, p in cell.named_parameters():
+        assert p.grad.dtype == torch.bfloat16
+        assert rel_err(p.grad.float(), params[name + "_l0"].grad) < 3e-2, name
+
+
 def test_parameters_shapes_names_and_init():
     m = longshort.LSTM(I, H, coupled_gates=True, peephole=True, layer_norm=True)
     shapes = {k: tuple(p.shape) for k, p in m.named_parameters()}

@@ -107,6 +107,9 @@ def lstm_cell(
     """One LSTM step (an LSTMCell's): x (B, I), h0, c0 (B, H) -> h_1, C_1. On the compiled
     engine's one-call step where :func:`dispatch.step_engine` says so, else as a one-step
     layer."""
+    if dispatch.widened_step(x):  # bf16: the float32 step, rounded back
+        h, c = lstm_cell(*_widened(x, h0, c0, w_ih, w_hh, b_ih, b_hh))
+        return h.to(x.dtype), c.to(x.dtype)
     w = LSTMWeights(w_ih, w_hh, b_ih, b_hh)
     step = dispatch.step_engine(x, w)
     if step is not None:
@@ -124,6 +127,10 @@ def variant_cell(
     """One step of a variant LSTMCell: x (B, I), h0, c0 (B, H) -> h_1, C_1; masks over one
     step as :class:`VariantMasks` says. On the compiled engine's one-call step where
     :func:`dispatch.step_engine` says so, else as a one-step variant layer."""
+    if dispatch.widened_step(x):  # bf16: the float32 step, rounded back
+        x32, h32, c32, *rest = _widened(x, h0, c0, *w, *masks)
+        h, c = variant_cell(x32, h32, c32, VariantWeights(*rest[:10]), v, VariantMasks(*rest[10:]))
+        return h.to(x.dtype), c.to(x.dtype)
     step = dispatch.step_engine(x, w)
     if step is not None:
         if not _needs_grad(x, h0, c0, *w):  # no graph to record: the step alone
@@ -132,6 +139,12 @@ def variant_cell(
         return eager.VariantStep.apply(step, x, h0, c0, v, *masks, *w)
     res = variant_layer(x[None], h0, c0, w, v, masks, keep=False)
     return res.h_n, res.c_n
+
+
+def _widened(*tensors: Tensor | None) -> list:
+    """float32 copies of a bf16 cell's tensors (None stays None), differentiable: autograd
+    rounds their gradients back to bf16."""
+    return [None if t is None else t.float() for t in tensors]
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:
@@ -224,6 +237,8 @@ def rnn_cell(
 ) -> Tensor:
     """One RNN step (an RNNCell's): x (B, I), h0 (B, H) -> h_1. On the compiled engine's
     one-call step where :func:`dispatch.step_engine` says so, else as a one-step layer."""
+    if dispatch.widened_step(x):  # bf16: the float32 step, rounded back
+        return rnn_cell(*_widened(x, h0, w_ih, w_hh, b_ih, b_hh), nonlinearity).to(x.dtype)
     step = dispatch.step_engine(x)
     if step is not None:
         if not _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):  # no graph to record: the step alone
@@ -242,6 +257,8 @@ def gru_cell(
 ) -> Tensor:
     """One GRU step (a GRUCell's): x (B, I), h0 (B, H) -> h_1. On the compiled engine's
     one-call step where :func:`dispatch.step_engine` says so, else as a one-step layer."""
+    if dispatch.widened_step(x):  # bf16: the float32 step, rounded back
+        return gru_cell(*_widened(x, h0, w_ih, w_hh, b_ih, b_hh)).to(x.dtype)
     step = dispatch.step_engine(x)
     if step is not None:
         w = GRUWeights(w_ih, w_hh, b_ih, b_hh)

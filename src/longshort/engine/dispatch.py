@@ -92,6 +92,15 @@ def step_engine(
     return compiled if compiled.supports_step(x, w) else None
 
 
+def widened_step(x: torch.Tensor) -> bool:
+    """Whether a bfloat16 cell's step runs as the float32 one-call step on float32 copies of
+    its tensors, rounded back to bf16 (bf16 storage, float32 arithmetic, as the layers'
+    without bf16 products): where :func:`step_engine` would take the float32 call."""
+    if x.dtype != torch.bfloat16 or x.device.type != "cpu" or _state["cpu"] != "compiled":
+        return False
+    return not (transformed() or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling())
+
+
 def compiled_masks(like: torch.Tensor) -> bool:
     """Whether zoneout's and recurrent dropout's masks for like's dtype and device come from
     the compiled engine's counter-based generator (:mod:`longshort.engine.cpu.random`): on
