@@ -516,7 +516,7 @@ def cell_table(reps: int) -> None:
         (longshort.RNNCell, nn.RNNCell),
     )
     for cls, theirs_cls in pairs:
-        for dtype in (torch.float32, torch.float64):
+        for dtype in (torch.float32, torch.float64, torch.bfloat16):
             for batch, inp, hid in CELL_SHAPES:
                 t = interleaved(cell_fns(cls, theirs_cls, batch, inp, hid, dtype), reps * 20)
                 print(

@@ -434,3 +434,39 @@ def test_cell_steps_by_address_match_torch_on_strided_inputs(name, bias, batch):
     gb = torch.autograd.grad(sum(t.sum() for t in want), [*inputs, *theirs.parameters()])
     for a, b in zip(ga, gb, strict=True):
         assert abs_err(a, b) < 1e-11
+
+
+@pytest.mark.parametrize("variant", [False, True])
+def test_a_first_layer_skips_dx_and_keeps_the_weight_gradients(variant):
+    """need_dx=False (the input needs no gradient): the compiled engine returns dx None and
+    the same weight gradients as torch.nn (plain) or as the call that computes dx."""
+    torch.manual_seed(0)
+    kw = {"layer_norm": True} if variant else {}
+    theirs = nn.LSTM(5, 12)
+    ours = longshort.LSTM(5, 12, **kw)
+    if not variant:
+        ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(7, 3, 5)
+    grads = []
+    for m, inp in ((ours, x), (ours, x.clone().requires_grad_()), (theirs, x)):
+        m.zero_grad()
+        m(inp)[0].pow(2).sum().backward()
+        grads.append([p.grad.clone() for p in m.parameters()])
+    for a, b in zip(grads[0], grads[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # dx or not, the same weight grads
+    if not variant:
+        for a, b in zip(grads[0], grads[2], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_input_and_weight_grads_skip_dx_when_told():
+    from longshort.engine.cpu import host
+
+    dz, x = torch.randn(4, 3, 8), torch.randn(4, 3, 5)
+    h0, hs, w_ih = torch.randn(3, 2), torch.randn(4, 3, 2), torch.randn(8, 5)
+    dx, dw_ih, dw_hh, db = host.input_and_weight_grads(dz, x, h0, hs, w_ih, need_dx=False)
+    torch.testing.assert_close(db, dz.sum((0, 1)))
+    assert dx is None
+    torch.testing.assert_close(dw_ih, dz.flatten(0, 1).T @ x.flatten(0, 1))
+    h_prev = torch.cat((h0[None], hs[:-1]))
+    torch.testing.assert_close(dw_hh, dz.flatten(0, 1).T @ h_prev.flatten(0, 1))

@@ -238,7 +238,8 @@ def rnn_cell(
     """One RNN step (an RNNCell's): x (B, I), h0 (B, H) -> h_1. On the compiled engine's
     one-call step where :func:`dispatch.step_engine` says so, else as a one-step layer."""
     if dispatch.widened_step(x):  # bf16: the float32 step, rounded back
-        return rnn_cell(*_widened(x, h0, w_ih, w_hh, b_ih, b_hh), nonlinearity).to(x.dtype)
+        x32, h32, w_ih32, w_hh32, b_ih32, b_hh32 = _widened(x, h0, w_ih, w_hh, b_ih, b_hh)
+        return rnn_cell(x32, h32, w_ih32, w_hh32, b_ih32, b_hh32, nonlinearity).to(x.dtype)
     step = dispatch.step_engine(x)
     if step is not None:
         if not _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):  # no graph to record: the step alone

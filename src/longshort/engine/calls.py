@@ -65,15 +65,17 @@ def lstm_backward(
     w: LSTMWeights,
     lengths: Tensor | None,
     saved: LSTMForward,
+    need_dx: bool = True,
 ) -> LSTMGrads:
     """BPTT of :func:`lstm_forward` (engine None: the one dispatch chooses); grads_out =
-    (d_out, d_hn, d_cn); saved: the forward's out, gates and cs (its h_n, c_n are not read)."""
+    (d_out, d_hn, d_cn); saved: the forward's out, gates and cs (its h_n, c_n are not read).
+    need_dx=False: dx may come back None (the input needs no gradient)."""
     engine = engine or dispatch.lstm_engine(x, w)
     d_out, d_hn, d_cn = grads_out
     if segment > 0:
         g = segmented.lstm_backward(engine, segment, d_out, d_hn, d_cn, x, w, lengths, saved.cs)
     else:
-        g = engine.lstm_backward(d_out, d_hn, d_cn, x, h0, w, lengths, saved)
+        g = engine.lstm_backward(d_out, d_hn, d_cn, x, h0, w, lengths, saved, need_dx)
     gradient_norms.record("lstm", g.norms)
     return g
 
@@ -180,6 +182,7 @@ def variant_backward(
     lengths: Tensor | None,
     saved: VariantForward,
     part: variant.InputPart,
+    need_dx: bool = True,
 ) -> VariantGrads:
     """BPTT of :func:`variant_forward`; grads_out = (d_out, d_hn, d_cn); saved: the
     forward's out, gates, cs and rec (its h_n, c_n are not read)."""
@@ -190,6 +193,8 @@ def variant_backward(
             engine, segment, d_out, d_hn, d_cn, x, w, v, masks, lengths, saved.cs
         )
     else:
-        g = variant.backward(engine, d_out, d_hn, d_cn, x, h0, w, v, masks, lengths, saved, part)
+        g = variant.backward(
+            engine, d_out, d_hn, d_cn, x, h0, w, v, masks, lengths, saved, part, need_dx
+        )
     gradient_norms.record("lstm", g.norms)
     return g

@@ -87,8 +87,9 @@ class LSTMLayer(torch.autograd.Function):
         saved = LSTMForward(out, d_hn, d_cn, gates, cs)  # h_n, c_n are not read
         with no_autocast(x.device):
             g = calls.lstm_backward(
-                ctx.engine, ctx.segment, (d_out, d_hn, d_cn), x, h0, w, lengths, saved
-            )
+                ctx.engine, ctx.segment, (d_out, d_hn, d_cn), x, h0, w, lengths, saved,
+                need_dx=ctx.needs_input_grad[0],
+            )  # fmt: skip
         db = g.db if b_ih is not None else None
         return g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, db, db, g.dw_hr, None, None
 
@@ -324,7 +325,7 @@ class VariantLayer(torch.autograd.Function):
         with no_autocast(x.device):
             g = calls.variant_backward(
                 ctx.engine, ctx.segment, (d_out, d_hn, d_cn), x, h0, w, v, masks, lengths,
-                saved, part,
+                saved, part, need_dx=ctx.needs_input_grad[0],
             )  # fmt: skip
         return (g.dx, g.dh0, g.dc0, *[None] * 6, *g.weights)
 

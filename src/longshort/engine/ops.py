@@ -100,6 +100,7 @@ def lstm_bwd(
     saved = LSTMForward(out, d_hn, d_cn, gates, cs)  # h_n, c_n are not read by BPTT
     g = calls.lstm_backward(None, segment, (d_out, d_hn, d_cn), x, h0, w, lengths, saved)
     dw_hr = x.new_empty(_EMPTY) if g.dw_hr is None else g.dw_hr
+    assert g.dx is not None  # need_dx left True: an op returns every gradient
     return g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, g.db, dw_hr, g.norms
 
 

@@ -74,12 +74,14 @@ def scratch_input_part(
 
 
 def product_grads(
-    d_in: Tensor, d_rec: Tensor, x: Tensor, h_prev: Tensor, w_ih: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """dx = d_in W, dW_ih = Σ_t d_in_tᵀ x_t, dW_hh = Σ_t d_rec_tᵀ h_prev_t over all T*B rows;
-    d_in, d_rec (T, B, G), x (T, B, I), h_prev (T, B, P) the operand of the recurrent product."""
+    d_in: Tensor, d_rec: Tensor, x: Tensor, h_prev: Tensor, w_ih: Tensor, need_dx: bool = True
+) -> tuple[Tensor | None, Tensor, Tensor]:
+    """dx = d_in W (None unless need_dx), dW_ih = Σ_t d_in_tᵀ x_t, dW_hh = Σ_t d_rec_tᵀ h_prev_t
+    over all T*B rows; d_in, d_rec (T, B, G), x (T, B, I), h_prev (T, B, P) the operand of the
+    recurrent product."""
     d2 = d_in.flatten(0, 1)
-    return d_in @ w_ih, d2.T @ x.flatten(0, 1), d_rec.flatten(0, 1).T @ h_prev.flatten(0, 1)
+    dx = d_in @ w_ih if need_dx else None
+    return dx, d2.T @ x.flatten(0, 1), d_rec.flatten(0, 1).T @ h_prev.flatten(0, 1)
 
 
 def _weight_grads(dz: Tensor, x: Tensor, h_prev: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -153,8 +155,10 @@ def lstm_backward(
     w: LSTMWeights,
     lengths: Tensor | None,
     saved: LSTMForward,
+    need_dx: bool = True,
 ) -> LSTMGrads:
-    """BPTT for :func:`lstm_forward`: see :class:`longshort.engine.types.LSTMGrads`."""
+    """BPTT for :func:`lstm_forward`: see :class:`longshort.engine.types.LSTMGrads` (dx is
+    computed whatever need_dx says: the reference keeps one path)."""
     steps = x.shape[0]
     w_hh, w_hr = w.w_hh, w.w_hr
     out, gates, cs = saved.out, saved.gates, saved.cs

@@ -69,6 +69,7 @@ def lstm_backward(
         h0, c0 = starts[k, :, :out_size], starts[k, :, out_size:]
         saved = engine.lstm_forward(xs, h0, c0, w, ls)
         g = engine.lstm_backward(d_out[s : s + segment], dh, dc, xs, h0, w, ls, saved)
+        assert g.dx is not None  # need_dx is left True here
         dx[s : s + segment], dh, dc = g.dx, g.dh0, g.dc0
         dw_ih += g.dw_ih
         dw_hh += g.dw_hh

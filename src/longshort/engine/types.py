@@ -39,7 +39,7 @@ class LSTMForward(NamedTuple):
 class LSTMGrads(NamedTuple):
     """What an LSTM layer's BPTT returns."""
 
-    dx: Tensor  # (T, B, I)
+    dx: Tensor | None  # (T, B, I); None where the caller said it needs none (need_dx)
     dh0: Tensor  # (B, P)
     dc0: Tensor  # (B, H)
     dw_ih: Tensor  # (G, I)
@@ -157,7 +157,7 @@ class VariantStepSaved(NamedTuple):
 class VariantGrads(NamedTuple):
     """What a variant layer's BPTT returns, one gradient per input of the layer."""
 
-    dx: Tensor  # (T, B, I)
+    dx: Tensor | None  # (T, B, I); None where the caller said it needs none (need_dx)
     dh0: Tensor  # (B, P)
     dc0: Tensor  # (B, H)
     weights: VariantWeights  # gradients in the weights' fields; None where a weight is None
@@ -250,7 +250,11 @@ class Engine(Protocol):
         w: LSTMWeights,
         lengths: Tensor | None,
         saved: LSTMForward,
-    ) -> LSTMGrads: ...
+        need_dx: bool = True,
+    ) -> LSTMGrads:
+        """need_dx=False: the input needs no gradient (a first layer's data), and an engine
+        may skip dx = dz W_ih over all T*B rows, returning None."""
+        ...
 
     def rnn_forward(
         self, x: Tensor, h0: Tensor, w: RNNWeights, lengths: Tensor | None, nonlinearity: str
@@ -285,9 +289,16 @@ class Engine(Protocol):
         ...
 
     def product_grads(
-        self, d_in: Tensor, d_rec: Tensor, x: Tensor, h_prev: Tensor, w_ih: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """dx, dW_ih, dW_hh from the gradients at the input and recurrent products."""
+        self,
+        d_in: Tensor,
+        d_rec: Tensor,
+        x: Tensor,
+        h_prev: Tensor,
+        w_ih: Tensor,
+        need_dx: bool = True,
+    ) -> tuple[Tensor | None, Tensor, Tensor]:
+        """dx (None unless need_dx), dW_ih, dW_hh from the gradients at the input and
+        recurrent products."""
         ...
 
     def variant_forward(

@@ -105,8 +105,10 @@ def backward(
     lengths: Tensor | None,
     saved: VariantForward,
     part: InputPart,
+    need_dx: bool = True,
 ) -> VariantGrads:
-    """BPTT of :func:`forward`: the engine's loop, then the weight gradients over all rows."""
+    """BPTT of :func:`forward`: the engine's loop, then the weight gradients over all rows
+    (dx None unless need_dx)."""
     g = engine.variant_backward(d_out, d_hn, d_cn, h0, w, v, masks, lengths, saved)
     d_wx, d_ln_ih, db = g.da, None, None
     bias = _bias(w)
@@ -120,7 +122,7 @@ def backward(
     h_prev = torch.cat((h0[None], saved.out[:-1]))  # h_{t-1} for every t
     if masks.keep is not None:
         h_prev = h_prev * masks.keep
-    dx, dw_ih, dw_hh = engine.product_grads(d_wx, g.dr, x, h_prev, w.w_ih)
+    dx, dw_ih, dw_hh = engine.product_grads(d_wx, g.dr, x, h_prev, w.w_ih, need_dx)
     grads = VariantWeights(
         w_ih=dw_ih,
         w_hh=dw_hh,
@@ -205,6 +207,7 @@ def segmented_backward(
         h0, c0 = starts[k, :, :out_size], starts[k, :, out_size:]
         saved, part = forward(engine, xs, h0, c0, w, v, ms, ls)
         g = backward(engine, d_out[s : s + segment], dh, dc, xs, h0, w, v, ms, ls, saved, part)
+        assert g.dx is not None  # need_dx left True
         dx[s : s + segment], dh, dc = g.dx, g.dh0, g.dc0
         norms[s : s + segment] = g.norms
         total = [

@@ -231,9 +231,11 @@ def weight_products(d_in, d_rec, x, h_first, h_rest, w_ih, dx, dw_ih, dw_hh) -> 
     one parallel region (each costs 30-70 us of waking and joining torch's threads): each
     thread makes its rows of dx and its rows of dW_ih and dW_hh. Arrays: d_in (M, G), d_rec
     (M, G'), x (M, I), h_first (B, P) the states before the first B rows, h_rest (M - B, P)
-    those before the others, w_ih (G, I); out dx (M, I), dw_ih (G, I), dw_hh (G', P)."""
+    those before the others, w_ih (G, I); out dx (M, I) (None: not wanted), dw_ih (G, I),
+    dw_hh (G', P)."""
     m, batch = d_in.shape[0], h_first.shape[0]
-    flops = 2 * m * (d_in.shape[1] * 2 * x.shape[1] + d_rec.shape[1] * h_first.shape[1])
+    products = 1 if dx is None else 2  # dW_ih, and dx unless not wanted
+    flops = 2 * m * (d_in.shape[1] * products * x.shape[1] + d_rec.shape[1] * h_first.shape[1])
     count = min(len(threads.split(d_in.shape[1], flops)), max(1, m))  # (an empty batch: one)
     parts = zip(
         threads.split(m, flops, count),
@@ -243,7 +245,7 @@ def weight_products(d_in, d_rec, x, h_first, h_rest, w_ih, dx, dw_ih, dw_hh) -> 
     )
     work = []
     for (r0, r1), (i0, i1), (j0, j1) in parts:
-        calls = [(gemm_w, (d_in[r0:r1], w_ih, dx[r0:r1], 0.0))]  # dx = dz W
+        calls = [] if dx is None else [(gemm_w, (d_in[r0:r1], w_ih, dx[r0:r1], 0.0))]  # dz W
         calls.append((gemm_at, (d_in[:, i0:i1], x, dw_ih[i0:i1], 0.0)))  # dW = Σ dz_tᵀ x_t
         calls.append((gemm_at, (d_rec[:batch, j0:j1], h_first, dw_hh[j0:j1], 0.0)))  # h_0 ..
         if m > batch:  # ... then h_1 .. h_{T-1}
@@ -253,37 +255,41 @@ def weight_products(d_in, d_rec, x, h_first, h_rest, w_ih, dx, dw_ih, dw_hh) -> 
 
 
 def product_grads(
-    d_in: Tensor, d_rec: Tensor, x: Tensor, h_prev: Tensor, w_ih: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """See :func:`longshort.engine.reference.product_grads` (float32 and float64)."""
-    dx = x.new_empty(x.shape)
+    d_in: Tensor, d_rec: Tensor, x: Tensor, h_prev: Tensor, w_ih: Tensor, need_dx: bool = True
+) -> tuple[Tensor | None, Tensor, Tensor]:
+    """See :func:`longshort.engine.reference.product_grads` (float32 and float64); dx None
+    unless need_dx."""
+    dx = x.new_empty(x.shape) if need_dx else None
     dw_ih, dw_hh = torch.empty_like(w_ih), w_ih.new_empty(d_rec.shape[2], h_prev.shape[2])
     hp = array(h_prev)
     weight_products(
         as_matrix(array(d_in)), as_matrix(array(d_rec)), as_matrix(array(x)), hp[0],
-        as_matrix(hp[1:]), array(w_ih), as_matrix(dx.numpy()), dw_ih.numpy(), dw_hh.numpy(),
+        as_matrix(hp[1:]), array(w_ih), None if dx is None else as_matrix(dx.numpy()),
+        dw_ih.numpy(), dw_hh.numpy(),
     )  # fmt: skip
     return dx, dw_ih, dw_hh
 
 
 def input_and_weight_grads(
-    dz: Tensor, x: Tensor, h0: Tensor, hs: Tensor, w_ih: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """dx = dz W, dW_ih = Σ_t dz_tᵀ x_t, dW_hh = Σ_t dz_tᵀ h_{t-1}, db = Σ_t dz_t: one product
-    each over all T*B rows, in x's dtype. hs (T, B, P) holds h_1 .. h_T."""
+    dz: Tensor, x: Tensor, h0: Tensor, hs: Tensor, w_ih: Tensor, need_dx: bool = True
+) -> tuple[Tensor | None, Tensor, Tensor, Tensor]:
+    """dx = dz W (None unless need_dx), dW_ih = Σ_t dz_tᵀ x_t, dW_hh = Σ_t dz_tᵀ h_{t-1},
+    db = Σ_t dz_t: one product each over all T*B rows, in x's dtype. hs (T, B, P) holds
+    h_1 .. h_T."""
     acc_dtype, dtype = dz.dtype, x.dtype
     if dtype == torch.bfloat16 and not BF16:  # bf16 without MKL
         if packed.BF16:
             return _bf16_input_and_weight_grads(dz, x, h0, hs, w_ih)
         dz, x, h0, hs, w_ih = dz.to(dtype).float(), x.float(), h0.float(), hs.float(), w_ih.float()
     dz2 = as_matrix(array(dz.to(x.dtype)))
-    dx = x.new_empty(x.shape, dtype=acc_dtype)
+    dx = x.new_empty(x.shape, dtype=acc_dtype) if need_dx else None
     dw_ih = w_ih.new_empty(w_ih.shape, dtype=acc_dtype)
     dw_hh = w_ih.new_empty(dz.shape[2], h0.shape[1], dtype=acc_dtype)
     ins = (dz2, dz2, as_matrix(array(x)), array(h0), as_matrix(array(hs)[:-1]), array(w_ih))
-    weight_products(*ins, as_matrix(dx.numpy()), dw_ih.numpy(), dw_hh.numpy())
+    dx_rows = None if dx is None else as_matrix(dx.numpy())
+    weight_products(*ins, dx_rows, dw_ih.numpy(), dw_hh.numpy())
     db = dz.sum(dim=(0, 1))
-    return dx.to(dtype), dw_ih.to(dtype), dw_hh.to(dtype), db.to(dtype)
+    return None if dx is None else dx.to(dtype), dw_ih.to(dtype), dw_hh.to(dtype), db.to(dtype)
 
 
 def _bf16_input_and_weight_grads(

@@ -243,6 +243,7 @@ def rnn_backward(
     flops = 2 * batch * hidden**2
     threads.run(backward, threads.ranges(batch, flops=flops * steps), args, flops)
     dx, dw_ih, dw_hh, db = host.input_and_weight_grads(da, x, h0, hs, w.w_ih)
+    assert dx is not None  # need_dx left True
     return RNNGrads(dx, dh, dw_ih, dw_hh, db, norms)
 
 
