@@ -470,3 +470,43 @@ def test_input_and_weight_grads_skip_dx_when_told():
     torch.testing.assert_close(dw_ih, dz.flatten(0, 1).T @ x.flatten(0, 1))
     h_prev = torch.cat((h0[None], hs[:-1]))
     torch.testing.assert_close(dw_hh, dz.flatten(0, 1).T @ h_prev.flatten(0, 1))
+
+
+@pytest.mark.parametrize(
+    ("ours_cls", "theirs_cls", "states"),
+    [
+        (longshort.LSTMCell, nn.LSTMCell, 2),
+        (longshort.GRUCell, nn.GRUCell, 1),
+        (longshort.RNNCell, nn.RNNCell, 1),
+    ],
+)
+def test_a_cell_step_without_dx_keeps_the_other_gradients(ours_cls, theirs_cls, states):
+    """Above 4 rows a cell's BPTT products run on torch's GEMM, which skips dx when the input
+    needs no gradient: h_0's and the weights' gradients still match torch.nn's cell."""
+    torch.manual_seed(0)
+    theirs = theirs_cls(5, 6)
+    ours = ours_cls(5, 6)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(7, 5)  # no gradient wanted
+    hs = [torch.randn(7, 6, requires_grad=True) for _ in range(states)]
+    hx = tuple(hs) if states == 2 else hs[0]
+    got = [ours(x, hx), theirs(x, hx)]
+    grads = []
+    for m, out in zip((ours, theirs), got, strict=True):
+        out = out[0] if isinstance(out, tuple) else out
+        grads.append(torch.autograd.grad(out.pow(2).sum(), [*hs, *m.parameters()]))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_variant_cell_step_without_dx_keeps_the_other_gradients():
+    torch.manual_seed(0)
+    cell = longshort.LSTMCell(5, 6, layer_norm=True, peephole=True).eval()
+    x, h, c = torch.randn(7, 5), torch.randn(7, 6), torch.randn(7, 6)
+    grads = []
+    for inp in (x, x.clone().requires_grad_()):
+        hx = (h.clone().requires_grad_(), c.clone().requires_grad_())
+        h1, c1 = cell(inp, hx)
+        grads.append(torch.autograd.grad((h1.pow(2) + c1).sum(), [*hx, *cell.parameters()]))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -124,7 +124,7 @@ class LSTMStep(torch.autograd.Function):
             )
             return (None, *grads)
         dx, dh0, dc0, dw_ih, dw_hh, db, norms = ctx.step.lstm_step_backward(
-            dh, dc, x, h0, c0, w, z, c
+            dh, dc, x, h0, c0, w, z, c, need_dx=ctx.needs_input_grad[1]
         )
         gradient_norms.record("lstm", norms)
         db = db if b_ih is not None else None
@@ -159,7 +159,8 @@ class VariantStep(torch.autograd.Function):
                 (dh, dc),
             )
             return (None, *grads[:3], *[None] * 4, *grads[3:])
-        g = ctx.step.variant_step_backward(dh, dc, x, h0, w, v, masks, saved)
+        need_dx = ctx.needs_input_grad[1]
+        g = ctx.step.variant_step_backward(dh, dc, x, h0, w, v, masks, saved, need_dx)
         gradient_norms.record("lstm", g.norms)
         return (None, g.dx, g.dh0, g.dc0, *[None] * 4, *g.weights)
 
@@ -186,7 +187,9 @@ class RNNStep(torch.autograd.Function):
                 (dh,),
             )
             return (None, *grads, None)
-        dx, dh0, dw_ih, dw_hh, db, norms = ctx.step.rnn_step_backward(dh, x, h0, h, w, nl)
+        dx, dh0, dw_ih, dw_hh, db, norms = ctx.step.rnn_step_backward(
+            dh, x, h0, h, w, nl, need_dx=ctx.needs_input_grad[1]
+        )
         gradient_norms.record("rnn", norms)
         db = db if b_ih is not None else None
         return None, dx, dh0, dw_ih, dw_hh, db, db, None
@@ -214,7 +217,9 @@ class GRUStep(torch.autograd.Function):
                 (dh,),
             )
             return (None, *grads)
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms = ctx.step.gru_step_backward(dh, x, h0, w, gates)
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms = ctx.step.gru_step_backward(
+            dh, x, h0, w, gates, need_dx=ctx.needs_input_grad[1]
+        )
         gradient_norms.record("gru", norms)
         return None, dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 

@@ -362,8 +362,10 @@ class StepEngine(Protocol):
         w: LSTMWeights,
         z: Tensor,
         c: Tensor,
-    ) -> tuple[Tensor, ...]:
-        """dx, dh0, dc0, dW_ih, dW_hh, db and the norms (1, B, 2)."""
+        need_dx: bool = True,
+    ) -> tuple[Tensor | None, ...]:
+        """dx, dh0, dc0, dW_ih, dW_hh, db and the norms (1, B, 2); dx may be None unless
+        need_dx."""
         ...
 
     def gru_step(self, x: Tensor, h0: Tensor, w: GRUWeights) -> tuple[Tensor, Tensor]:
@@ -371,7 +373,13 @@ class StepEngine(Protocol):
         ...
 
     def gru_step_backward(
-        self, dh: Tensor, x: Tensor, h0: Tensor, w: GRUWeights, gates: Tensor
+        self,
+        dh: Tensor,
+        x: Tensor,
+        h0: Tensor,
+        w: GRUWeights,
+        gates: Tensor,
+        need_dx: bool = True,
     ) -> tuple[Tensor | None, ...]:
         """dx, dh0, dW_ih, dW_hh, db_ih, db_hh (None without bias) and the norms (1, B, 1)."""
         ...
@@ -409,8 +417,15 @@ class StepEngine(Protocol):
         ...
 
     def rnn_step_backward(
-        self, dh: Tensor, x: Tensor, h0: Tensor, h: Tensor, w: RNNWeights, nonlinearity: str
-    ) -> tuple[Tensor, ...]:
+        self,
+        dh: Tensor,
+        x: Tensor,
+        h0: Tensor,
+        h: Tensor,
+        w: RNNWeights,
+        nonlinearity: str,
+        need_dx: bool = True,
+    ) -> tuple[Tensor | None, ...]:
         """dx, dh0, dW_ih, dW_hh, db and the norms (1, B, 1)."""
         ...
 

@@ -347,7 +347,7 @@ def gru_step(x: Tensor, h0: Tensor, w: GRUWeights) -> tuple[Tensor, Tensor]:
 
 
 def gru_step_backward(
-    dh: Tensor, x: Tensor, h0: Tensor, w: GRUWeights, gates: Tensor
+    dh: Tensor, x: Tensor, h0: Tensor, w: GRUWeights, gates: Tensor, need_dx: bool = True
 ) -> tuple[Tensor | None, ...]:
     """BPTT of :func:`gru_step`: dx, dh0, dW_ih, dW_hh, db_ih, db_hh (None without bias) and
     the norms (1, B, 1); the products on torch's GEMM where the forward's ran there."""
@@ -358,6 +358,7 @@ def gru_step_backward(
     dgi, dgh, norms = x.new_empty(batch, g), x.new_empty(batch, g), x.new_empty(1, batch, 1)
     db_ih, db_hh = (None, None) if w.b_ih is None else (x.new_empty(g), x.new_empty(g))
     dh0 = x.new_empty(batch, hidden)
+    dx: Tensor | None  # None from torch's GEMM unless need_dx
     on_torch = host.torch_products(batch)
     if on_torch:
         weights, grads = (address.NONE,) * 2, (address.NONE,) * 3
@@ -372,5 +373,5 @@ def gru_step_backward(
         address.LIKE[x.dtype], (batch, n_in, hidden),
     )  # fmt: skip
     if on_torch:  # dgi W_i, dh ⊙ z + dgh W_h, dgiᵀ x, dghᵀ h_0
-        dx, dh0, dw_ih, dw_hh = host.torch_step_grads(dgi, dgh, x, h0, w_ih, w_hh, dh0)
+        dx, dh0, dw_ih, dw_hh = host.torch_step_grads(dgi, dgh, x, h0, w_ih, w_hh, dh0, need_dx)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms

@@ -314,6 +314,7 @@ def variant_step_backward(
     v: LSTMVariant,
     masks: VariantMasks,
     saved: VariantStepSaved,
+    need_dx: bool = True,
 ) -> VariantGrads:
     """See :class:`longshort.engine.types.StepEngine`; the products on torch's GEMM where the
     forward's ran there."""
@@ -333,7 +334,9 @@ def variant_step_backward(
     if on_torch:  # dx = d_in W, dL/d(m ⊙ h_0) = dr U, dW = d_inᵀ x, dU = drᵀ (m ⊙ h_0)
         d_in, dr = (g.da if t is None else t for t in (g.d_wx, g.dr))
         dh_rec = g.dh0 if keep is None else None  # added into dh0
-        dx, dh_rec, dw_ih, dw_hh = host.torch_step_grads(d_in, dr, x, hd, w.w_ih, w.w_hh, dh_rec)
+        dx, dh_rec, dw_ih, dw_hh = host.torch_step_grads(
+            d_in, dr, x, hd, w.w_ih, w.w_hh, dh_rec, need_dx
+        )
         if keep is not None:
             g.dh0.addcmul_(dh_rec, keep)
     else:
