@@ -93,6 +93,15 @@ def test_pack_t_is_pack_of_the_transpose(dtype):
     np.testing.assert_array_equal(packed.pack_t(a), packed.pack(np.ascontiguousarray(a.T)))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pack_pair_is_pack_of_the_joined_matrix_into_a_used_buffer(dtype):
+    a = np.arange(70 * 5, dtype=dtype).reshape(70, 5)
+    b = -np.arange(70 * 9, dtype=dtype).reshape(70, 9)
+    want = packed.pack(np.hstack([a, b]))
+    used = np.full_like(want, np.nan)  # a kept buffer's old content must not remain
+    np.testing.assert_array_equal(packed.pack_pair(a, b, used), want)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
 @pytest.mark.parametrize("transposed", [False, True])
 def test_packing_into_a_used_buffer_writes_every_element(dtype, transposed):

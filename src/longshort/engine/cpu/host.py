@@ -135,6 +135,14 @@ def packed_kept(a: np.ndarray, role: str, rows_of_t: bool = False) -> np.ndarray
     return packed.pack_t(a, out) if rows_of_t else packed.pack(a, out)
 
 
+def packed_pair(a: Tensor, b: Tensor, role: str) -> np.ndarray:
+    """packed.pack_pair of a (N, Ka) and b (N, Kb), float32/float64, into a :func:`kept`
+    buffer of the role (as :func:`packed_kept`)."""
+    a_rows, b_rows = array(a), array(b)
+    shape = packed.packed_shape(a_rows.shape[0], a_rows.shape[1] + b_rows.shape[1], a_rows.dtype)
+    return packed.pack_pair(a_rows, b_rows, kept(role, shape, a_rows.dtype))
+
+
 def recurrent(w: Tensor, steps: int, role: str = "recurrent") -> np.ndarray:
     """A loop's recurrent weight (N, K), for products x @ w.T: packed once for the per-step
     kernel of :mod:`.packed` when the loop runs more than one step; as it is for one step (a

@@ -487,9 +487,9 @@ def lstm_infer(
     h = h0.to(x.dtype, memory_format=torch.contiguous_format, copy=True)
     c = c0.to(x.dtype, memory_format=torch.contiguous_format, copy=True)
     dtype = out.numpy().dtype
-    w_cat = torch.cat([w.w_ih.detach().t(), w.w_hh.detach().t()]).t()  # rows of [W_ih | U]ᵀ
     coef = host.coefficients(hidden, dtype)
-    weights = (host.recurrent(w_cat, steps), host.bias_sum(w, x.dtype), coef)
+    w_cat = host.packed_pair(w.w_ih, w.w_hh, "recurrent")  # [W_ih | U], packed
+    weights = (w_cat, host.bias_sum(w, x.dtype), coef)
     io = (host.array(x), h.numpy(), c.numpy(), out.numpy(), host.lengths_array(lengths))
 
     def args(b0: int, b1: int) -> tuple:

@@ -307,6 +307,31 @@ def pack_t(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+def pack_pair(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """pack([a | b]) for a (N, Ka), b (N, Kb) float32/float64, without the (N, Ka + Kb) copy
+    that joining them costs: inference's [W_ih | U], 8 MB at (I, H) = (512, 512)."""
+    if out is None:
+        out = np.empty(packed_shape(a.shape[0], a.shape[1] + b.shape[1], a.dtype), a.dtype)
+    _pack_pair(a, b, out)
+    return out
+
+
+@njit(**_JIT)
+def _pack_pair(a, b, out):
+    """:func:`_pack` of [a | b], read from each in turn."""
+    n, ka = a.shape
+    width = _width(a)
+    out[-1] = 0  # the last panel's columns past N
+    for p in range(out.shape[0]):
+        cols = min(width, n - p * width)
+        for kk in range(ka):
+            for jj in range(cols):
+                out[p, kk, jj] = a[p * width + jj, kk]
+        for kk in range(b.shape[1]):
+            for jj in range(cols):
+                out[p, ka + kk, jj] = b[p * width + jj, kk]
+
+
 @njit(**_JIT)
 def _pack(w, out):
     """Written in order, read across NR rows of w (whose lines stay in L1 for 16 k's): twice
