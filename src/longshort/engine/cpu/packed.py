@@ -318,7 +318,9 @@ def pack_pair(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np
 
 @njit(**_JIT)
 def _pack_pair(a, b, out):
-    """:func:`_pack` of [a | b], read from each in turn."""
+    """Panels of [a | b]ᵀ, a's columns then b's: written in order, read across NR rows (whose
+    lines stay in L1 for 16 k's), twice as fast as reading in order (800 x 200: 37 against
+    88 us)."""
     n, ka = a.shape
     width = _width(a)
     out[-1] = 0  # the last panel's columns past N
@@ -334,16 +336,8 @@ def _pack_pair(a, b, out):
 
 @njit(**_JIT)
 def _pack(w, out):
-    """Written in order, read across NR rows of w (whose lines stay in L1 for 16 k's): twice
-    as fast as reading in order (800 x 200: 37 against 88 us)."""
-    n, k = w.shape
-    width = _width(w)
-    out[-1] = 0  # the last panel's columns past N
-    for p in range(out.shape[0]):
-        cols = min(width, n - p * width)
-        for kk in range(k):
-            for jj in range(cols):
-                out[p, kk, jj] = w[p * width + jj, kk]
+    """:func:`_pack_pair` of w alone."""
+    _pack_pair(w, w[:, :0], out)
 
 
 @njit(**_JIT)
