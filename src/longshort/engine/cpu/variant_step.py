@@ -49,6 +49,25 @@ def _pair(first, second, rows, hidden, like, dtype):
 
 
 @njit(inline="always", **JIT)
+def _views(params, masks, sizes, flags, like, dtype):
+    """The views of params = (w_ih, w_hh, b_ih, b_hh, w_ch, ln_ih, ln_hh, ln_c_w, ln_c_b) and
+    masks = (zone_c, zone_h, keep) as the loops take them (empty for what is NONE), with
+    ln_c (2, H) joined from its gain and bias."""
+    batch, n_in, hidden, n_gates, rows_c, rows_h = sizes
+    ln = flags[3]
+    nw, nb, nl = n_gates if params[0] else 0, n_gates if params[2] else 0, n_gates if ln else 0
+    w_ih, w_hh = view(params[0], (nw, n_in), like), view(params[1], (nw, hidden), like)
+    b_ih, b_hh = view(params[2], nb, like), view(params[3], nb, like)
+    w_ch = view(params[4], n_gates - hidden if flags[2] else 0, like)
+    ln_ih, ln_hh = view(params[5], nl, like), view(params[6], nl, like)
+    ln_c = _pair(params[7], params[8], 2 if ln else 0, hidden, like, dtype)
+    zone_c = view(masks[0], (1 if rows_c else 0, rows_c, hidden), like)
+    zone_h = view(masks[1], (1 if rows_h else 0, rows_h, hidden), like)
+    keep = view(masks[2], (batch if masks[2] else 0, hidden), like)
+    return (w_ih, w_hh, b_ih, b_hh, w_ch, ln_ih, ln_hh, ln_c), (zone_c, zone_h, keep)
+
+
+@njit(inline="always", **JIT)
 def _input_part(wx, z, b_ih, b_hh, ln_ih, ln):
     """z = W x + b, or LN(W x)·γ_x + b (layer norm), row by row; wx (B, G) holds W x (it is z
     itself without layer norm); b_ih, b_hh (G,) or empty."""
@@ -65,37 +84,29 @@ def step_forward_at(ins, params, masks, outs, like, sizes, coef, flags):
 
     Addresses: ins = (x (B, I), h0, c0 (B, H)); params = (w_ih (G, I), w_hh (G, H), b_ih, b_hh
       (G,), w_ch ((nb-1) H,), ln_ih, ln_hh (G,), ln_c_w, ln_c_b (H,)), NONE for an absent one,
-      and the
-      two weights NONE when the host ran the products (then z holds W x + U (m ⊙ h_0), or with
-      layer norm wx holds W x and rec U (m ⊙ h_0)); masks = (zone_c (1, Bc, H), zone_h
+      and the two weights NONE when the host ran the products (then z holds W x + U (m ⊙ h_0),
+      or with layer norm wx holds W x and rec U (m ⊙ h_0)); masks = (zone_c (1, Bc, H), zone_h
       (1, Bh, H), keep (B, H)), NONE for none; outs = (h (B, H), cs (2, B, H) [C_0, C_1], z
       (B, G) the gate blocks, rec, wx (B, G) with layer norm, else NONE).
     sizes = (B, I, H, G, Bc, Bh), Bc and Bh 0 without the mask; coef (3, G); flags (4,) as
     :mod:`.lstm_variant`'s."""
-    batch, n_in, hidden, n_gates, rows_c, rows_h = sizes
+    batch, n_in, hidden, n_gates = sizes[:4]
     ln, dtype = flags[3], coef.dtype
-    nw, nb, nl = n_gates if params[0] else 0, n_gates if params[2] else 0, n_gates if ln else 0
-    w_ih, w_hh = view(params[0], (nw, n_in), like), view(params[1], (nw, hidden), like)
-    b_ih, b_hh = view(params[2], nb, like), view(params[3], nb, like)
-    w_ch = view(params[4], n_gates - hidden if flags[2] else 0, like)
-    ln_ih, ln_hh = view(params[5], nl, like), view(params[6], nl, like)
-    ln_c = _pair(params[7], params[8], 2 if ln else 0, hidden, like, dtype)
-    zone_c = view(masks[0], (1 if rows_c else 0, rows_c, hidden), like)
-    zone_h = view(masks[1], (1 if rows_h else 0, rows_h, hidden), like)
-    keep = view(masks[2], (batch if masks[2] else 0, hidden), like)
+    w, mask_views = _views(params, masks, sizes, flags, like, dtype)
+    w_ih, w_hh, b_ih, b_hh, w_ch, ln_ih, ln_hh, ln_c = w
     x = view(ins[0], (batch, n_in), like)
     h0, c0 = view(ins[1], (batch, hidden), like), view(ins[2], (batch, hidden), like)
     h, cs = view(outs[0], (batch, hidden), like), view(outs[1], (2, batch, hidden), like)
     z = view(outs[2], (1, batch, n_gates), like)
     rec = view(outs[3], (1 if ln else 0, batch if ln else 0, n_gates if ln else 0), like)
     wx = view(outs[4], (batch, n_gates), like) if ln else z[0]
-    if nw:
+    if w_ih.shape[0]:
         gemm_wt(x, w_ih, wx, 0.0)  # W x
     _input_part(wx, z[0], b_ih, b_hh, ln_ih, ln)
     h[:] = h0
     cs[0] = c0
     weights = (w_hh, np.empty((0, 0), dtype), w_ch, ln_hh, ln_c, coef, flags)
-    io = (h, np.empty((1, batch, hidden), dtype), zone_c, zone_h, keep, np.empty(0, np.int64))
+    io = (h, np.empty((1, batch, hidden), dtype), *mask_views, np.empty(0, np.int64))
     rows, unused = np.empty((batch, hidden), dtype), np.empty((0, hidden), dtype)
     scratch = (rows, np.empty((batch, hidden), dtype), unused, unused, np.empty(n_gates, np.int32))
     forward(weights, io, (z, rec, cs), scratch, 0, batch)
@@ -129,35 +140,42 @@ def _sum_rows(a, out):
         out += a[b]
 
 
+@njit(inline="always", **JIT)
+def _products(d_in, dr, x, hd, w_ih, w_hh, keep, dx, dh0, dw_ih, dw_hh):
+    """The step's four BPTT products on :mod:`.small`'s loops (a few rows): dx = d_in W_ih,
+    dh0 += (dr U) ⊙ m, dW_ih = d_inᵀ x, dW_hh = drᵀ (m ⊙ h_0)."""
+    dh_rec = np.empty(dh0.shape, dh0.dtype)
+    gemm_w(dr, w_hh, dh_rec, 0.0)  # dL/d(m ⊙ h_0) = dr U
+    for b in range(dh0.shape[0]):
+        for j in range(dh0.shape[1]):
+            dh0[b, j] += dh_rec[b, j] * keep[b, j] if keep.shape[0] else dh_rec[b, j]
+    gemm_w(d_in, w_ih, dx, 0.0)  # dL/dx = d_in W
+    gemm_at(d_in, x, dw_ih, 0.0)  # dW = d_inᵀ x
+    gemm_at(dr, hd, dw_hh, 0.0)  # dU = drᵀ (m ⊙ h_0)
+
+
 @njit(**JIT)
 def step_backward_at(grads, saved, ins, params, masks, outs, like, sizes, flags):
     """BPTT of :func:`step_forward_at`.
 
     Addresses: grads = (dh, dc (B, H)) at h_1, C_1; saved = (z (B, G), cs (2, B, H), rec, wx
       (B, G) or NONE without layer norm); ins = (x (B, I), hd (B, H) m ⊙ h_0, or h_0 without
-      recurrent dropout); params = (w_ih (G, I), w_hh (G, H), w_ch, ln_ih, ln_hh, ln_c_w,
-      ln_c_b), the
-      two weights NONE when the host runs the products; masks as the forward's.
+      recurrent dropout); params and masks as the forward's (the biases unread), the two
+      weights NONE when the host runs the products.
     outs = (da (B, G), dr (B, G) with layer norm (else NONE: da itself), d_wx (B, G) with
       layer norm, dx (B, I), dh0 (B, H), dc0 (B, H), dw_ih (G, I), dw_hh (G, H), db (G,),
       g_ch ((nb-1) H,), g_ln_ih, g_ln_hh (G,), g_ln_c (2, H), norms (B, 2)): NONE for what the
       variant lacks; dx, dw_ih, dw_hh NONE when the host runs the products, and dh0 then
       holds the zoneout part only (the host adds dr U ⊙ m).
     sizes and flags as the forward's."""
-    batch, n_in, hidden, n_gates, rows_c, rows_h = sizes
+    batch, n_in, hidden, n_gates, _, rows_h = sizes
     peep, ln = flags[2], flags[3]
-    nw, nl = n_gates if params[0] else 0, n_gates if ln else 0
-    w_ih, w_hh = view(params[0], (nw, n_in), like), view(params[1], (nw, hidden), like)
-    w_ch = view(params[2], n_gates - hidden if peep else 0, like)
-    dtype = w_ch.dtype
-    ln_ih, ln_hh = view(params[3], nl, like), view(params[4], nl, like)
-    ln_c = _pair(params[5], params[6], 2 if ln else 0, hidden, like, dtype)
-    zone_c = view(masks[0], (1 if rows_c else 0, rows_c, hidden), like)
-    zone_h = view(masks[1], (1 if rows_h else 0, rows_h, hidden), like)
-    keep = view(masks[2], (batch if masks[2] else 0, hidden), like)
-    state, gates3 = (batch, hidden), (1, batch, n_gates)
-    dh, dc = view(grads[0], (1, batch, hidden), like), view(grads[1], state, like)
+    state, gates3, nl = (batch, hidden), (1, batch, n_gates), n_gates if ln else 0
     z, cs = view(saved[0], gates3, like), view(saved[1], (2, batch, hidden), like)
+    dtype = z.dtype
+    w, (zone_c, zone_h, keep) = _views(params, masks, sizes, flags, like, dtype)
+    w_ih, w_hh, _, _, w_ch, ln_ih, ln_hh, ln_c = w
+    dh, dc = view(grads[0], (1, batch, hidden), like), view(grads[1], state, like)
     rec = view(saved[2], gates3 if ln else (0, 0, 0), like)
     da = view(outs[0], gates3, like)
     dr = view(outs[1], gates3, like) if ln else da
@@ -169,10 +187,10 @@ def step_backward_at(grads, saved, ins, params, masks, outs, like, sizes, flags)
     norms, dh_t = view(outs[13], (1, batch, 2), like), np.empty((1, batch, hidden), dtype)
     io = (dh, dh0, dc0, zone_c, zone_h, keep, np.empty(0, np.int64), da, dr, dh_t, g_ch)
     empty, unused = np.empty((0, 0), dtype), np.empty((0, hidden), dtype)
-    weights = (empty, empty, w_ch, ln_hh, ln_c, flags)
     rows = (np.empty(state, dtype), np.empty(state, dtype), np.empty(state, dtype))
     scratch = (*rows, np.empty(state, dtype), unused, unused, np.empty(n_gates, np.int32))
-    backward(weights, (*io, g_ln_hh, g_ln_c, norms), (z, rec, cs), scratch, 0, batch)
+    loop_weights = (empty, empty, w_ch, ln_hh, ln_c, flags)
+    backward(loop_weights, (*io, g_ln_hh, g_ln_c, norms), (z, rec, cs), scratch, 0, batch)
     if zone_h.shape[0]:  # h_1 = d ⊙ h_0 + (1-d) ⊙ h'_1
         for b in range(batch):
             zh = zone_h[0, b if rows_h > 1 else 0]
@@ -189,16 +207,11 @@ def step_backward_at(grads, saved, ins, params, masks, outs, like, sizes, flags)
         _input_part_grads(da[0], wx, ln_ih, d_in, view(outs[10], n_gates, like))
     if outs[8]:
         _sum_rows(da[0], view(outs[8], n_gates, like))  # dL/db = Σ_b da_b
-    if nw:
+    if w_ih.shape[0]:
         x, hd = view(ins[0], (batch, n_in), like), view(ins[1], state, like)
-        dh_rec = np.empty(state, dtype)
-        gemm_w(dr[0], w_hh, dh_rec, 0.0)  # dL/d(m ⊙ h_0) = dr U
-        for b in range(batch):
-            for j in range(hidden):
-                dh0[b, j] += dh_rec[b, j] * keep[b, j] if keep.shape[0] else dh_rec[b, j]
-        gemm_w(d_in, w_ih, view(outs[3], (batch, n_in), like), 0.0)  # dL/dx = d_in W
-        gemm_at(d_in, x, view(outs[6], (n_gates, n_in), like), 0.0)  # dW = d_inᵀ x
-        gemm_at(dr[0], hd, view(outs[7], (n_gates, hidden), like), 0.0)  # dU = drᵀ (m ⊙ h_0)
+        dx, dw_ih = view(outs[3], (batch, n_in), like), view(outs[6], (n_gates, n_in), like)
+        dw_hh = view(outs[7], (n_gates, hidden), like)
+        _products(d_in, dr[0], x, hd, w_ih, w_hh, keep, dx, dh0, dw_ih, dw_hh)
 
 
 # host: the engine functions ------------------------------------------------------------------
@@ -328,7 +341,7 @@ def variant_step_backward(
     kept = saved if v.layer_norm else (*saved[:2], None, None)
     step_backward_at(
         (dh.data_ptr(), dc.data_ptr()), tuple(map(address.optional, kept)),
-        (x.data_ptr(), hd.data_ptr()), weights + ops.extras[2:], ops.mask_at,
+        (x.data_ptr(), hd.data_ptr()), weights + ops.extras, ops.mask_at,
         tuple(map(address.optional, g)), address.LIKE[x.dtype], ops.sizes, ops.flags,
     )  # fmt: skip
     if on_torch:  # dx = d_in W, dL/d(m ⊙ h_0) = dr U, dW = d_inᵀ x, dU = drᵀ (m ⊙ h_0)
