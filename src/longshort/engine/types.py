@@ -407,9 +407,10 @@ class StepEngine(Protocol):
         v: LSTMVariant,
         masks: VariantMasks,
         saved: VariantStepSaved,
+        need_dx: bool = True,
     ) -> VariantGrads:
-        """BPTT of :meth:`variant_step`: the gradients of x, h0, c0 and the weights; norms
-        (1, B, 2)."""
+        """BPTT of :meth:`variant_step`: the gradients of x (None may come back unless
+        need_dx), h0, c0 and the weights; norms (1, B, 2)."""
         ...
 
     def rnn_step(self, x: Tensor, h0: Tensor, w: RNNWeights, nonlinearity: str) -> Tensor:
