@@ -410,9 +410,13 @@ def test_cell_loop_matches_the_layer(cpu_engine, case):
         assert rel_err(p.grad, getattr(layer, name + "_l0").grad) < 1e-4, name
 
 
+ZONED = [c for c, kw in CASES.items() if "zoneout" in kw]
+
+
 @pytest.mark.parametrize("batch", [3, 7])  # 7 > FEW_ROWS: the products on torch's GEMM
-@pytest.mark.parametrize("drawn", [True, False])  # masks per row, or one row of expectations
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize(  # zoneout's masks per row, or one row of expectations
+    ("case", "drawn"), [(c, True) for c in CASES] + [(c, False) for c in ZONED]
+)
 def test_variant_cell_step_matches_manual(cpu_engine, case, drawn, batch):
     """One step of an LSTMCell variant (the compiled engine's one-call step, or a one-step
     layer on the reference engine) against the manual loop over one step: outputs, and the
