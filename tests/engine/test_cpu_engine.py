@@ -480,33 +480,38 @@ def test_input_and_weight_grads_skip_dx_when_told():
         (longshort.RNNCell, nn.RNNCell, 1),
     ],
 )
-def test_a_cell_step_without_dx_keeps_the_other_gradients(ours_cls, theirs_cls, states):
+@pytest.mark.parametrize("h_grad", [True, False])
+def test_a_cell_step_without_dx_keeps_the_other_gradients(ours_cls, theirs_cls, states, h_grad):
     """Above 4 rows a cell's BPTT products run on torch's GEMM, which skips dx when the input
-    needs no gradient: h_0's and the weights' gradients still match torch.nn's cell."""
+    needs no gradient, and dh0 when h_0 needs none: the gradients wanted still match
+    torch.nn's cell."""
     torch.manual_seed(0)
     theirs = theirs_cls(5, 6)
     ours = ours_cls(5, 6)
     ours.load_state_dict(theirs.state_dict())
     x = torch.randn(7, 5)  # no gradient wanted
-    hs = [torch.randn(7, 6, requires_grad=True) for _ in range(states)]
+    hs = [torch.randn(7, 6, requires_grad=h_grad) for _ in range(states)]
     hx = tuple(hs) if states == 2 else hs[0]
     got = [ours(x, hx), theirs(x, hx)]
     grads = []
+    wanted = lambda m: [*(hs if h_grad else []), *m.parameters()]  # noqa: E731
     for m, out in zip((ours, theirs), got, strict=True):
         out = out[0] if isinstance(out, tuple) else out
-        grads.append(torch.autograd.grad(out.pow(2).sum(), [*hs, *m.parameters()]))
+        grads.append(torch.autograd.grad(out.pow(2).sum(), wanted(m)))
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_a_variant_cell_step_without_dx_keeps_the_other_gradients():
+@pytest.mark.parametrize("kw", [{"layer_norm": True, "peephole": True}, {"zoneout": 0.3}])
+def test_a_variant_cell_step_without_dx_or_dh0_keeps_the_other_gradients(kw):
     torch.manual_seed(0)
-    cell = longshort.LSTMCell(5, 6, layer_norm=True, peephole=True).eval()
+    cell = longshort.LSTMCell(5, 6, recurrent_dropout=0.2, **kw)
     x, h, c = torch.randn(7, 5), torch.randn(7, 6), torch.randn(7, 6)
     grads = []
-    for inp in (x, x.clone().requires_grad_()):
-        hx = (h.clone().requires_grad_(), c.clone().requires_grad_())
+    for wanted in (False, True):  # the inputs' gradients not wanted, then wanted
+        inp, hx = x.clone().requires_grad_(wanted), (h.clone().requires_grad_(wanted), c)
+        torch.manual_seed(1)  # the same masks
         h1, c1 = cell(inp, hx)
-        grads.append(torch.autograd.grad((h1.pow(2) + c1).sum(), [*hx, *cell.parameters()]))
+        grads.append(torch.autograd.grad((h1.pow(2) + c1).sum(), list(cell.parameters())))
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -124,7 +124,7 @@ class LSTMStep(torch.autograd.Function):
             )
             return (None, *grads)
         dx, dh0, dc0, dw_ih, dw_hh, db, norms = ctx.step.lstm_step_backward(
-            dh, dc, x, h0, c0, w, z, c, need_dx=ctx.needs_input_grad[1]
+            dh, dc, x, h0, c0, w, z, c, *ctx.needs_input_grad[1:3]
         )
         gradient_norms.record("lstm", norms)
         db = db if b_ih is not None else None
@@ -159,8 +159,8 @@ class VariantStep(torch.autograd.Function):
                 (dh, dc),
             )
             return (None, *grads[:3], *[None] * 4, *grads[3:])
-        need_dx = ctx.needs_input_grad[1]
-        g = ctx.step.variant_step_backward(dh, dc, x, h0, w, v, masks, saved, need_dx)
+        need = ctx.needs_input_grad[1:3]  # x's and h0's
+        g = ctx.step.variant_step_backward(dh, dc, x, h0, w, v, masks, saved, *need)
         gradient_norms.record("lstm", g.norms)
         return (None, g.dx, g.dh0, g.dc0, *[None] * 4, *g.weights)
 
@@ -188,7 +188,7 @@ class RNNStep(torch.autograd.Function):
             )
             return (None, *grads, None)
         dx, dh0, dw_ih, dw_hh, db, norms = ctx.step.rnn_step_backward(
-            dh, x, h0, h, w, nl, need_dx=ctx.needs_input_grad[1]
+            dh, x, h0, h, w, nl, *ctx.needs_input_grad[1:3]
         )
         gradient_norms.record("rnn", norms)
         db = db if b_ih is not None else None
@@ -218,7 +218,7 @@ class GRUStep(torch.autograd.Function):
             )
             return (None, *grads)
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms = ctx.step.gru_step_backward(
-            dh, x, h0, w, gates, need_dx=ctx.needs_input_grad[1]
+            dh, x, h0, w, gates, *ctx.needs_input_grad[1:3]
         )
         gradient_norms.record("gru", norms)
         return None, dx, dh0, dw_ih, dw_hh, db_ih, db_hh

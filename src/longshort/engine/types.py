@@ -158,7 +158,7 @@ class VariantGrads(NamedTuple):
     """What a variant layer's BPTT returns, one gradient per input of the layer."""
 
     dx: Tensor | None  # (T, B, I); None where the caller said it needs none (need_dx)
-    dh0: Tensor  # (B, P)
+    dh0: Tensor | None  # (B, P); None likewise (need_dh0, one step of a cell)
     dc0: Tensor  # (B, H)
     weights: VariantWeights  # gradients in the weights' fields; None where a weight is None
     norms: Tensor  # (T, B, 2)
@@ -363,9 +363,10 @@ class StepEngine(Protocol):
         z: Tensor,
         c: Tensor,
         need_dx: bool = True,
+        need_dh0: bool = True,
     ) -> tuple[Tensor | None, ...]:
         """dx, dh0, dc0, dW_ih, dW_hh, db and the norms (1, B, 2); dx may be None unless
-        need_dx."""
+        need_dx, dh0 unless need_dh0."""
         ...
 
     def gru_step(self, x: Tensor, h0: Tensor, w: GRUWeights) -> tuple[Tensor, Tensor]:
@@ -380,6 +381,7 @@ class StepEngine(Protocol):
         w: GRUWeights,
         gates: Tensor,
         need_dx: bool = True,
+        need_dh0: bool = True,
     ) -> tuple[Tensor | None, ...]:
         """dx, dh0, dW_ih, dW_hh, db_ih, db_hh (None without bias) and the norms (1, B, 1)."""
         ...
@@ -408,6 +410,7 @@ class StepEngine(Protocol):
         masks: VariantMasks,
         saved: VariantStepSaved,
         need_dx: bool = True,
+        need_dh0: bool = True,
     ) -> VariantGrads:
         """BPTT of :meth:`variant_step`: the gradients of x (None may come back unless
         need_dx), h0, c0 and the weights; norms (1, B, 2)."""
@@ -426,6 +429,7 @@ class StepEngine(Protocol):
         w: RNNWeights,
         nonlinearity: str,
         need_dx: bool = True,
+        need_dh0: bool = True,
     ) -> tuple[Tensor | None, ...]:
         """dx, dh0, dW_ih, dW_hh, db and the norms (1, B, 1)."""
         ...

@@ -207,7 +207,7 @@ def segmented_backward(
         h0, c0 = starts[k, :, :out_size], starts[k, :, out_size:]
         saved, part = forward(engine, xs, h0, c0, w, v, ms, ls)
         g = backward(engine, d_out[s : s + segment], dh, dc, xs, h0, w, v, ms, ls, saved, part)
-        assert g.dx is not None  # need_dx left True
+        assert g.dx is not None and g.dh0 is not None  # need_dx left True
         dx[s : s + segment], dh, dc = g.dx, g.dh0, g.dc0
         norms[s : s + segment] = g.norms
         total = [

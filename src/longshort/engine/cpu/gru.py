@@ -347,7 +347,13 @@ def gru_step(x: Tensor, h0: Tensor, w: GRUWeights) -> tuple[Tensor, Tensor]:
 
 
 def gru_step_backward(
-    dh: Tensor, x: Tensor, h0: Tensor, w: GRUWeights, gates: Tensor, need_dx: bool = True
+    dh: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w: GRUWeights,
+    gates: Tensor,
+    need_dx: bool = True,
+    need_dh0: bool = True,
 ) -> tuple[Tensor | None, ...]:
     """BPTT of :func:`gru_step`: dx, dh0, dW_ih, dW_hh, db_ih, db_hh (None without bias) and
     the norms (1, B, 1); the products on torch's GEMM where the forward's ran there."""
@@ -373,5 +379,8 @@ def gru_step_backward(
         address.LIKE[x.dtype], (batch, n_in, hidden),
     )  # fmt: skip
     if on_torch:  # dgi W_i, dh ⊙ z + dgh W_h, dgiᵀ x, dghᵀ h_0
-        dx, dh0, dw_ih, dw_hh = host.torch_step_grads(dgi, dgh, x, h0, w_ih, w_hh, dh0, need_dx)
+        dx, dh0_all, dw_ih, dw_hh = host.torch_step_grads(
+            dgi, dgh, x, h0, w_ih, w_hh, dh0, need_dx, need_dh0
+        )
+        return dx, dh0_all, dw_ih, dw_hh, db_ih, db_hh, norms
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, norms

@@ -181,13 +181,17 @@ def torch_step_grads(
     w_hh: Tensor,
     dh0: Tensor | None = None,
     need_dx: bool = True,
-) -> tuple[Tensor | None, Tensor, Tensor, Tensor]:
+    need_dh0: bool = True,
+) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor]:
     """A cell step's four BPTT products on torch's GEMM (:func:`torch_products`), from the
     gradients at its input-side and recurrent pre-activations d_in, d_rec (B, G): dx = d_in
     W_ih (None unless need_dx: a loop's input seldom needs one), dh0 = d_rec W_hh (added into
-    dh0 where given), dW_ih = d_inᵀ x, dW_hh = d_recᵀ h0."""
-    dh0 = d_rec.mm(w_hh) if dh0 is None else dh0.addmm_(d_rec, w_hh)
-    return d_in.mm(w_ih) if need_dx else None, dh0, d_in.t().mm(x), d_rec.t().mm(h0)
+    dh0 where given; None unless need_dh0: a loop's first state), dW_ih = d_inᵀ x,
+    dW_hh = d_recᵀ h0."""
+    if need_dh0:
+        dh0 = d_rec.mm(w_hh) if dh0 is None else dh0.addmm_(d_rec, w_hh)
+    dx = d_in.mm(w_ih) if need_dx else None
+    return dx, dh0 if need_dh0 else None, d_in.t().mm(x), d_rec.t().mm(h0)
 
 
 # the one-off products ------------------------------------------------------------------------

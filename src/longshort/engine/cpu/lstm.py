@@ -605,6 +605,7 @@ def lstm_step_backward(
     z: Tensor,
     c: Tensor,
     need_dx: bool = True,
+    need_dh0: bool = True,
 ) -> tuple[Tensor | None, ...]:
     """BPTT of :func:`lstm_step`: dx, dh0, dc0, dW_ih, dW_hh, db (None without bias) and the
     norms (1, B, 2); the products on torch's GEMM where the forward's ran there."""
@@ -614,7 +615,8 @@ def lstm_step_backward(
     w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
     dz, dc0, norms = x.new_empty(batch, g), x.new_empty(batch, hidden), x.new_empty(1, batch, 2)
     db = None if w.b_ih is None else x.new_empty(g)
-    dx: Tensor | None  # None from torch's GEMM unless need_dx
+    dx: Tensor | None  # None from torch's GEMM unless need_dx (dh0: need_dh0)
+    dh0: Tensor | None
     on_torch = host.torch_products(batch)
     if on_torch:
         weights, grads = (address.NONE,) * 2, (address.NONE,) * 4
@@ -631,5 +633,7 @@ def lstm_step_backward(
         address.LIKE[x.dtype], (batch, n_in, hidden),
     )  # fmt: skip
     if on_torch:  # dz_t W, dz_t U, dz_tᵀ x_t, dz_tᵀ h_{t-1}
-        dx, dh0, dw_ih, dw_hh = host.torch_step_grads(dz, dz, x, h0, w_ih, w_hh, None, need_dx)
+        dx, dh0, dw_ih, dw_hh = host.torch_step_grads(
+            dz, dz, x, h0, w_ih, w_hh, None, need_dx, need_dh0
+        )
     return dx, dh0, dc0, dw_ih, dw_hh, db, norms

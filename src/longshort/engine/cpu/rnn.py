@@ -275,6 +275,7 @@ def rnn_step_backward(
     w: RNNWeights,
     nonlinearity: str,
     need_dx: bool = True,
+    need_dh0: bool = True,
 ) -> tuple[Tensor | None, ...]:
     """BPTT of :func:`rnn_step`: dx, dh0, dW_ih, dW_hh, db (None without bias) and the norms
     (1, B, 1); the products on torch's GEMM where the forward's ran there."""
@@ -283,7 +284,8 @@ def rnn_step_backward(
     w_ih, w_hh = w.w_ih.contiguous(), w.w_hh.contiguous()
     da, norms = x.new_empty(batch, hidden), x.new_empty(1, batch, 1)
     db = None if w.b_ih is None else x.new_empty(hidden)
-    dx: Tensor | None  # None from torch's GEMM unless need_dx
+    dx: Tensor | None  # None from torch's GEMM unless need_dx (dh0: need_dh0)
+    dh0: Tensor | None
     on_torch = host.torch_products(batch)
     if on_torch:
         weights, grads = (address.NONE,) * 2, (address.NONE,) * 4
@@ -298,5 +300,7 @@ def rnn_step_backward(
         address.LIKE[x.dtype], (batch, n_in, hidden), nonlinearity == "relu",
     )  # fmt: skip
     if on_torch:  # σ'(a_t) W, σ'(a_t) U, daᵀ x_t, daᵀ h_{t-1}
-        dx, dh0, dw_ih, dw_hh = host.torch_step_grads(da, da, x, h0, w_ih, w_hh, None, need_dx)
+        dx, dh0, dw_ih, dw_hh = host.torch_step_grads(
+            da, da, x, h0, w_ih, w_hh, None, need_dx, need_dh0
+        )
     return dx, dh0, dw_ih, dw_hh, db, norms

@@ -328,6 +328,7 @@ def variant_step_backward(
     masks: VariantMasks,
     saved: VariantStepSaved,
     need_dx: bool = True,
+    need_dh0: bool = True,
 ) -> VariantGrads:
     """See :class:`longshort.engine.types.StepEngine`; the products on torch's GEMM where the
     forward's ran there."""
@@ -348,9 +349,9 @@ def variant_step_backward(
         d_in, dr = (g.da if t is None else t for t in (g.d_wx, g.dr))
         dh_rec = g.dh0 if keep is None else None  # added into dh0
         dx, dh_rec, dw_ih, dw_hh = host.torch_step_grads(
-            d_in, dr, x, hd, w.w_ih, w.w_hh, dh_rec, need_dx
+            d_in, dr, x, hd, w.w_ih, w.w_hh, dh_rec, need_dx, need_dh0
         )
-        if keep is not None:
+        if keep is not None and dh_rec is not None:
             g.dh0.addcmul_(dh_rec, keep)
     else:
         assert g.dx is not None and g.dw_ih is not None and g.dw_hh is not None
@@ -360,4 +361,5 @@ def variant_step_backward(
         w_ih=dw_ih, w_hh=dw_hh, b_ih=g.db, b_hh=g.db if w.b_hh is not None else None,
         w_ch=g.w_ch, ln_ih=g.ln_ih, ln_hh=g.ln_hh, ln_c_w=ln_c[0], ln_c_b=ln_c[1],
     )  # fmt: skip
-    return VariantGrads(dx, g.dh0, g.dc0, grads, g.norms)
+    dh0 = g.dh0 if need_dh0 or not on_torch else None  # only a part of it without U
+    return VariantGrads(dx, dh0, g.dc0, grads, g.norms)
