@@ -84,21 +84,25 @@ def step_engine(
     (``supports_step``, within what the layers' engines take), not under autocast, not being
     compiled, not under a torch.func transform. Asked at every call of a cell: cheap tests
     first."""
-    if x.device.type != "cpu" or _state["cpu"] != "compiled" or transformed():
-        return None
-    if torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():
+    if not _step_call(x):
         return None
     compiled = _compiled()
     return compiled if compiled.supports_step(x, w) else None
+
+
+def _step_call(x: torch.Tensor) -> bool:
+    """Whether a cell's call on x may take a compiled one-call step at all: on CPU with the
+    compiled engine chosen, not under a torch.func transform, autocast or torch.compile."""
+    if x.device.type != "cpu" or _state["cpu"] != "compiled" or transformed():
+        return False
+    return not (torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling())
 
 
 def widened_step(x: torch.Tensor) -> bool:
     """Whether a bfloat16 cell's step runs as the float32 one-call step on float32 copies of
     its tensors, rounded back to bf16 (bf16 storage, float32 arithmetic, as the layers'
     without bf16 products): where :func:`step_engine` would take the float32 call."""
-    if x.dtype != torch.bfloat16 or x.device.type != "cpu" or _state["cpu"] != "compiled":
-        return False
-    return not (transformed() or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling())
+    return x.dtype == torch.bfloat16 and _step_call(x)
 
 
 def compiled_masks(like: torch.Tensor) -> bool:
