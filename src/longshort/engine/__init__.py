@@ -129,7 +129,8 @@ def variant_cell(
     :func:`dispatch.step_engine` says so, else as a one-step variant layer."""
     if dispatch.widened_step(x):  # bf16: the float32 step, rounded back
         x32, h32, c32, *rest = _widened(x, h0, c0, *w, *masks)
-        h, c = variant_cell(x32, h32, c32, VariantWeights(*rest[:10]), v, VariantMasks(*rest[10:]))
+        n = len(VariantWeights._fields)
+        h, c = variant_cell(x32, h32, c32, VariantWeights(*rest[:n]), v, VariantMasks(*rest[n:]))
         return h.to(x.dtype), c.to(x.dtype)
     step = dispatch.step_engine(x, w)
     if step is not None:
