@@ -161,20 +161,25 @@ def test_errors_in_a_row_range_reach_the_caller():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(
-    ("steps", "batch", "inp", "hidden"), [(2, 4, 3, 8), (9, 17, 13, 33), (7, 1, 3, 8), (5, 3, 2, 9)]
+    ("steps", "batch", "inp", "hidden"),
+    [(2, 4, 3, 8), (9, 17, 13, 33), (7, 1, 3, 8), (5, 3, 2, 9), (20, 32, 8, 64)],
 )
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 def test_infer_matches_the_reference_forward(dtype, steps, batch, inp, hidden, ragged, bias):
     """The forward that keeps nothing per step (no BPTT, no trace) against the reference
-    (these shapes take the in-loop input product: I <= H / 2, down to one row)."""
+    (these shapes take the in-loop input product: I <= H / 2, down to one row). The last
+    shape splits its rows across threads; the others run on the caller's thread, in one
+    call by address (infer_at), which must leave h_0 and C_0 as they were."""
     torch.manual_seed(steps + batch)
     m = longshort.LSTM(inp, hidden, bias=bias).to(dtype)
     w = LSTMWeights(*(None if p is None else p.detach() for p in m.layer_weights(0, 0)[:4]))
     x = torch.randn(steps, batch, inp, dtype=dtype)
     h0, c0 = torch.randn(batch, hidden, dtype=dtype), torch.randn(batch, hidden, dtype=dtype)
     lengths = torch.randint(0, steps + 1, (batch,)) if ragged else None
+    h0_in, c0_in = h0.clone(), c0.clone()
     got = compiled.lstm_infer(x, h0, c0, w, lengths)
+    assert torch.equal(h0, h0_in) and torch.equal(c0, c0_in)
     want = reference.lstm_forward(x, h0, c0, w, lengths)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     for a, b in zip(got[:3], want[:3], strict=True):
