@@ -189,7 +189,7 @@ class LSTM(variants.PicklesOptions, RecurrentBase):
         out, h_n, c_n, gates, cs = engine.lstm_layer(
             x, h0, c0, *w, lengths=lengths, segment=segment, keep=trace
         )
-        return out, (h_n, c_n), LayerTrace(gates, cs[1:])
+        return out, (h_n, c_n), LayerTrace(gates, cs[1:] if trace else cs)
 
     def _run_variant(
         self,
