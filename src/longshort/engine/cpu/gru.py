@@ -18,7 +18,7 @@ from numba import njit
 from torch import Tensor
 
 from longshort.engine import reference
-from longshort.engine.cpu import address, host, threads
+from longshort.engine.cpu import address, host, packed, threads
 from longshort.engine.cpu.activations import JIT, affine_logistic, copy, tanh_into
 from longshort.engine.cpu.address import view
 from longshort.engine.cpu.blas import gemm_at, gemm_w, gemm_wt
@@ -272,7 +272,10 @@ def gru_forward(x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None) ->
     saved = (hs.numpy(), gates.numpy())
 
     def args(b0: int, b1: int) -> tuple:
-        scratch = (np.empty((b1 - b0, 3 * hidden), dtype), np.empty(3 * hidden, np.int32))
+        scratch = (
+            packed.aligned_empty((b1 - b0, 3 * hidden), dtype),
+            np.empty(3 * hidden, np.int32),
+        )
         return weights, io, saved, scratch, b0, b1
 
     flops = 2 * batch * 3 * hidden * hidden
@@ -307,7 +310,7 @@ def gru_backward(
     saved_arrays = (host.array(saved.hs), host.array(saved.gates))
 
     def args(b0: int, b1: int) -> tuple:
-        scratch = tuple(np.empty((b1 - b0, hidden), dtype) for _ in range(2))
+        scratch = tuple(packed.aligned_empty((b1 - b0, hidden), dtype) for _ in range(2))
         return weights, io, saved_arrays, scratch, b0, b1
 
     flops = 2 * batch * 3 * hidden * hidden

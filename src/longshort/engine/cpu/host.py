@@ -116,7 +116,7 @@ def kept(role: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     key = (shape, np.dtype(dtype))
     out = shapes.pop(key, None)
     if out is None:
-        out = np.empty(shape, dtype)
+        out = packed.aligned_empty(shape, dtype)  # vector loads and stores on whole lines
         if out.nbytes > MAX_BUFFER_BYTES:
             return out
     shapes[key] = out  # the most recent last

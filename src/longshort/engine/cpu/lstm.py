@@ -434,7 +434,10 @@ def lstm_forward(
 
     def args(b0: int, b1: int) -> tuple:
         n = b1 - b0
-        m_buf, h_buf = np.empty((n, hidden), dtype), np.empty((n, out_size), dtype)
+        m_buf, h_buf = (
+            packed.aligned_empty((n, hidden), dtype),
+            packed.aligned_empty((n, out_size), dtype),
+        )
         hb, bits = host.bf16_scratch(x, n, out_size), np.empty(4 * hidden, np.int32)
         return weights, io, saved, (m_buf, h_buf, hb, bits), b0, b1
 
@@ -469,7 +472,7 @@ def lstm_forward_units(
     out = x.new_empty(steps, batch, hidden)
     cs = x.new_empty(steps + 1, batch, hidden)
     cs[0] = c0
-    hh = np.empty((2, batch, hidden), dtype)
+    hh = packed.aligned_empty((2, batch, hidden), dtype)
     hh[0] = host.array(h0)
     u, bias = host.array(w.w_hh), host.bias_sum(w, x.dtype)
     io = (hh, out.numpy(), host.lengths_array(lengths), sync.counter())
@@ -479,7 +482,7 @@ def lstm_forward_units(
         n = j1 - j0
         coef = host.coefficients(n, dtype)
         weights = (packed.pack(_slices(u, hidden, j0, j1)), _slices(bias, hidden, j0, j1), coef)
-        scratch = (np.empty((batch, 4 * n), dtype), np.empty(4 * n, np.int32))
+        scratch = (packed.aligned_empty((batch, 4 * n), dtype), np.empty(4 * n, np.int32))
         return weights, io, saved, scratch, j0, j1, team
 
     parts = threads.unit_ranges(hidden, count)
@@ -534,7 +537,10 @@ def lstm_infer(
 
     def args(b0: int, b1: int) -> tuple:
         n = b1 - b0
-        xh, z = np.empty((n, n_in + hidden), dtype), np.empty((n, 4 * hidden), dtype)
+        xh, z = (
+            packed.aligned_empty((n, n_in + hidden), dtype),
+            packed.aligned_empty((n, 4 * hidden), dtype),
+        )
         return weights, io, (), (xh, z, np.empty(4 * hidden, np.int32)), b0, b1
 
     threads.run(infer, parts, args, flops)
@@ -617,7 +623,7 @@ def lstm_backward(
 
     def args(b0: int, b1: int) -> tuple:
         n = b1 - b0
-        dm, dhb, tc = (np.empty((n, k), dtype) for k in (hidden, out_size, hidden))
+        dm, dhb, tc = (packed.aligned_empty((n, k), dtype) for k in (hidden, out_size, hidden))
         scratch = (dm, dhb, tc, host.bf16_scratch(x, n, 4 * hidden), np.empty(hidden, np.int32))
         return weights, io, saved_arrays, scratch, b0, b1
 

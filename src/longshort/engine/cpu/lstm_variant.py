@@ -23,7 +23,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from longshort.engine.cpu import host, threads
+from longshort.engine.cpu import host, packed, threads
 from longshort.engine.cpu.activations import (
     JIT,
     affine_logistic,
@@ -421,11 +421,14 @@ def variant_forward(
     weights = (host.recurrent(w.w_hh, steps), w_hr, w_ch, ln_hh, ln_c, coef, flags)
     io = (h.numpy(), out.numpy(), *mask_arrays, host.lengths_array(lengths))
     saved = (gates.numpy(), rec.numpy(), cs.numpy())
-    rows = lambda n, k: np.empty((n if w.w_hr is not None else 0, k), dtype)  # noqa: E731
+    rows = lambda n, k: packed.aligned_empty((n if w.w_hr is not None else 0, k), dtype)  # noqa: E731
 
     def args(b0: int, b1: int) -> tuple:
         n = b1 - b0
-        hd, cn_buf = np.empty((n, out_size), dtype), np.empty((n, hidden), dtype)
+        hd, cn_buf = (
+            packed.aligned_empty((n, out_size), dtype),
+            packed.aligned_empty((n, hidden), dtype),
+        )
         scratch = (hd, cn_buf, rows(n, hidden), rows(n, out_size), np.empty(n_gates, np.int32))
         return weights, io, saved, scratch, b0, b1
 
@@ -479,11 +482,13 @@ def variant_backward(
     io += (norms.numpy(),)
     rec = host.array(saved.rec) if v.layer_norm else np.empty((0, 0, 0), dtype)
     saved_arrays = (host.array(gates), rec, host.array(cs))
-    rows = lambda n, k: np.empty((n if proj else 0, k), dtype)  # noqa: E731
+    rows = lambda n, k: packed.aligned_empty((n if proj else 0, k), dtype)  # noqa: E731
 
     def args(b0: int, b1: int) -> tuple:
         n = b1 - b0
-        scratch = tuple(np.empty((n, k), dtype) for k in (hidden, hidden, hidden, out_size))
+        scratch = tuple(
+            packed.aligned_empty((n, k), dtype) for k in (hidden, hidden, hidden, out_size)
+        )
         scratch += (rows(n, hidden), rows(n, out_size), np.empty(n_gates, np.int32))
         return weights, io, saved_arrays, scratch, b0, b1
 

@@ -20,6 +20,8 @@ keyed on the CPU, so a cached kernel is never run on a CPU it was not built for.
 
 from __future__ import annotations
 
+import math
+
 import llvmlite.binding
 import numpy as np
 from llvmlite import ir
@@ -272,6 +274,22 @@ def _width_impl(w):
     return lambda w: width
 
 
+ALIGN = 64  # bytes: a cache line, and an AVX-512 vector
+
+
+def aligned_empty(shape: int | tuple[int, ...], dtype) -> np.ndarray:
+    """np.empty whose first element sits at a multiple of ALIGN bytes. NumPy aligns to 16: an
+    array at 16 mod 32 makes every 32-byte load of a panel span two cache lines, and a
+    (1000, 1, 8, 32) inference took 0.83-1.07 ms with its packed weights there against
+    0.60-0.66 ms aligned (Zen 3, the same code, whichever a process happened to get)."""
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    size = math.prod(shape) * dtype.itemsize
+    raw = np.empty(size + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start : start + size].view(dtype).reshape(shape)
+
+
 def packed_shape(n: int, k: int, dtype) -> tuple[int, int, int]:
     """The shape of pack(w) for w (N, K) of dtype: float32/float64, or uint16 (bfloat16
     bits, packed in pairs)."""
@@ -289,7 +307,7 @@ def pack(w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     bf16 = w.dtype == np.uint16
     if out is None:
         n, k = w.shape
-        out = np.empty(packed_shape(n, k, w.dtype), np.uint32 if bf16 else w.dtype)
+        out = aligned_empty(packed_shape(n, k, w.dtype), np.uint32 if bf16 else w.dtype)
     (_pack_bf16 if bf16 else _pack)(w, out)
     return out
 
@@ -300,7 +318,7 @@ def pack_t(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     pack(U) reads U itself, 89 us), and bf16 dz for the weight gradients Σ_k x[k]ᵀ dz[k]."""
     bf16 = a.dtype == np.uint16
     if out is None:
-        out = np.empty(
+        out = aligned_empty(
             packed_shape(a.shape[1], a.shape[0], a.dtype), np.uint32 if bf16 else a.dtype
         )
     (_pack_bf16_t if bf16 else _pack_t)(a, out)
@@ -311,7 +329,8 @@ def pack_pair(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np
     """pack([a | b]) for a (N, Ka), b (N, Kb) float32/float64, without the (N, Ka + Kb) copy
     that joining them costs: inference's [W_ih | U], 8 MB at (I, H) = (512, 512)."""
     if out is None:
-        out = np.empty(packed_shape(a.shape[0], a.shape[1] + b.shape[1], a.dtype), a.dtype)
+        shape = packed_shape(a.shape[0], a.shape[1] + b.shape[1], a.dtype)
+        out = aligned_empty(shape, a.dtype)
     pair_panels(a, b, out)
     return out
 

@@ -14,7 +14,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from longshort.engine.cpu import address, host, threads
+from longshort.engine.cpu import address, host, packed, threads
 from longshort.engine.cpu.activations import JIT, copy, tanh_into
 from longshort.engine.cpu.address import view
 from longshort.engine.cpu.blas import gemm_at, gemm_w, gemm_wt
@@ -237,7 +237,7 @@ def rnn_backward(
     saved_arrays = (host.array(hs),)
 
     def args(b0: int, b1: int) -> tuple:
-        scratch = (np.empty((b1 - b0, hidden), hs.numpy().dtype),)
+        scratch = (packed.aligned_empty((b1 - b0, hidden), hs.numpy().dtype),)
         return weights, io, saved_arrays, scratch, b0, b1
 
     flops = 2 * batch * hidden**2
