@@ -545,10 +545,20 @@ def isa_line() -> str:
     return f"ISA: longshort {ours}; torch {theirs}; ONNX Runtime: the CPU's own"
 
 
+def parse_shape(text: str) -> Shape:
+    """T,B,I,H[,layers[,dropout[,hx]]] as --shapes takes it: 35,20,200,200,2,0.2,1 is the
+    word-LM row."""
+    fields = text.split(",")
+    kinds = (int, int, int, int, int, float, lambda v: bool(int(v)))
+    return Shape(*(kind(v) for kind, v in zip(kinds, fields, strict=False)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--shapes", nargs="*", default=None, help="T,B,I,H[,layers] entries")
+    parser.add_argument(
+        "--shapes", nargs="*", default=None, help="T,B,I,H[,layers[,dropout[,hx]]] entries"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--load", action="store_true", help="a busy process beside the run")
     parser.add_argument("--cells", action="store_true", help="also the cells table")
@@ -561,7 +571,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     shapes = SHAPES
     if args.shapes:
-        shapes = [Shape(*map(int, s.split(","))) for s in args.shapes]
+        shapes = [parse_shape(s) for s in args.shapes]
     if args.device == "cuda":
         cuda_table(shapes if args.shapes else CUDA_SHAPES, args.reps)
         return

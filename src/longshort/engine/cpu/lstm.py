@@ -492,19 +492,25 @@ def lstm_forward_units(
     return LSTMForward(out, h_n, cs[steps].clone(), z, cs)
 
 
+# Rows a thread from which the per-step input product pays at any input size: 16 with
+# 512-bit vectors, 8 with 256-bit ones (see infer_pays).
+ENOUGH_ROWS = 16 if packed.VECTOR_BYTES >= 64 else 8
+
+
 def infer_pays(parts: list[tuple[int, int]], n_in: int, hidden: int, steps: int) -> bool:
     """Whether the per-step input product of :func:`infer` beats one projection of all
     steps: over more than one step (a cell's call would pay for [W_ih | U] copied), and with
-    16 rows a thread or more, or an input at most half the hidden size with 4 rows a thread or
-    the whole batch on one thread. Measured on 2 threads, ratio of the times: 0.71-0.90 at
-    (100,32,32,128), (500,16,16,64), (100,64,256,256), (50,128,512,512) (AMD EPYC Zen 5);
-    0.88 at (1000,1,8,32) and 0.87 at (1000,2,8,64), one thread (Zen 3, since one-row products
-    run in four chains of accumulators); 1.10 at (200,4,64,256) on the Zen 5 and 1.03 on the
-    Zen 3 (2 rows on each of 2 threads), 1.09 and 0.96 at (35,20,200,200) (10 rows, I = H),
-    which keep the projection."""
+    ENOUGH_ROWS a thread or more, or an input at most half the hidden size with 4 rows a
+    thread or the whole batch on one thread. Measured on 2 threads, ratio of the times:
+    0.71-0.90 at (100,32,32,128), (500,16,16,64), (100,64,256,256), (50,128,512,512) (AMD
+    EPYC Zen 5); 0.88 at (1000,1,8,32) and 0.87 at (1000,2,8,64), one thread (Zen 3, since
+    one-row products run in four chains of accumulators); 1.10 at (200,4,64,256) on the Zen 5
+    and 1.00-1.07 on the Zen 3 (2 rows on each of 2 threads), which keep the projection. At
+    (35,20,200,200) (10 rows a thread, I = H) 1.09 on the Zen 5 and 0.87-0.96 on the Zen 3
+    (AVX2, packed weights aligned): there the rows decide by the vector width."""
     least = min(b1 - b0 for b0, b1 in parts)
     small_input = 2 * n_in <= hidden and (least >= 4 or len(parts) == 1)
-    return steps > 1 and (least >= 16 or small_input)
+    return steps > 1 and (least >= ENOUGH_ROWS or small_input)
 
 
 def lstm_infer(
