@@ -1,7 +1,8 @@
 """Speed of longshort against the peers a user would pick, in one interleaved run.
 
-Layers, per shape: a training step (forward + backward of all gradients) and inference
-(no_grad forward) of longshort.LSTM against torch.nn.LSTM (oneDNN), inference against ONNX
+Layers, per shape: a training step (forward + backward of all gradients, training mode) and
+inference (no_grad forward of an eval-mode copy: no dropout between layers, as a user serves
+a model) of longshort.LSTM against torch.nn.LSTM (oneDNN), inference against ONNX
 Runtime's LSTM operator (nn.LSTM exported with the same weights, as many intra-op threads as
 torch), a training step of the nn.LSTMCell loop people write for custom cells, longshort in
 bfloat16, and GFLOP/s against an fp32 GEMM peak measured in the same run.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import multiprocessing
 import platform
@@ -127,6 +129,12 @@ def train_step(model: nn.Module, x: torch.Tensor, hx=None) -> Callable[[], None]
     return step
 
 
+def evaluated(model: nn.Module) -> nn.Module:
+    """A copy in eval mode, as a user runs inference (no dropout between layers); the model
+    itself keeps training mode for the training columns."""
+    return copy.deepcopy(model).eval()
+
+
 def infer(model: nn.Module, x: torch.Tensor, hx=None, **kw) -> Callable[[], None]:
     args = (x,) if hx is None else (x, hx)
 
@@ -143,7 +151,7 @@ def onnx_runner(model: nn.LSTM, x: torch.Tensor, hx) -> Callable[[], None] | Non
         import onnxruntime as ort
     except ImportError:
         return None
-    model = model.eval()
+    model = evaluated(model)
     args = (x,) if hx is None else (x, hx)
     buf = io.BytesIO()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -212,8 +220,8 @@ def layer_row(shape: Shape, reps: int, peak: float) -> str:
         "train": train_step(ours, x, hx),
         "train_torch": train_step(theirs, x, hx),
         "train_bf16": train_step(ours_bf16, x.bfloat16(), hx16),
-        "infer": infer(ours, x, hx),
-        "infer_torch": infer(theirs, x, hx),
+        "infer": infer(evaluated(ours), x, hx),
+        "infer_torch": infer(evaluated(theirs), x, hx),
     }
     ort = onnx_runner(theirs, x, hx)
     if ort is not None:
@@ -250,8 +258,8 @@ def gru_row(shape: Shape, reps: int) -> str:
         {
             "train": train_step(ours, x, hx),
             "train_torch": train_step(theirs, x, hx),
-            "infer": infer(ours, x, hx),
-            "infer_torch": infer(theirs, x, hx),
+            "infer": infer(evaluated(ours), x, hx),
+            "infer_torch": infer(evaluated(theirs), x, hx),
         },
         reps,
     )
