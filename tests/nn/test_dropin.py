@@ -30,6 +30,14 @@ def _pair(ours_cls, theirs_cls, *args, **kw):
 # -- 1. second-order gradients -------------------------------------------------------------
 
 
+def _fast(cpu_engine: str, kw: dict) -> bool:
+    """gradgradcheck in fast mode (random projections of the Jacobians, as torch documents it)
+    for the reference engine's two-layer bidirectional case, 20 s a run in full: a compiled
+    engine's double backward recomputes the layer with the reference engine's torch ops, and
+    its run of the same case checks those second derivatives in full."""
+    return cpu_engine == "reference" and kw.get("num_layers", 1) > 1
+
+
 @pytest.mark.parametrize(
     "kw",
     [
@@ -59,7 +67,7 @@ def test_lstm_gradgradcheck(cpu_engine, kw, with_lengths):
         return out, h, c
 
     assert gradcheck(f, (x, *params), eps=1e-6, atol=1e-6)
-    assert gradgradcheck(f, (x, *params), eps=1e-6, atol=1e-5)
+    assert gradgradcheck(f, (x, *params), eps=1e-6, atol=1e-5, fast_mode=_fast(cpu_engine, kw))
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])

@@ -68,7 +68,10 @@ def test_gru_gradcheck_and_gradgradcheck(cpu_engine, with_lengths):
         return functional_call(m, dict(zip(names, ps, strict=True)), (x, h0), {"lengths": lengths})
 
     assert gradcheck(f, (x, h0, *params), eps=1e-6, atol=1e-6)
-    assert gradgradcheck(f, (x, h0, *params), eps=1e-6, atol=1e-5)
+    # the reference engine's second derivatives in fast mode (random projections): a compiled
+    # engine's double backward recomputes with the same torch ops, and is checked in full
+    fast = cpu_engine == "reference"
+    assert gradgradcheck(f, (x, h0, *params), eps=1e-6, atol=1e-5, fast_mode=fast)
 
 
 def test_gru_engine_gradcheck_handwritten_bptt(cpu_engine):
