@@ -207,6 +207,63 @@ def test_no_grad_forward_matches_torch_and_keeps_traces(kw):
     assert traced[2][0].gates.shape[-1] == 40
 
 
+@pytest.mark.parametrize(
+    ("layers", "steps", "batch", "dtype", "layout"),
+    [
+        (1, 30, 1, torch.float32, "time-major"),  # the one-row stream
+        (3, 6, 2, torch.float64, "batch_first"),
+        (2, 5, 40, torch.float32, "time-major"),  # both layers by address, at offsets
+        (2, 50, 40, torch.float32, "time-major"),  # rows split across threads
+        (2, 4, 1, torch.float32, "unbatched"),
+    ],
+)
+@pytest.mark.parametrize("given_state", [False, True])
+def test_stack_inference_matches_torch_in_one_call(
+    monkeypatch, layers, steps, batch, dtype, layout, given_state
+):
+    """A plain one-direction stack without a graph runs as one lstm_stack_infer call, which
+    writes h_n and c_n in place: torch.nn's outputs, for given states (a non-contiguous view
+    here, left unchanged) or zeros."""
+    calls = []
+    original = compiled.lstm_stack_infer
+    monkeypatch.setattr(compiled, "lstm_stack_infer", lambda *a: calls.append(1) or original(*a))
+    torch.manual_seed(layers + batch)
+    theirs = nn.LSTM(7, 16, num_layers=layers, batch_first=layout == "batch_first").to(dtype)
+    ours = longshort.LSTM.from_torch(theirs).eval()
+    x = torch.randn(*((steps, 7) if layout == "unbatched" else (steps, batch, 7)), dtype=dtype)
+    if layout == "batch_first":
+        x = x.transpose(0, 1).contiguous()
+    args = (x,)
+    if given_state:
+        shape = (layers, 16) if layout == "unbatched" else (layers, batch, 16)
+        h0 = torch.randn(*shape[::-1], dtype=dtype).transpose(0, -1)  # not contiguous
+        c0 = torch.randn(*shape, dtype=dtype)
+        args = (x, (h0, c0))
+        h0_in, c0_in = h0.clone(), c0.clone()
+    with torch.no_grad():
+        want, (wh, wc) = theirs(*args)
+        got, (h, c) = ours(*args)
+    assert calls == [1]
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for a, b in ((got, want), (h, wh), (c, wc)):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    if given_state:
+        assert torch.equal(h0, h0_in) and torch.equal(c0, c0_in)
+
+
+def test_stack_with_a_graph_runs_layer_by_layer():
+    """An evaluation-mode call whose weights need a gradient records the graph (layer by
+    layer), and its gradients are torch.nn's."""
+    torch.manual_seed(5)
+    theirs = nn.LSTM(4, 8, num_layers=2)
+    ours = longshort.LSTM.from_torch(theirs).eval()
+    x = torch.randn(6, 3, 4)
+    theirs(x)[0].square().sum().backward()
+    ours(x)[0].square().sum().backward()
+    for (name, a), b in zip(ours.named_parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
 def _assert_step_records_norms(step, args: tuple, cell: str, width: int) -> None:
     """A backward through one cell step records its norms: (1, B, width), ||dL/dh|| first."""
     from longshort.engine import gradient_norms

@@ -35,6 +35,7 @@ __all__ = [
     "gru_layer",
     "lstm_cell",
     "lstm_layer",
+    "lstm_stack",
     "rnn_cell",
     "rnn_layer",
     "use_cpu_engine",
@@ -93,6 +94,29 @@ def lstm_layer(
         with eager.no_autocast(x.device):
             return calls.lstm_forward(x, h0, c0, w, lengths, segment, keep)[1]
     return LSTMForward(*eager.LSTMLayer.apply(*args))
+
+
+def lstm_stack(
+    x: Tensor, h0: Tensor, c0: Tensor, ws: list[LSTMWeights]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A unidirectional stack of LSTM layers without projection, for a call that asks for no
+    gradient and no trace (inference). x (T, B, I); h0, c0 (L, B, H); ws: each layer's
+    weights, layer 0's w_ih (4H, I), the others' (4H, H). Returns out (T, B, H), h_n and c_n
+    (L, B, H). In one host call on the compiled engine where :func:`dispatch.stack_engine`
+    says so and nothing needs a gradient, else layer by layer."""
+    stack = dispatch.stack_engine(x)
+    if stack is not None and not (torch.is_grad_enabled() and _stack_needs_grad(x, h0, c0, ws)):
+        return stack.lstm_stack_infer(x, h0, c0, ws)
+    finals: list[tuple[Tensor, Tensor]] = []
+    for k, w in enumerate(ws):
+        x, h, c, _, _ = lstm_layer(x, h0[k], c0[k], *w, keep=False)
+        finals.append((h, c))
+    return x, torch.stack([h for h, _ in finals]), torch.stack([c for _, c in finals])
+
+
+def _stack_needs_grad(x: Tensor, h0: Tensor, c0: Tensor, ws: list[LSTMWeights]) -> bool:
+    """Whether autograd would record a call of :func:`lstm_stack` on these tensors."""
+    return _needs_grad(x, h0, c0) or any(_needs_grad(*w) for w in ws)
 
 
 def lstm_cell(

@@ -75,6 +75,18 @@ def lstm_engine(x: torch.Tensor, w: LSTMWeights) -> Engine:
     return compiled if compiled.supports_lstm(x, w) else reference
 
 
+def stack_engine(x: torch.Tensor) -> CompiledEngine | None:
+    """The engine that runs a whole unidirectional LSTM stack's forward without a graph
+    (inference: no gradient, no trace, the plain LSTM) in one host call, its kernels writing
+    the final states in place, or None for the layers one by one: where a cell's step would
+    be one call (:func:`_step_call`) and the compiled engine takes the dtype. A one-row
+    stream's call spent more on the per-layer host work than ONNX Runtime's whole call."""
+    if not _step_call(x):
+        return None
+    compiled = _compiled()
+    return compiled if compiled.supports_stack(x) else None
+
+
 def step_engine(
     x: torch.Tensor, w: LSTMWeights | VariantWeights | None = None
 ) -> StepEngine | None:
@@ -162,7 +174,13 @@ def layers_on_native(device: torch.device, call: LayerCall) -> bool:
     """Whether a layer stack's call runs on PyTorch's fused recurrent op (cuDNN on CUDA)
     instead of an engine: a plain call (:meth:`LayerCall.plain`) on a device that
     :func:`use_native` lists (CUDA unless changed)."""
-    return device.type in _state["native"] and call.plain() and not torch.compiler.is_compiling()
+    return native_device(device) and call.plain() and not torch.compiler.is_compiling()
+
+
+def native_device(device: torch.device) -> bool:
+    """Whether plain calls on this device go to PyTorch's fused op (:func:`use_native`): the
+    cheap half of :func:`layers_on_native`, asked first."""
+    return device.type in _state["native"]
 
 
 @contextlib.contextmanager

@@ -134,19 +134,23 @@ class RecurrentBase(nn.RNNBase):
 
     def layer_weights(self, layer: int, direction: int) -> tuple[Tensor | None, ...]:
         """(w_ih, w_hh, b_ih, b_hh, w_hr) of one layer and direction; absent ones are None.
-        Read from the parameter dict (a module attribute costs 1-2 us, five a layer and call),
-        else as attributes: a parametrization (weight norm) makes them properties."""
-        params = self._parameters
-        return tuple(
-            params[name] if name in params else getattr(self, name, None)
-            for name in _weight_names(layer, direction)
-        )
+        Read from the parameter dict (a module attribute costs 1-2 us, an absent one more,
+        five a layer and call), else as attributes: a parametrization (weight norm) makes
+        them properties of the module's class."""
+        params, attrs, cls = self._parameters, self.__dict__, type(self)
+        found = []
+        for name in _weight_names(layer, direction):
+            t = params.get(name)
+            if t is None and (name in attrs or hasattr(cls, name)):  # a plain tensor, a property
+                t = getattr(self, name)
+            found.append(t)
+        return tuple(found)
 
     # forward plumbing -------------------------------------------------------------------
 
     def _prepare(self, input: object, lengths: object) -> Prepared:
         name = type(self).__name__
-        weight = self.weight_ih_l0
+        weight = self.layer_weights(0, 0)[0]  # the dtype and device every input must share
         if isinstance(input, PackedSequence):
             if lengths is not None:
                 raise ValueError(f"{name}: pass lengths or a PackedSequence, not both")
@@ -216,7 +220,7 @@ class RecurrentBase(nn.RNNBase):
         else:
             states = (checks.check_tensor(name, "h_0", hx),)
         self._check_state_dims(states, prep.unbatched)
-        weight = self.weight_ih_l0
+        weight = self.layer_weights(0, 0)[0]
         out = []
         for k, (size, state) in enumerate(zip(sizes, states, strict=True)):
             state = state.unsqueeze(1) if prep.unbatched else state
@@ -289,6 +293,17 @@ class RecurrentBase(nn.RNNBase):
         )  # fmt: skip
         return res[0], tuple(res[1:]), []
 
+    def _stacks(self, prep: Prepared, want_trace: bool) -> bool:
+        """Whether this call runs the whole stack in one engine call (:meth:`_run_stack`)
+        rather than layer by layer."""
+        return False
+
+    def _run_stack(
+        self, x: Tensor, states: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...], list[LayerTrace]]:
+        """All layers in one engine call, where :meth:`_stacks` says so."""
+        raise NotImplementedError
+
     def _finish_trace(self, trace: LayerTrace) -> LayerTrace:
         """The trace a user sees, from what the engine saved (subclasses may override)."""
         return trace
@@ -299,8 +314,11 @@ class RecurrentBase(nn.RNNBase):
         """All layers and directions; returns output (T, B, D*P), final states and, if
         want_trace, a trace per layer and direction."""
         x, lengths = prep.x, prep.lengths
-        if dispatch.layers_on_native(x.device, self._call(prep, want_trace)):
+        native = dispatch.native_device(x.device)
+        if native and dispatch.layers_on_native(x.device, self._call(prep, want_trace)):
             return self._run_native(x, states)
+        if self._stacks(prep, want_trace):
+            return self._run_stack(x, states)
         rev = sequence.reverse_index(lengths, x.shape[0]) if self.bidirectional else None
         finals: list[list[Tensor]] = [[] for _ in states]
         traces: list[LayerTrace] = []

@@ -7,8 +7,9 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from longshort import engine
+from longshort.engine.types import LSTMWeights
 from longshort.nn import onnx, variants
-from longshort.nn.base import LayerTrace, RecurrentBase
+from longshort.nn.base import LayerTrace, Prepared, RecurrentBase
 
 
 class LSTM(variants.PicklesOptions, RecurrentBase):
@@ -190,6 +191,29 @@ class LSTM(variants.PicklesOptions, RecurrentBase):
             x, h0, c0, *w, lengths=lengths, segment=segment, keep=trace
         )
         return out, (h_n, c_n), LayerTrace(gates, cs[1:] if trace else cs)
+
+    def _stacks(self, prep: Prepared, want_trace: bool) -> bool:
+        """One :func:`engine.lstm_stack` call for the whole stack where it computes what the
+        layer loop would: the plain LSTM (or a variant that computes it in evaluation), one
+        direction, no projection, no trace, lengths or NaN scan, no dropout drawn between
+        layers, no segments kept for BPTT."""
+        return not (
+            want_trace
+            or prep.lengths is not None
+            or self.check_finite
+            or self.bidirectional
+            or self.proj_size
+            or (self.options.active and not self.options.runs_plain(self.training))
+            or (self.training and self.dropout and self.num_layers > 1)
+            or (self.recompute_segment and torch.is_grad_enabled())
+        )
+
+    def _run_stack(
+        self, x: Tensor, states: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...], list[LayerTrace]]:
+        ws = [LSTMWeights(*self.layer_weights(layer, 0)[:4]) for layer in range(self.num_layers)]
+        out, h_n, c_n = engine.lstm_stack(x, *states, ws)
+        return out, (h_n, c_n), []
 
     def _run_variant(
         self,

@@ -41,6 +41,7 @@ from longshort.engine.cpu.lstm import (  # noqa: E402
     lstm_backward,
     lstm_forward,
     lstm_infer,
+    lstm_stack_infer,
     lstm_step,
     lstm_step_backward,
 )
@@ -68,6 +69,7 @@ __all__ = [  # the Engine, StepEngine and CompiledEngine protocols' members (eng
     "lstm_backward",
     "lstm_forward",
     "lstm_infer",
+    "lstm_stack_infer",
     "lstm_step",
     "lstm_step_backward",
     "name",
@@ -82,6 +84,7 @@ __all__ = [  # the Engine, StepEngine and CompiledEngine protocols' members (eng
     "supports_gru",
     "supports_lstm",
     "supports_rnn",
+    "supports_stack",
     "supports_step",
     "supports_variant",
     "variant_backward",
@@ -111,6 +114,12 @@ def supports_rnn(x: Tensor) -> bool:
 
 
 def supports_gru(x: Tensor) -> bool:
+    return x.dtype in DTYPES
+
+
+def supports_stack(x: Tensor) -> bool:
+    """Whether a unidirectional LSTM stack without projection runs its no-graph forward as
+    :func:`.lstm.lstm_stack_infer`: float32/float64 (bf16 goes layer by layer)."""
     return x.dtype in DTYPES
 
 

@@ -521,17 +521,15 @@ def lstm_infer(
     float32 and float64 without projection; the full forward runs the rest."""
     steps, batch, n_in = x.shape
     hidden = c0.shape[1]
-    flops = 2 * batch * 4 * hidden * (hidden + n_in)
-    parts = threads.ranges(batch, flops=flops * steps)
-    if (
-        w.w_hr is not None
-        or x.dtype not in host.DTYPES
-        or not infer_pays(parts, n_in, hidden, steps)
-        or threads.split_units(batch, w.w_hh.nbytes, flops * steps)
-    ):
+    plan, parts = _infer_plan(x, hidden, w)
+    if plan == "full":
         return lstm_forward(x, h0, c0, w, lengths)
-    if len(parts) == 1 and _alike(x, h0, c0, *w):
-        return _infer_here(x, h0, c0, w, lengths)
+    empty = x.new_empty(0)
+    if plan == "here" and h0.dtype == c0.dtype == x.dtype:
+        out, h, c = x.new_empty(steps, batch, hidden), x.new_empty(h0.shape), x.new_empty(c0.shape)
+        ptrs = (t.data_ptr() for t in (h0.contiguous(), c0.contiguous(), h, c))
+        _infer_here(x, w, lengths, out, tuple(ptrs))
+        return LSTMForward(out, h, c, empty, empty)
     out = x.new_empty(steps, batch, hidden)
     h = h0.to(x.dtype, memory_format=torch.contiguous_format, copy=True)
     c = c0.to(x.dtype, memory_format=torch.contiguous_format, copy=True)
@@ -549,41 +547,97 @@ def lstm_infer(
         )
         return weights, io, (), (xh, z, np.empty(4 * hidden, np.int32)), b0, b1
 
+    flops = 2 * batch * 4 * hidden * (hidden + n_in)
     threads.run(infer, parts, args, flops)
-    empty = x.new_empty(0)
     return LSTMForward(out, h, c, empty, empty)
 
 
-def _alike(x: Tensor, *tensors: Tensor | None) -> bool:
-    """Whether the tensors present share x's dtype (a call by address reads them all as one
-    dtype)."""
-    return all(t is None or t.dtype == x.dtype for t in tensors)
+def _infer_plan(x: Tensor, hidden: int, w: LSTMWeights) -> tuple[str, list[tuple[int, int]]]:
+    """How :func:`lstm_infer` runs (x, w), and the threads' row ranges: "full" (the full
+    forward: projection, bf16, or the layout or the per-step input product would not pay),
+    "here" (every row on this thread, one call by address: :func:`_infer_here`, for weights
+    of x's dtype) or "threads" (:func:`infer` on each range)."""
+    steps, batch, n_in = x.shape
+    flops = 2 * batch * 4 * hidden * (hidden + n_in)
+    parts = threads.ranges(batch, flops=flops * steps)
+    if (
+        w.w_hr is not None
+        or x.dtype not in host.DTYPES
+        or not infer_pays(parts, n_in, hidden, steps)
+        or threads.split_units(batch, w.w_hh.nbytes, flops * steps)
+    ):
+        return "full", parts
+    if len(parts) > 1 or not _alike(x.dtype, w):
+        return "threads", parts
+    return "here", parts
+
+
+def _alike(dtype: torch.dtype, w: LSTMWeights) -> bool:
+    """Whether w's tensors are all of this dtype (a call by address reads them as one)."""
+    for t in w:  # noqa: SIM110 - a loop, not all() over a generator
+        if t is not None and t.dtype != dtype:
+            return False
+    return True
+
+
+def lstm_stack_infer(
+    x: Tensor, h0: Tensor, c0: Tensor, ws: list[LSTMWeights]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A unidirectional stack of layers without projection, for a call autograd does not
+    record: each layer's :func:`lstm_infer`, its final states written into h_n[k] and
+    c_n[k] in place (a call by address reads and writes them at an offset), so that a
+    one-row stream pays no per-layer views, copies or stacking on the host: a torch op costs
+    2-5 us there, and a (1000, 1, 8, 32) step 0.5 us.
+
+    x (T, B, I); h0, c0 (L, B, H); ws: L weights, layer 0's w_ih (4H, I), the others'
+    (4H, H). Returns out (T, B, H), h_n and c_n (L, B, H), of x's dtype."""
+    _, batch, hidden = c0.shape
+    alike = h0.dtype == c0.dtype == x.dtype
+    states = (h0.contiguous(), c0.contiguous()) if alike else (h0.to(x.dtype), c0.to(x.dtype))
+    h_n, c_n = x.new_empty(h0.shape), x.new_empty(c0.shape)
+    for k, w in enumerate(ws):
+        plan, _ = _infer_plan(x, hidden, w)
+        if plan != "here":
+            res = lstm_infer(x, states[0][k], states[1][k], w, None)
+            h_n[k], c_n[k] = res.h_n, res.c_n
+            x = res.out
+            continue
+        at = k * batch * hidden * h_n.element_size()  # layer k's (B, H) block
+        ptrs = (t.data_ptr() + at for t in (*states, h_n, c_n))
+        x = _infer_here(x, w, None, x.new_empty(x.shape[0], batch, hidden), tuple(ptrs))
+    return x, h_n, c_n
 
 
 def _infer_here(
-    x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None
-) -> LSTMForward:
+    x: Tensor, w: LSTMWeights, lengths: Tensor | None, out: Tensor, states: tuple[int, ...]
+) -> Tensor:
     """:func:`lstm_infer` for a batch that stays on this thread: one call by address
     (:func:`infer_at`), which packs the weights and sums the biases itself. A call at
-    (10, 1, 8, 32) spent 7 us in its loop and over 100 on the host before."""
+    (10, 1, 8, 32) spent 7 us in its loop and over 100 on the host before.
+
+    x (T, B, I), out (T, B, H): tensors of one dtype, out written whole; states: the
+    addresses of h_0, C_0 (read) and h_T, C_T (written), each (B, H) C-contiguous of x's
+    dtype. Returns out."""
     steps, batch, n_in = x.shape
-    hidden = c0.shape[1]
-    x, h0, c0, w_ih, w_hh = (t.contiguous() for t in (x, h0, c0, w.w_ih, w.w_hh))
-    b_ih, b_hh = (w.b_ih, w.b_hh) if w.b_ih is not None and w.b_hh is not None else (None, None)
-    b_ih, b_hh = (None if b is None else b.contiguous() for b in (b_ih, b_hh))
+    hidden = out.shape[2]
+    x, w_ih, w_hh = x.contiguous(), w.w_ih.contiguous(), w.w_hh.contiguous()
+    b_ih, b_hh = w.b_ih, w.b_hh
+    if b_ih is None or b_hh is None:
+        b_ih = b_hh = None
+    else:
+        b_ih, b_hh = b_ih.contiguous(), b_hh.contiguous()
     lens = None if lengths is None else lengths.to(torch.int64).contiguous()
-    out, h, c = x.new_empty(steps, batch, hidden), torch.empty_like(h0), torch.empty_like(c0)
-    dtype = address.LIKE[x.dtype].dtype
-    wp = host.kept("recurrent", packed.packed_shape(4 * hidden, n_in + hidden, dtype), dtype)
+    like = address.LIKE[x.dtype]
+    shape = packed.packed_shape(4 * hidden, n_in + hidden, like.dtype)
+    wp = host.kept("recurrent", shape, like.dtype)
     ins = (
-        x.data_ptr(), h0.data_ptr(), c0.data_ptr(), w_ih.data_ptr(), w_hh.data_ptr(),
+        x.data_ptr(), states[0], states[1], w_ih.data_ptr(), w_hh.data_ptr(),
         address.optional(b_ih), address.optional(b_hh), address.optional(lens),
     )  # fmt: skip
-    outs = (out.data_ptr(), h.data_ptr(), c.data_ptr())
-    coef = host.coefficients(hidden, dtype)
-    infer_at(ins, outs, wp, address.LIKE[x.dtype], (steps, batch, n_in, hidden), coef)
-    empty = x.new_empty(0)
-    return LSTMForward(out, h, c, empty, empty)
+    outs = (out.data_ptr(), states[2], states[3])
+    coef = host.coefficients(hidden, like.dtype)
+    infer_at(ins, outs, wp, like, (steps, batch, n_in, hidden), coef)
+    return out
 
 
 def lstm_backward(

@@ -20,6 +20,7 @@ keyed on the CPU, so a cached kernel is never run on a CPU it was not built for.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import llvmlite.binding
@@ -290,9 +291,10 @@ def aligned_empty(shape: int | tuple[int, ...], dtype) -> np.ndarray:
     return raw[start : start + size].view(dtype).reshape(shape)
 
 
+@functools.lru_cache(maxsize=256)
 def packed_shape(n: int, k: int, dtype) -> tuple[int, int, int]:
     """The shape of pack(w) for w (N, K) of dtype: float32/float64, or uint16 (bfloat16
-    bits, packed in pairs)."""
+    bits, packed in pairs). Cached: a one-row stream asks at every call."""
     bf16 = np.dtype(dtype) == np.uint16
     width = NV * VECTOR_BYTES // (4 if bf16 else np.dtype(dtype).itemsize)
     return (n + width - 1) // width, (k + 1) // 2 if bf16 else k, width

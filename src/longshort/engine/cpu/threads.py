@@ -123,9 +123,9 @@ def ranges(
 ) -> list[tuple[int, int]]:
     """Near-equal row ranges [b0, b1) covering the batch, one per thread that gets rows.
     flops: the loop's total work; below MIN_SPLIT_FLOPS the batch stays on one thread."""
+    if batch < 2 * MIN_ROWS or (flops is not None and flops < MIN_SPLIT_FLOPS):
+        return [(0, batch)]  # one thread's (a one-row stream asks at every call)
     threads = torch.get_num_threads() if threads is None else threads
-    if flops is not None and flops < MIN_SPLIT_FLOPS:
-        threads = 1
     count = max(1, min(threads, batch // MIN_ROWS))
     bounds = [batch * k // count for k in range(count + 1)]
     return list(itertools.pairwise(bounds))
