@@ -22,7 +22,7 @@ Every kernel takes the same four bundles, in this order, then (the sequence loop
 - ``io``: the call's inputs and outputs (states in and out, outputs, lengths, masks,
   gradients);
 - ``saved``: what the forward keeps for BPTT (the gates, the cell states, the states);
-- ``scratch``: the calling thread's work buffers (N = b1 - b0 rows) and the activations' bits.
+- ``scratch``: the calling thread's work buffers (N = b1 - b0 rows).
 
 Each kernel's docstring lists each bundle's fields with their shapes, and its first lines
 unpack them by those names. A bundle is a plain tuple: numba's dispatcher types a tuple of

@@ -19,7 +19,14 @@ from torch import Tensor
 
 from longshort.engine import reference
 from longshort.engine.cpu import address, host, packed, threads
-from longshort.engine.cpu.activations import JIT, affine_logistic, copy, tanh_into
+from longshort.engine.cpu.activations import (
+    JIT,
+    affine_logistic,
+    copy,
+    one_of,
+    tanh_into,
+    zero_of,
+)
 from longshort.engine.cpu.address import view
 from longshort.engine.cpu.blas import gemm_at, gemm_w, gemm_wt
 from longshort.engine.cpu.packed import product
@@ -27,7 +34,7 @@ from longshort.engine.types import GRUForward, GRUGrads, GRUWeights
 
 
 @njit(inline="always", **JIT)
-def _row(xb, hwb, gb, h_prev, h, scale, shift, gain, bits, two_k):
+def _row(xb, hwb, gb, h_prev, h, scale, shift, gain):
     """One row's step from xb (G,) = W_i·x_t + b_i and hwb (G,) = W_h·h_{t-1} + b_h: the
     gates [r, z, n, W_hn h_{t-1} + b_hn] into gb (4H,), h_t into h (which may be h_prev).
     Inlined into the loop and the cell's step."""
@@ -35,15 +42,16 @@ def _row(xb, hwb, gb, h_prev, h, scale, shift, gain, bits, two_k):
     for j in range(2 * hidden):
         gb[j] = xb[j] + hwb[j]
     rz = gb[0 : 2 * hidden]
-    affine_logistic(rz, rz, scale, shift, gain, bits, two_k)  # r_t, z_t = σ(·)
+    affine_logistic(rz, rz, scale, shift, gain)  # r_t, z_t = σ(·)
     n, hn = gb[2 * hidden : 3 * hidden], gb[3 * hidden :]
     for j in range(hidden):
         hn[j] = hwb[2 * hidden + j]  # W_hn h_{t-1} + b_hn, saved for BPTT
         n[j] = xb[2 * hidden + j] + gb[j] * hn[j]  # W_in x + b_in + r ⊙ (W_hn h + b_hn)
-    tanh_into(n, n, bits, two_k)  # n_t = tanh(·)
+    tanh_into(n, n)  # n_t = tanh(·)
+    one = one_of(h)
     for j in range(hidden):
         z = gb[hidden + j]
-        h[j] = (1 - z) * n[j] + z * h_prev[j]  # h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+        h[j] = (one - z) * n[j] + z * h_prev[j]  # h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
 
 
 @njit(inline="always", **JIT)
@@ -52,13 +60,13 @@ def _row_grads(gb, hp, d, dgib, dghb):
     gradients at the input-side and hidden-side pre-activations into dgib, dghb (G,). Returns
     ||dL/dh_t||. The path through z_t ⊙ h_{t-1} (d ⊙ z_t) is the caller's to add."""
     hidden = hp.shape[0]
-    sq = 0.0
+    one, sq = one_of(hp), zero_of(hp)  # constants of the dtype: no float64 arithmetic
     for j in range(hidden):
         sq += d[j] * d[j]
         r, z, n, hn = gb[j], gb[hidden + j], gb[2 * hidden + j], gb[3 * hidden + j]
-        dan = d[j] * (1 - z) * (1 - n * n)  # through h = (1-z) n + z h_{t-1}, tanh'
-        dar = dan * hn * r * (1 - r)  # n's pre-activation holds r ⊙ (W_hn h + b_hn)
-        daz = d[j] * (hp[j] - n) * z * (1 - z)
+        dan = d[j] * (one - z) * (one - n * n)  # through h = (1-z) n + z h_{t-1}, tanh'
+        dar = dan * hn * r * (one - r)  # n's pre-activation holds r ⊙ (W_hn h + b_hn)
+        daz = d[j] * (hp[j] - n) * z * (one - z)
         dgib[j], dgib[hidden + j], dgib[2 * hidden + j] = dar, daz, dan
         dghb[j], dghb[hidden + j], dghb[2 * hidden + j] = dar, daz, dan * r
     return sq**0.5
@@ -73,14 +81,13 @@ def forward(weights, io, saved, scratch, b0, b1):
     io = (xw, h, lengths): xw (T, B, G) W_i·x_t + b_i; h (B, H) h_0 in, h_n out.
     saved = (hs, gates): hs (T, B, H) out, h_t carried through padded steps; gates (T, B, 4H)
       out, [r, z, n, W_hn h_{t-1} + b_hn].
-    scratch = (hw, bits): hw (N, G); bits (G,) int32.
+    scratch = (hw,): hw (N, G).
     """
     w_hh, b_hh, coef = weights
     xw, h, lengths = io
     hs, gates = saved
-    hw, bits = scratch
+    (hw,) = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
-    two_k = bits.view(np.float32)
     steps = xw.shape[0]
     for t in range(steps):
         for r in range(b1 - b0):
@@ -95,7 +102,7 @@ def forward(weights, io, saved, scratch, b0, b1):
                 gb[:] = 0.0
                 copy(hb, hs[t, b])
                 continue
-            _row(xb, hwb, gb, hb, hb, scale, shift, gain, bits, two_k)
+            _row(xb, hwb, gb, hb, hb, scale, shift, gain)
             copy(hb, hs[t, b])
 
 
@@ -151,14 +158,13 @@ def step_forward(weights, io, saved, scratch):
       without bias; coef (3, 2H).
     io = (x, h0, h): x (B, I), h0 (B, H) in; h (B, H) out: h_1.
     saved = (gates,): gates (B, 4H) out, [r, z, n, W_hn h_0 + b_hn].
-    scratch = (xw, hw, bits): xw, hw (B, G), W_i·x and W_h·h_0; bits (G,) int32.
+    scratch = (xw, hw): xw, hw (B, G), W_i·x and W_h·h_0.
     """
     w_ih, w_hh, b_ih, b_hh, coef = weights
     x, h0, h = io
     (gates,) = saved
-    xw, hw, bits = scratch
+    xw, hw = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
-    two_k = bits.view(np.float32)
     if w_ih.shape[0]:
         gemm_wt(x, w_ih, xw, 0.0)  # W_i·x
         gemm_wt(h0, w_hh, hw, 0.0)  # W_h·h_0
@@ -167,7 +173,7 @@ def step_forward(weights, io, saved, scratch):
         for j in range(b_ih.shape[0]):
             xb[j] += b_ih[j]  # + b_i
             hwb[j] += b_hh[j]  # + b_h
-        _row(xb, hwb, gates[b], h0[b], h[b], scale, shift, gain, bits, two_k)
+        _row(xb, hwb, gates[b], h0[b], h[b], scale, shift, gain)
 
 
 @njit(**JIT)
@@ -228,7 +234,7 @@ def step_forward_at(x, h0, w_ih, w_hh, b_ih, b_hh, h, gates, xw, hw, like, sizes
     else:
         products = (np.empty((batch, g), coef.dtype), np.empty((batch, g), coef.dtype))
     saved = (view(gates, (batch, 4 * hidden), like),)
-    step_forward(weights, io, saved, (*products, np.empty(g, np.int32)))
+    step_forward(weights, io, saved, products)
 
 
 @njit(**JIT)
@@ -272,11 +278,7 @@ def gru_forward(x: Tensor, h0: Tensor, w: GRUWeights, lengths: Tensor | None) ->
     saved = (hs.numpy(), gates.numpy())
 
     def args(b0: int, b1: int) -> tuple:
-        scratch = (
-            packed.aligned_empty((b1 - b0, 3 * hidden), dtype),
-            np.empty(3 * hidden, np.int32),
-        )
-        return weights, io, saved, scratch, b0, b1
+        return weights, io, saved, (packed.aligned_empty((b1 - b0, 3 * hidden), dtype),), b0, b1
 
     flops = 2 * batch * 3 * hidden * hidden
     threads.run(forward, threads.ranges(batch, flops=flops * steps), args, flops)

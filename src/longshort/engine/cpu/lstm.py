@@ -22,7 +22,14 @@ from numba import njit
 from torch import Tensor
 
 from longshort.engine.cpu import address, host, packed, sync, threads
-from longshort.engine.cpu.activations import JIT, copy, gates_inplace, tanh_into
+from longshort.engine.cpu.activations import (
+    JIT,
+    copy,
+    gates_inplace,
+    one_of,
+    tanh_into,
+    zero_of,
+)
 from longshort.engine.cpu.address import view
 from longshort.engine.cpu.blas import as_operand, gemm_at, gemm_w, gemm_wt
 from longshort.engine.cpu.packed import product
@@ -32,17 +39,17 @@ from longshort.engine.types import LSTMForward, LSTMGrads, LSTMWeights
 
 
 @njit(inline="always", **JIT)
-def _cell(zb, bias, c_prev, c, m, scale, shift, gain, bits, two_k):
+def _cell(zb, bias, c_prev, c, m, scale, shift, gain):
     """One row's step from zb (4H,) = W·x_t + U·h_{t-1} and the bias (4H,): the gates in
     place, C_t into c, o_t ⊙ tanh(C_t) into m; c may be c_prev. Inlined into every loop (a
     call per row made a loop 1.8x slower)."""
     hidden = c.shape[0]
-    gates_inplace(zb, bias, scale, shift, gain, bits, two_k)  # i, f, o = σ(z + b); C~ = tanh(·)
+    gates_inplace(zb, bias, scale, shift, gain)  # i, f, o = σ(z + b); C~ = tanh(·)
     i, f = zb[0:hidden], zb[hidden : 2 * hidden]
     g, o = zb[2 * hidden : 3 * hidden], zb[3 * hidden :]
     for j in range(hidden):
         c[j] = f[j] * c_prev[j] + i[j] * g[j]  # C_t = f_t ⊙ C_{t-1} + i_t ⊙ C~_t
-    tanh_into(c, m, bits, two_k)
+    tanh_into(c, m)
     for j in range(hidden):
         m[j] *= o[j]  # h_t = o_t ⊙ tanh(C_t)
 
@@ -58,14 +65,14 @@ def _cell_grads(zb, c_prev, tc, dm, dc, dzb):
     g, o = zb[2 * hidden : 3 * hidden], zb[3 * hidden :]
     dzi, dzf = dzb[0:hidden], dzb[hidden : 2 * hidden]
     dzg, dzo = dzb[2 * hidden : 3 * hidden], dzb[3 * hidden :]
-    sq = 0.0
+    one, sq = one_of(tc), zero_of(tc)  # constants of the dtype: no float64 arithmetic
     for j in range(hidden):
-        dcj = dc[j] + dm[j] * o[j] * (1 - tc[j] * tc[j])  # h_t = o_t ⊙ tanh(C_t)
+        dcj = dc[j] + dm[j] * o[j] * (one - tc[j] * tc[j])  # h_t = o_t ⊙ tanh(C_t)
         sq += dcj * dcj
-        dzo[j] = dm[j] * tc[j] * o[j] * (1 - o[j])  # σ' = σ(1 - σ)
-        dzi[j] = dcj * g[j] * i[j] * (1 - i[j])  # C_t = f ⊙ C_{t-1} + i ⊙ C~
-        dzf[j] = dcj * c_prev[j] * f[j] * (1 - f[j])
-        dzg[j] = dcj * i[j] * (1 - g[j] * g[j])  # tanh' = 1 - tanh²
+        dzo[j] = dm[j] * tc[j] * o[j] * (one - o[j])  # σ' = σ(1 - σ)
+        dzi[j] = dcj * g[j] * i[j] * (one - i[j])  # C_t = f ⊙ C_{t-1} + i ⊙ C~
+        dzf[j] = dcj * c_prev[j] * f[j] * (one - f[j])
+        dzg[j] = dcj * i[j] * (one - g[j] * g[j])  # tanh' = 1 - tanh²
         dc[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
     return sq**0.5
 
@@ -83,15 +90,14 @@ def forward(weights, io, saved, scratch, b0, b1):
     io = (h, out, lengths): h (B, P) h_0 in, h_n out; out (T, B, P) out.
     saved = (z, cs): z (T, B, G) W·x_t on entry, the gates [i, f, g, o] on return (in place);
       cs (T+1, B, H) with C_0 set by the host, C_t filled.
-    scratch = (m_buf, h_buf, hb, bits): m_buf (N, H), h_buf (N, P) for the projection; hb
-      (N, P) uint16 h rounded to bfloat16 when w_hh holds bf16 bits; bits (G,) int32.
+    scratch = (m_buf, h_buf, hb): m_buf (N, H), h_buf (N, P) for the projection; hb (N, P)
+      uint16 h rounded to bfloat16 when w_hh holds bf16 bits.
     """
     w_hh, w_hr, bias, coef = weights
     h, out, lengths = io
     z, cs = saved
-    m_buf, h_buf, hb, bits = scratch
+    m_buf, h_buf, hb = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
-    two_k = bits.view(np.float32)
     steps = z.shape[0]
     proj = w_hr.shape[0] > 0
     for t in range(steps):
@@ -103,7 +109,7 @@ def forward(weights, io, saved, scratch, b0, b1):
                 copy(cs[t, b], cs[t + 1, b])
                 continue
             m = m_buf[b - b0] if proj else out[t, b]
-            _cell(zt[b], bias, cs[t, b], cs[t + 1, b], m, scale, shift, gain, bits, two_k)
+            _cell(zt[b], bias, cs[t, b], cs[t + 1, b], m, scale, shift, gain)
         if proj:
             gemm_wt(m_buf, w_hr, h_buf, 0.0)  # h_t = W_hr (o_t ⊙ tanh(C_t))
             for b in range(b0, b1):
@@ -127,15 +133,14 @@ def forward_units(weights, io, saved, scratch, j0, j1, team):
       (T, B, H) out; lengths (B,) or empty; count: sync.counter().
     saved = (z, cs): z (T, B, G) W·x_t on entry, the gates on return; cs (T+1, B, H), C_0
       set, C_t filled: this thread writes its units' columns only.
-    scratch = (zp, bits): zp (B, 4n); bits (4n,) int32.
+    scratch = (zp,): zp (B, 4n).
     team: the threads of the call (1: no barrier).
     """
     w, bias, coef = weights
     hh, out, lengths, count = io
     z, cs = saved
-    zp, bits = scratch
+    (zp,) = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
-    two_k = bits.view(np.float32)
     steps, batch, gates = z.shape
     hidden, n = gates // 4, j1 - j0
     for t in range(steps):
@@ -154,7 +159,7 @@ def forward_units(weights, io, saved, scratch, j0, j1, team):
                 for k in range(n):
                     zb[g * n + k] += zt[g * hidden + j0 + k]  # + W·x_t
             m, c_prev, c = out[t, b, j0:j1], cs[t, b, j0:j1], cs[t + 1, b, j0:j1]
-            _cell(zb, bias, c_prev, c, m, scale, shift, gain, bits, two_k)
+            _cell(zb, bias, c_prev, c, m, scale, shift, gain)
             for g in range(4):
                 for k in range(n):
                     zt[g * hidden + j0 + k] = zb[g * n + k]  # the gates, saved for BPTT
@@ -175,24 +180,22 @@ def backward(weights, io, saved, scratch, b0, b1):
       out with projection (dL/dh_t, for dW_hr), else (1, B, P) scratch; norms (T, B, 2) out:
       ||dL/dh_t|| and ||dL/dC_t|| of every step (0 at padding).
     saved = (gates, cs): as :func:`forward` left them.
-    scratch = (dm_buf, dh_buf, tanh_c, dz_bf16, bits): dm_buf (N, H), dh_buf (N, P),
-      tanh_c (N, H); dz_bf16 (N, G) uint16 dz_t rounded to bfloat16 when w_hh_t holds bf16
-      bits; bits (H,) int32.
+    scratch = (dm_buf, dh_buf, tanh_c, dz_bf16): dm_buf (N, H), dh_buf (N, P), tanh_c
+      (N, H); dz_bf16 (N, G) uint16 dz_t rounded to bfloat16 when w_hh_t holds bf16 bits.
     """
     w_hh_t, w_hr_t = weights
     d_out, dh, dc, lengths, dz, dh_t, norms = io
     gates, cs = saved
-    dm_buf, dh_buf, tanh_c, dz_bf16, bits = scratch
-    two_k = bits.view(np.float32)
+    dm_buf, dh_buf, tanh_c, dz_bf16 = scratch
     steps = gates.shape[0]
     proj = w_hr_t.shape[0] > 0
     for t in range(steps - 1, -1, -1):
         dht = dh_t[t if proj else 0]
         for b in range(b0, b1):
             padded = lengths.shape[0] and t >= lengths[b]
-            sq = 0.0
+            sq = zero = zero_of(dht)
             for j in range(dht.shape[1]):
-                dht[b, j] = 0.0 if padded else dh[b, j] + d_out[t, b, j]  # from output and t+1
+                dht[b, j] = zero if padded else dh[b, j] + d_out[t, b, j]  # from output and t+1
                 sq += dht[b, j] * dht[b, j]
             norms[t, b, 0] = sq**0.5
         if proj:
@@ -203,7 +206,7 @@ def backward(weights, io, saved, scratch, b0, b1):
                 norms[t, b, 1] = 0.0
                 continue
             tc = tanh_c[b - b0]
-            tanh_into(cs[t + 1, b], tc, bits, two_k)
+            tanh_into(cs[t + 1, b], tc)
             dm = dm_buf[b - b0] if proj else dht[b]
             norms[t, b, 1] = _cell_grads(gates[t, b], cs[t, b], tc, dm, dc[b], dz[t, b])
         dzt = dz[t, b0:b1]
@@ -223,13 +226,12 @@ def infer(weights, io, saved, scratch, b0, b1):
     io = (x, h, c, out, lengths): x (T, B, I); h, c (B, H) h_0, C_0 in, h_T, C_T out;
       out (T, B, H) out.
     saved = (): nothing is saved.
-    scratch = (xh, z, bits): xh (N, I + H), z (N, G), bits (G,) int32.
+    scratch = (xh, z): xh (N, I + H), z (N, G).
     """
     w, bias, coef = weights
     x, h, c, out, lengths = io
-    xh, z, bits = scratch
+    xh, z = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
-    two_k = bits.view(np.float32)
     steps, _, n_in = x.shape
     for b in range(b0, b1):
         copy(h[b], xh[b - b0, n_in:])
@@ -241,7 +243,7 @@ def infer(weights, io, saved, scratch, b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, output zero
                 out[t, b, :] = 0.0
                 continue
-            _cell(z[b - b0], bias, c[b], c[b], out[t, b], scale, shift, gain, bits, two_k)
+            _cell(z[b - b0], bias, c[b], c[b], out[t, b], scale, shift, gain)
             copy(out[t, b], xh[b - b0, n_in:])
     for b in range(b0, b1):
         copy(xh[b - b0, n_in:], h[b])
@@ -260,21 +262,20 @@ def step_forward(weights, io, saved, scratch):
       without bias; coef (3, G).
     io = (x, h0, c0, h, c): x (B, I), h0, c0 (B, H) in; h, c (B, H) out: h_1, C_1.
     saved = (z,): z (B, G) out, the gates [i, f, g, o].
-    scratch = (bias, bits): bias (G,) for b_ih + b_hh; bits (G,) int32.
+    scratch = (bias,): bias (G,) for b_ih + b_hh.
     """
     w_ih, w_hh, b_ih, b_hh, coef = weights
     x, h0, c0, h, c = io
     (z,) = saved
-    bias, bits = scratch
+    (bias,) = scratch
     scale, shift, gain = coef[0], coef[1], coef[2]
-    two_k = bits.view(np.float32)
     for j in range(bias.shape[0]):
         bias[j] = b_ih[j] + b_hh[j] if b_ih.shape[0] else 0.0  # b = b_ih + b_hh
     if w_ih.shape[0]:
         gemm_wt(x, w_ih, z, 0.0)  # W·x_t
         gemm_wt(h0, w_hh, z, 1.0)  # + U·h_{t-1}
     for b in range(z.shape[0]):
-        _cell(z[b], bias, c0[b], c[b], h[b], scale, shift, gain, bits, two_k)
+        _cell(z[b], bias, c0[b], c[b], h[b], scale, shift, gain)
 
 
 @njit(**JIT)
@@ -289,17 +290,16 @@ def step_backward(weights, io, saved, scratch):
       (G,) the sum of dz's rows (or empty without bias); norms (B, 2): ||dL/dh_1||,
       ||dL/dC_1|| per row.
     saved = (z, c): the step's gates (B, G) and C_1 (B, H).
-    scratch = (tc, bits): tc (H,) for tanh(C_1); bits (H,) int32.
+    scratch = (tc,): tc (H,) for tanh(C_1).
     """
     w_ih, w_hh = weights
     dh, dc, x, h0, c0, dz, dx, dh0, dc0, dw_ih, dw_hh, db, norms = io
     z, c = saved
-    tc, bits = scratch
-    two_k = bits.view(np.float32)
+    (tc,) = scratch
     for b in range(z.shape[0]):
-        tanh_into(c[b], tc, bits, two_k)
+        tanh_into(c[b], tc)
         copy(dc[b], dc0[b])
-        sq = 0.0
+        sq = zero_of(dh)
         for j in range(dh.shape[1]):
             sq += dh[b, j] * dh[b, j]
         norms[b, 0] = sq**0.5
@@ -335,7 +335,7 @@ def step_forward_at(x, h0, c0, w_ih, w_hh, b_ih, b_hh, h, c, z, like, sizes, coe
         view(x, (batch, n_in), like), view(h0, state, like), view(c0, state, like),
         view(h, state, like), view(c, state, like),
     )  # fmt: skip
-    scratch = (np.empty(g, coef.dtype), np.empty(g, np.int32))
+    scratch = (np.empty(g, coef.dtype),)
     step_forward(weights, io, (view(z, (batch, g), like),), scratch)
 
 
@@ -361,7 +361,7 @@ def step_backward_at(grads, saved, ins, outs, like, sizes):
     )  # fmt: skip
     weights = (view(ins[3], (ng, n_in), like), view(ins[4], (ng, hidden), like))
     saved_arrays = (view(saved[0], gates, like), view(saved[1], state, like))
-    scratch = (np.empty(hidden, saved_arrays[0].dtype), np.empty(hidden, np.int32))
+    scratch = (np.empty(hidden, saved_arrays[0].dtype),)
     step_backward(weights, io, saved_arrays, scratch)
 
 
@@ -400,7 +400,7 @@ def infer_at(ins, outs, wp, like, sizes, coef):
         lens,
     )
     scratch = (np.empty((batch, n_in + hidden), wp.dtype), np.empty((batch, g), wp.dtype))
-    infer((wp, bias, coef), io, (), (*scratch, np.empty(g, np.int32)), 0, batch)
+    infer((wp, bias, coef), io, (), scratch, 0, batch)
 
 
 # host: the engine functions ------------------------------------------------------------------
@@ -438,8 +438,8 @@ def lstm_forward(
             packed.aligned_empty((n, hidden), dtype),
             packed.aligned_empty((n, out_size), dtype),
         )
-        hb, bits = host.bf16_scratch(x, n, out_size), np.empty(4 * hidden, np.int32)
-        return weights, io, saved, (m_buf, h_buf, hb, bits), b0, b1
+        hb = host.bf16_scratch(x, n, out_size)
+        return weights, io, saved, (m_buf, h_buf, hb), b0, b1
 
     threads.run(forward, threads.ranges(batch, flops=flops * steps), args, flops)
     if x.dtype == out.dtype:
@@ -482,7 +482,7 @@ def lstm_forward_units(
         n = j1 - j0
         coef = host.coefficients(n, dtype)
         weights = (packed.pack(_slices(u, hidden, j0, j1)), _slices(bias, hidden, j0, j1), coef)
-        scratch = (packed.aligned_empty((batch, 4 * n), dtype), np.empty(4 * n, np.int32))
+        scratch = (packed.aligned_empty((batch, 4 * n), dtype),)
         return weights, io, saved, scratch, j0, j1, team
 
     parts = threads.unit_ranges(hidden, count)
@@ -545,7 +545,7 @@ def lstm_infer(
             packed.aligned_empty((n, n_in + hidden), dtype),
             packed.aligned_empty((n, 4 * hidden), dtype),
         )
-        return weights, io, (), (xh, z, np.empty(4 * hidden, np.int32)), b0, b1
+        return weights, io, (), (xh, z), b0, b1
 
     flops = 2 * batch * 4 * hidden * (hidden + n_in)
     threads.run(infer, parts, args, flops)
@@ -684,7 +684,7 @@ def lstm_backward(
     def args(b0: int, b1: int) -> tuple:
         n = b1 - b0
         dm, dhb, tc = (packed.aligned_empty((n, k), dtype) for k in (hidden, out_size, hidden))
-        scratch = (dm, dhb, tc, host.bf16_scratch(x, n, 4 * hidden), np.empty(hidden, np.int32))
+        scratch = (dm, dhb, tc, host.bf16_scratch(x, n, 4 * hidden))
         return weights, io, saved_arrays, scratch, b0, b1
 
     flops = 2 * batch * 4 * hidden * out_size

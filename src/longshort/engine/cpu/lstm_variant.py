@@ -28,8 +28,10 @@ from longshort.engine.cpu.activations import (
     JIT,
     affine_logistic,
     copy,
+    one_of,
     sigmoid_into,
     tanh_into,
+    zero_of,
 )
 from longshort.engine.cpu.blas import gemm_wt
 from longshort.engine.cpu.packed import product
@@ -46,15 +48,19 @@ EPS = 1e-5
 
 @njit(inline="always", **JIT)
 def row_stats(a):
-    """Mean and 1 / sqrt(var + ε) of a 1-D row, in one pass with float64 sums."""
-    s, sq = 0.0, 0.0
+    """Mean and 1 / sqrt(var + ε) of a 1-D row, in a's dtype: two vectorised passes, the sum
+    and then the centred squares (stable without float64 sums, which ran 4 lanes a vector
+    and converted every element)."""
+    inv_n = one_of(a) / a.dtype.type(a.shape[0])
+    s = zero_of(a)
     for j in range(a.shape[0]):
-        v = np.float64(a[j])
-        s += v
-        sq += v * v
-    mu = s / a.shape[0]
-    var = max(sq / a.shape[0] - mu * mu, 0.0)
-    return a.dtype.type(mu), a.dtype.type(1.0 / np.sqrt(var + EPS))
+        s += a[j]
+    mu = s * inv_n
+    sq = zero_of(a)
+    for j in range(a.shape[0]):
+        d = a[j] - mu
+        sq += d * d
+    return mu, a.dtype.type(1.0 / np.sqrt(sq * inv_n + EPS))
 
 
 @njit(inline="always", **JIT)
@@ -68,7 +74,7 @@ def _new_cell(zb, c_prev, cn, hidden, f_off, g_off, has_i, has_f):
     elif has_f:
         f = zb[f_off : f_off + hidden]
         for j in range(hidden):
-            cn[j] = f[j] * c_prev[j] + (1.0 - f[j]) * g[j]  # coupled: i_t = 1 - f_t
+            cn[j] = f[j] * c_prev[j] + (one_of(cn) - f[j]) * g[j]  # coupled: i_t = 1 - f_t
     else:
         i = zb[:hidden]
         for j in range(hidden):
@@ -86,7 +92,7 @@ def _row(m, t, b):
 def _zone_h(zh, h_prev, h_new, h):
     """h_t = d ⊙ h_{t-1} + (1-d) ⊙ h'_t: zoneout of h (h may be h_new)."""
     for j in range(h.shape[0]):
-        h[j] = zh[j] * h_prev[j] + (1.0 - zh[j]) * h_new[j]
+        h[j] = zh[j] * h_prev[j] + (one_of(h) - zh[j]) * h_new[j]
 
 
 # the loops ------------------------------------------------------------------------------------
@@ -108,16 +114,15 @@ def forward(weights, io, saved, scratch, b0, b1):
       place); rec (T, B, G) or (0, 0, 0): U h_{t-1}, kept for layer norm's BPTT; cs
       (T+1, B, H) with C_0 set by the host, C_t filled. A call that keeps nothing for BPTT
       passes rec (1, B, G) with layer norm and cs (2, B, H): C_t in cs[t % 2].
-    scratch = (hd, cn_buf, m_buf, h_buf, bits): hd (N, P), cn_buf (N, H); with projection
-      m_buf (N, H) and h_buf (N, P), else unused; bits (G,) int32.
+    scratch = (hd, cn_buf, m_buf, h_buf): hd (N, P), cn_buf (N, H); with projection m_buf
+      (N, H) and h_buf (N, P), else unused.
     """
     w_hh, w_hr, w_ch, ln_hh, ln_c, coef, flags = weights
     h, out, zone_c, zone_h, keep, lengths = io
     z, rec, cs = saved
-    hd, cn_buf, m_buf, h_buf, bits = scratch
+    hd, cn_buf, m_buf, h_buf = scratch
     has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
     scale, shift, gain = coef[0], coef[1], coef[2]
-    two_k = bits.view(np.float32)
     steps, _, n_gates = z.shape
     hidden, out_size = cs.shape[2], h.shape[1]
     g_off, o_off = n_gates - 2 * hidden, n_gates - hidden
@@ -160,13 +165,13 @@ def forward(weights, io, saved, scratch, b0, b1):
             o = zb[o_off:]
             act = o_off if peep else n_gates  # with peepholes, o waits for C'_t
             a = zb[:act]
-            affine_logistic(a, a, scale[:act], shift[:act], gain[:act], bits, two_k)  # σ, tanh(g)
+            affine_logistic(a, a, scale[:act], shift[:act], gain[:act])  # σ, tanh(g)
             cn = cn_buf[b - b0] if zc_on else cs[tn, b]
             _new_cell(zb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)
             if peep:
                 for j in range(hidden):
                     o[j] += w_ch[po_off + j] * cn[j]  # o_t sees C'_t
-                sigmoid_into(o, o, bits, two_k)
+                sigmoid_into(o, o)
             m = ms[b - b0]
             n = cn
             if ln:
@@ -174,7 +179,7 @@ def forward(weights, io, saved, scratch, b0, b1):
                 for j in range(hidden):
                     m[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]  # LN(C'_t)·γ_c + β_c
                 n = m
-            tanh_into(n, m, bits, two_k)
+            tanh_into(n, m)
             for j in range(hidden):
                 m[j] *= o[j]  # h'_t = o_t ⊙ tanh(·)
             if zh_on and not proj:
@@ -182,7 +187,7 @@ def forward(weights, io, saved, scratch, b0, b1):
             if zc_on:
                 zc, c = _row(zone_c, t, b), cs[tn, b]
                 for j in range(hidden):
-                    c[j] = zc[j] * c_prev[j] + (1.0 - zc[j]) * cn[j]  # C_t, zoneout
+                    c[j] = zc[j] * c_prev[j] + (one_of(c) - zc[j]) * cn[j]  # C_t, zoneout
         if proj:
             gemm_wt(m_buf, w_hr, h_buf, 0.0)  # h'_t = W_hr (o_t ⊙ tanh(·))
             for b in range(b0, b1):
@@ -212,16 +217,14 @@ def backward(weights, io, saved, scratch, b0, b1):
       (B, (nb-1) H) the peepholes' gradient, g_ln_hh (B, G) γ_h's, g_ln_c (B, 2, H) γ_c's and
       β_c's (empty without the option). norms (T, B, 2) out.
     saved = (gates, rec, cs): as :func:`forward` left them.
-    scratch = (cn_buf, tn_buf, dn_buf, dh_buf, dm_buf, dp_buf, bits): cn_buf, tn_buf, dn_buf
-      (N, H), dh_buf (N, P); with projection dm_buf (N, H) and dp_buf (N, P), else unused;
-      bits (G,) int32.
+    scratch = (cn_buf, tn_buf, dn_buf, dh_buf, dm_buf, dp_buf): cn_buf, tn_buf, dn_buf
+      (N, H), dh_buf (N, P); with projection dm_buf (N, H) and dp_buf (N, P), else unused.
     """
     w_hh_t, w_hr_t, w_ch, ln_hh, ln_c, flags = weights
     d_out, dh, dc, zone_c, zone_h, keep, lengths, da, dr, dh_t, g_ch, g_ln_hh, g_ln_c, norms = io
     gates, rec, cs = saved
-    cn_buf, tn_buf, dn_buf, dh_buf, dm_buf, dp_buf, bits = scratch
+    cn_buf, tn_buf, dn_buf, dh_buf, dm_buf, dp_buf = scratch
     has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
-    two_k = bits.view(np.float32)
     steps, _, n_gates = gates.shape
     hidden, out_size = cs.shape[2], dh.shape[1]
     g_off, o_off = n_gates - 2 * hidden, n_gates - hidden
@@ -229,6 +232,8 @@ def backward(weights, io, saved, scratch, b0, b1):
     pf_off, po_off = (hidden if has_i else 0), w_ch.shape[0] - hidden
     zc_on, zh_on, keep_on = zone_c.shape[0] > 0, zone_h.shape[0] > 0, keep.shape[0] > 0
     proj = w_hr_t.shape[0] > 0
+    one, zero = one_of(cs), zero_of(cs)  # constants of the dtype: no float64 arithmetic
+    n_h, n_g = cs.dtype.type(hidden), cs.dtype.type(n_gates)
     if peep:
         g_ch[b0:b1] = 0.0
     if ln:
@@ -238,16 +243,16 @@ def backward(weights, io, saved, scratch, b0, b1):
         dht = dh_t[t if proj else 0]
         for b in range(b0, b1):
             padded = lengths.shape[0] and t >= lengths[b]
-            sq = 0.0
+            sq = zero
             for j in range(out_size):
-                dht[b, j] = 0.0 if padded else dh[b, j] + d_out[t, b, j]  # from output and t+1
+                dht[b, j] = zero if padded else dh[b, j] + d_out[t, b, j]  # from output and t+1
                 sq += dht[b, j] * dht[b, j]
             norms[t, b, 0] = sq**0.5
         if proj:  # back through h'_t = W_hr m_t, after zoneout of h
             for b in range(b0, b1):
                 zh = _row(zone_h, t, b) if zh_on else dht[b]
                 for j in range(out_size):
-                    dp_buf[b - b0, j] = dht[b, j] * (1.0 - zh[j]) if zh_on else dht[b, j]
+                    dp_buf[b - b0, j] = dht[b, j] * (one - zh[j]) if zh_on else dht[b, j]
             gemm_wt(dp_buf, w_hr_t, dm_buf, 0.0)  # dL/dm_t = dL/dh'_t W_hr
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: the gradient passes untouched
@@ -258,21 +263,21 @@ def backward(weights, io, saved, scratch, b0, b1):
             gb, dab, c_prev = gates[t, b], da[t, b], cs[t, b]
             cn, tn, dnb = cn_buf[b - b0], tn_buf[b - b0], dn_buf[b - b0]
             _new_cell(gb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)  # C'_t, recomputed
-            mu, rstd, n = 0.0, 1.0, cn
+            mu, rstd, n = zero, one, cn
             if ln:
                 mu, rstd = row_stats(cn)
                 for j in range(hidden):
                     tn[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]
                 n = tn
-            tanh_into(n, tn, bits, two_k)
+            tanh_into(n, tn)
             dm = dm_buf[b - b0] if proj else dht[b]
             zh = _row(zone_h, t, b) if zh_on and not proj else tn
             for j in range(hidden):
-                dhn = dm[j] * (1.0 - zh[j]) if zh_on and not proj else dm[j]  # zoneout of h
+                dhn = dm[j] * (one - zh[j]) if zh_on and not proj else dm[j]  # zoneout of h
                 o = gb[o_off + j]
-                dab[o_off + j] = dhn * tn[j] * o * (1.0 - o)  # h' = o ⊙ tanh(n); σ' = σ(1 - σ)
-                dnb[j] = dhn * o * (1.0 - tn[j] * tn[j])  # … and through tanh
-            m1, m2 = 0.0, 0.0
+                dab[o_off + j] = dhn * tn[j] * o * (one - o)  # h' = o ⊙ tanh(n); σ' = σ(1 - σ)
+                dnb[j] = dhn * o * (one - tn[j] * tn[j])  # … and through tanh
+            m1, m2 = zero, zero
             if ln:
                 for j in range(hidden):
                     c_hat = (cn[j] - mu) * rstd
@@ -280,35 +285,35 @@ def backward(weights, io, saved, scratch, b0, b1):
                     g_ln_c[b, 1, j] += dnb[j]  # dL/dβ_c
                     m1 += dnb[j] * ln_c[0, j]
                     m2 += dnb[j] * ln_c[0, j] * c_hat
-                m1, m2 = m1 / hidden, m2 / hidden
+                m1, m2 = m1 / n_h, m2 / n_h
             zc = _row(zone_c, t, b) if zc_on else tn
-            sq = 0.0
+            sq = zero
             for j in range(hidden):
                 dcn = dnb[j]
                 if ln:  # back through LN(C'_t)·γ_c + β_c
                     dcn = rstd * (dcn * ln_c[0, j] - m1 - (cn[j] - mu) * rstd * m2)
-                dcn += (1.0 - zc[j]) * dc[b, j] if zc_on else dc[b, j]  # zoneout of C
+                dcn += (one - zc[j]) * dc[b, j] if zc_on else dc[b, j]  # zoneout of C
                 if peep:
                     dcn += dab[o_off + j] * w_ch[po_off + j]  # o_t sees C'_t
                     g_ch[b, po_off + j] += dab[o_off + j] * cn[j]
                 sq += dcn * dcn
-                f = gb[f_off + j] if has_f else 1.0
-                i = gb[j] if has_i else 1.0 - f
+                f = gb[f_off + j] if has_f else one
+                i = gb[j] if has_i else one - f
                 g = gb[g_off + j]
                 di = dcn * g  # C'_t = f ⊙ C_{t-1} + i ⊙ C~_t
-                dab[g_off + j] = dcn * i * (1.0 - g * g)  # tanh' = 1 - tanh²
+                dab[g_off + j] = dcn * i * (one - g * g)  # tanh' = 1 - tanh²
                 dcp = dcn * f  # ∂C'_t/∂C_{t-1} = f_t: the carousel
                 if zc_on:
                     dcp += zc[j] * dc[b, j]
                 if has_i:
-                    dai = di * i * (1.0 - i)
+                    dai = di * i * (one - i)
                     dab[j] = dai
                     if peep:
                         dcp += dai * w_ch[j]
                         g_ch[b, j] += dai * c_prev[j]
                 if has_f:
-                    df = dcn * c_prev[j] - (0.0 if has_i else di)  # coupled: i_t = 1 - f_t
-                    daf = df * f * (1.0 - f)
+                    df = dcn * c_prev[j] - (zero if has_i else di)  # coupled: i_t = 1 - f_t
+                    daf = df * f * (one - f)
                     dab[f_off + j] = daf
                     if peep:
                         dcp += daf * w_ch[pf_off + j]
@@ -318,11 +323,11 @@ def backward(weights, io, saved, scratch, b0, b1):
             if ln:  # back through LN(U h_{t-1})·γ_h
                 r, drb = rec[t, b], dr[t, b]
                 mu, rstd = row_stats(r)
-                m1, m2 = 0.0, 0.0
+                m1, m2 = zero, zero
                 for j in range(n_gates):
                     m1 += dab[j] * ln_hh[j]
                     m2 += dab[j] * ln_hh[j] * (r[j] - mu) * rstd
-                m1, m2 = m1 / n_gates, m2 / n_gates
+                m1, m2 = m1 / n_g, m2 / n_g
                 for j in range(n_gates):
                     r_hat = (r[j] - mu) * rstd
                     g_ln_hh[b, j] += dab[j] * r_hat  # dL/dγ_h
@@ -429,7 +434,7 @@ def variant_forward(
             packed.aligned_empty((n, out_size), dtype),
             packed.aligned_empty((n, hidden), dtype),
         )
-        scratch = (hd, cn_buf, rows(n, hidden), rows(n, out_size), np.empty(n_gates, np.int32))
+        scratch = (hd, cn_buf, rows(n, hidden), rows(n, out_size))
         return weights, io, saved, scratch, b0, b1
 
     flops = 2 * batch * n_gates * out_size
@@ -489,7 +494,7 @@ def variant_backward(
         scratch = tuple(
             packed.aligned_empty((n, k), dtype) for k in (hidden, hidden, hidden, out_size)
         )
-        scratch += (rows(n, hidden), rows(n, out_size), np.empty(n_gates, np.int32))
+        scratch += (rows(n, hidden), rows(n, out_size))
         return weights, io, saved_arrays, scratch, b0, b1
 
     flops = 2 * batch * n_gates * out_size

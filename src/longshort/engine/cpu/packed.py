@@ -31,7 +31,7 @@ from numba.core import cgutils, config
 from numba.extending import intrinsic, overload
 
 from longshort.engine.cpu import blas
-from longshort.engine.cpu.small import zero_of
+from longshort.engine.cpu.activations import zero_of
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 MR = 4  # rows of one block (BLIS's MR): MR x NV vector accumulators

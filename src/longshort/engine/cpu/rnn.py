@@ -9,13 +9,12 @@ when all sequences run T steps. Kernel arguments come in the four bundles of
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from numba import njit
 from torch import Tensor
 
 from longshort.engine.cpu import address, host, packed, threads
-from longshort.engine.cpu.activations import JIT, copy, tanh_into
+from longshort.engine.cpu.activations import JIT, copy, one_of, tanh_into, zero_of
 from longshort.engine.cpu.address import view
 from longshort.engine.cpu.blas import gemm_at, gemm_w, gemm_wt
 from longshort.engine.cpu.packed import product
@@ -30,13 +29,11 @@ def forward(weights, io, saved, scratch, b0, b1):
       (else tanh).
     io = (h, lengths): h (B, H) h_0 in, h_n out.
     saved = (z,): z (T, B, H) W x_t + b on entry, h_t on return (zero at padding).
-    scratch = (bits,): bits (H,) int32.
+    scratch = (): none.
     """
     w_hh, relu = weights
     h, lengths = io
     (z,) = saved
-    (bits,) = scratch
-    two_k = bits.view(np.float32)
     steps, _, hidden = z.shape
     for t in range(steps):
         zt = z[t]
@@ -50,7 +47,7 @@ def forward(weights, io, saved, scratch, b0, b1):
                 for j in range(hidden):
                     a[j] = max(a[j], 0.0)  # h_t = relu(a_t)
             else:
-                tanh_into(a, a, bits, two_k)  # h_t = tanh(a_t)
+                tanh_into(a, a)  # h_t = tanh(a_t)
             copy(a, h[b])
 
 
@@ -77,9 +74,10 @@ def backward(weights, io, saved, scratch, b0, b1):
                 norms[t, b, 0] = 0.0
                 continue
             hb, dhb, gb = hs[t, b], dh[b], d_out[t, b]
-            sq = 0.0
+            one, zero = one_of(hb), zero_of(hb)
+            sq = zero
             for j in range(hidden):
-                slope = (hb[j] > 0) if relu else 1 - hb[j] * hb[j]  # σ'(a_t)
+                slope = (one if hb[j] > 0 else zero) if relu else one - hb[j] * hb[j]  # σ'(a_t)
                 dab[j] = (dhb[j] + gb[j]) * slope
                 sq += (dhb[j] + gb[j]) * (dhb[j] + gb[j])
             norms[t, b, 0] = sq**0.5
@@ -98,12 +96,10 @@ def step_forward(weights, io, saved, scratch):
       :func:`.host.torch_products`); b_ih, b_hh (H,), or both empty without bias.
     io = (x, h0, h): x (B, I), h0 (B, H) in; h (B, H) out: h_1.
     saved = (): h itself is what BPTT reads.
-    scratch = (bits,): bits (H,) int32.
+    scratch = (): none.
     """
     w_ih, w_hh, b_ih, b_hh, relu = weights
     x, h0, h = io
-    (bits,) = scratch
-    two_k = bits.view(np.float32)
     if w_ih.shape[0]:
         gemm_wt(x, w_ih, h, 0.0)  # W x_t
         gemm_wt(h0, w_hh, h, 1.0)  # a_t = W x_t + U h_{t-1} (+ b below)
@@ -115,7 +111,7 @@ def step_forward(weights, io, saved, scratch):
             for j in range(a.shape[0]):
                 a[j] = max(a[j], 0.0)  # h_t = relu(a_t)
         else:
-            tanh_into(a, a, bits, two_k)  # h_t = tanh(a_t)
+            tanh_into(a, a)  # h_t = tanh(a_t)
 
 
 @njit(**JIT)
@@ -134,9 +130,10 @@ def step_backward(weights, io, saved, relu):
     dh, x, h0, da, dx, dh0, dw_ih, dw_hh, db, norms = io
     (h,) = saved
     for b in range(h.shape[0]):
-        sq = dh[b, 0] * 0
+        one, zero = one_of(h), zero_of(h)
+        sq = zero
         for j in range(h.shape[1]):
-            slope = (h[b, j] > 0) if relu else 1 - h[b, j] * h[b, j]  # σ'(a_t)
+            slope = (one if h[b, j] > 0 else zero) if relu else one - h[b, j] * h[b, j]  # σ'(a_t)
             da[b, j] = dh[b, j] * slope
             sq += dh[b, j] * dh[b, j]
         norms[b] = sq**0.5
@@ -169,7 +166,7 @@ def step_forward_at(x, h0, w_ih, w_hh, b_ih, b_hh, h, like, sizes, relu):
         view(x, (batch, n_in), like), view(h0, (batch, hidden), like),
         view(h, (batch, hidden), like),
     )  # fmt: skip
-    step_forward(weights, io, (), (np.empty(hidden, np.int32),))
+    step_forward(weights, io, (), ())
 
 
 @njit(**JIT)
@@ -208,7 +205,7 @@ def rnn_forward(
     io = (h.numpy(), host.lengths_array(lengths))
 
     def args(b0: int, b1: int) -> tuple:
-        return weights, io, (hs.numpy(),), (np.empty(hidden, np.int32),), b0, b1
+        return weights, io, (hs.numpy(),), (), b0, b1
 
     flops = 2 * batch * hidden**2
     threads.run(forward, threads.ranges(batch, flops=flops * steps), args, flops)

@@ -13,11 +13,10 @@ does for weights under MIN_WEIGHT elements, whose packing is cheap: (8 x 64) @ (
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from longshort.engine.cpu.activations import FASTMATH
+from longshort.engine.cpu.activations import FASTMATH, zero_of
 
 SMALL_ROWS = 12
 MIN_WEIGHT = 1 << 16
@@ -37,18 +36,6 @@ def handles(x) -> bool:  # pragma: no cover - typed below
 def _handles(x):
     ok = x.dtype in (types.float32, types.float64)
     return lambda x: ok
-
-
-def zero_of(y):  # pragma: no cover - typed below
-    """0 in y's dtype, so the sums keep y's precision."""
-    raise NotImplementedError
-
-
-@overload(zero_of, inline="always")
-def _zero_impl(y):
-    if y.dtype == types.float32:
-        return lambda y: np.float32(0.0)
-    return lambda y: np.float64(0.0)
 
 
 @njit(**_JIT)

@@ -22,7 +22,7 @@ from numba import njit
 from torch import Tensor
 
 from longshort.engine.cpu import address, host
-from longshort.engine.cpu.activations import JIT
+from longshort.engine.cpu.activations import JIT, zero_of
 from longshort.engine.cpu.address import view
 from longshort.engine.cpu.blas import gemm_at, gemm_w, gemm_wt
 from longshort.engine.cpu.lstm_variant import backward, forward, row_stats
@@ -75,7 +75,7 @@ def _input_part(wx, z, b_ih, b_hh, ln_ih, ln):
         mu, rstd = row_stats(wx[b]) if ln else (z.dtype.type(0.0), z.dtype.type(1.0))
         for j in range(z.shape[1]):
             a = (wx[b, j] - mu) * rstd * ln_ih[j] if ln else z[b, j]
-            z[b, j] = a + (b_ih[j] + b_hh[j] if b_ih.shape[0] else 0.0)
+            z[b, j] = a + (b_ih[j] + b_hh[j] if b_ih.shape[0] else zero_of(z))
 
 
 @njit(**JIT)
@@ -108,7 +108,7 @@ def step_forward_at(ins, params, masks, outs, like, sizes, coef, flags):
     weights = (w_hh, np.empty((0, 0), dtype), w_ch, ln_hh, ln_c, coef, flags)
     io = (h, np.empty((1, batch, hidden), dtype), *mask_views, np.empty(0, np.int64))
     rows, unused = np.empty((batch, hidden), dtype), np.empty((0, hidden), dtype)
-    scratch = (rows, np.empty((batch, hidden), dtype), unused, unused, np.empty(n_gates, np.int32))
+    scratch = (rows, np.empty((batch, hidden), dtype), unused, unused)
     forward(weights, io, (z, rec, cs), scratch, 0, batch)
 
 
@@ -120,13 +120,13 @@ def _input_part_grads(da, wx, ln_ih, d_wx, g_ln_ih):
     n = da.shape[1]
     for b in range(da.shape[0]):
         mu, rstd = row_stats(wx[b])
-        m1, m2 = 0.0, 0.0
+        m1, m2 = zero_of(da), zero_of(da)
         for j in range(n):
             x_hat = (wx[b, j] - mu) * rstd
             g_ln_ih[j] += da[b, j] * x_hat  # dL/dγ_x
             m1 += da[b, j] * ln_ih[j]
             m2 += da[b, j] * ln_ih[j] * x_hat
-        m1, m2 = m1 / n, m2 / n
+        m1, m2 = m1 / da.dtype.type(n), m2 / da.dtype.type(n)
         for j in range(n):
             x_hat = (wx[b, j] - mu) * rstd
             d_wx[b, j] = rstd * (da[b, j] * ln_ih[j] - m1 - x_hat * m2)
@@ -188,7 +188,7 @@ def step_backward_at(grads, saved, ins, params, masks, outs, like, sizes, flags)
     io = (dh, dh0, dc0, zone_c, zone_h, keep, np.empty(0, np.int64), da, dr, dh_t, g_ch)
     empty, unused = np.empty((0, 0), dtype), np.empty((0, hidden), dtype)
     rows = (np.empty(state, dtype), np.empty(state, dtype), np.empty(state, dtype))
-    scratch = (*rows, np.empty(state, dtype), unused, unused, np.empty(n_gates, np.int32))
+    scratch = (*rows, np.empty(state, dtype), unused, unused)
     loop_weights = (empty, empty, w_ch, ln_hh, ln_c, flags)
     backward(loop_weights, (*io, g_ln_hh, g_ln_c, norms), (z, rec, cs), scratch, 0, batch)
     if zone_h.shape[0]:  # h_1 = d ⊙ h_0 + (1-d) ⊙ h'_1
