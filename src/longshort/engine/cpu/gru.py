@@ -69,7 +69,7 @@ def _row_grads(gb, hp, d, dgib, dghb):
         daz = d[j] * (hp[j] - n) * z * (one - z)
         dgib[j], dgib[hidden + j], dgib[2 * hidden + j] = dar, daz, dan
         dghb[j], dghb[hidden + j], dghb[2 * hidden + j] = dar, daz, dan * r
-    return sq**0.5
+    return np.sqrt(sq)
 
 
 @njit(**JIT)

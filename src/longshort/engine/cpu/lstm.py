@@ -74,7 +74,7 @@ def _cell_grads(zb, c_prev, tc, dm, dc, dzb):
         dzf[j] = dcj * c_prev[j] * f[j] * (one - f[j])
         dzg[j] = dcj * i[j] * (one - g[j] * g[j])  # tanh' = 1 - tanh²
         dc[j] = dcj * f[j]  # ∂C_t/∂C_{t-1} = f_t: the carousel
-    return sq**0.5
+    return np.sqrt(sq)
 
 
 # kernels: the sequence loops -----------------------------------------------------------------
@@ -197,7 +197,7 @@ def backward(weights, io, saved, scratch, b0, b1):
             for j in range(dht.shape[1]):
                 dht[b, j] = zero if padded else dh[b, j] + d_out[t, b, j]  # from output and t+1
                 sq += dht[b, j] * dht[b, j]
-            norms[t, b, 0] = sq**0.5
+            norms[t, b, 0] = np.sqrt(sq)
         if proj:
             gemm_wt(dht[b0:b1], w_hr_t, dm_buf, 0.0)  # back through h_t = W_hr m_t
         for b in range(b0, b1):
@@ -302,7 +302,7 @@ def step_backward(weights, io, saved, scratch):
         sq = zero_of(dh)
         for j in range(dh.shape[1]):
             sq += dh[b, j] * dh[b, j]
-        norms[b, 0] = sq**0.5
+        norms[b, 0] = np.sqrt(sq)
         norms[b, 1] = _cell_grads(z[b], c0[b], tc, dh[b], dc0[b], dz[b])
     db[:] = 0.0
     for b in range(z.shape[0] if db.shape[0] else 0):

@@ -247,7 +247,7 @@ def backward(weights, io, saved, scratch, b0, b1):
             for j in range(out_size):
                 dht[b, j] = zero if padded else dh[b, j] + d_out[t, b, j]  # from output and t+1
                 sq += dht[b, j] * dht[b, j]
-            norms[t, b, 0] = sq**0.5
+            norms[t, b, 0] = np.sqrt(sq)
         if proj:  # back through h'_t = W_hr m_t, after zoneout of h
             for b in range(b0, b1):
                 zh = _row(zone_h, t, b) if zh_on else dht[b]
@@ -319,7 +319,7 @@ def backward(weights, io, saved, scratch, b0, b1):
                         dcp += daf * w_ch[pf_off + j]
                         g_ch[b, pf_off + j] += daf * c_prev[j]
                 dc[b, j] = dcp
-            norms[t, b, 1] = sq**0.5
+            norms[t, b, 1] = np.sqrt(sq)
             if ln:  # back through LN(U h_{t-1})·γ_h
                 r, drb = rec[t, b], dr[t, b]
                 mu, rstd = row_stats(r)

@@ -9,6 +9,7 @@ when all sequences run T steps. Kernel arguments come in the four bundles of
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from numba import njit
 from torch import Tensor
@@ -80,7 +81,7 @@ def backward(weights, io, saved, scratch, b0, b1):
                 slope = (one if hb[j] > 0 else zero) if relu else one - hb[j] * hb[j]  # σ'(a_t)
                 dab[j] = (dhb[j] + gb[j]) * slope
                 sq += (dhb[j] + gb[j]) * (dhb[j] + gb[j])
-            norms[t, b, 0] = sq**0.5
+            norms[t, b, 0] = np.sqrt(sq)
         product(da[t, b0:b1], w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = σ'(a_t) U
         for b in range(b0, b1):
             if not (lengths.shape[0] and t >= lengths[b]):
@@ -136,7 +137,7 @@ def step_backward(weights, io, saved, relu):
             slope = (one if h[b, j] > 0 else zero) if relu else one - h[b, j] * h[b, j]  # σ'(a_t)
             da[b, j] = dh[b, j] * slope
             sq += dh[b, j] * dh[b, j]
-        norms[b] = sq**0.5
+        norms[b] = np.sqrt(sq)
     db[:] = 0.0
     for b in range(h.shape[0] if db.shape[0] else 0):
         for j in range(db.shape[0]):
