@@ -72,7 +72,7 @@ def manual(x, h0, c0, params, kw, masks, proj=False):
     peep = {}
     if kw.get("peephole"):
         peep = dict(
-            zip([n for n in names if n != "g"], params["weight_ch_l0"].split(H), strict=True)
+            zip([n for n in names if n != "g"], params["weight_ch_l0"].split(c0.shape[1]), strict=True)
         )
 
     def norm(a, gain, bias=None):
@@ -86,7 +86,7 @@ def manual(x, h0, c0, params, kw, masks, proj=False):
             a = a + norm(hr @ u.T, params["weight_ln_hh_l0"]) + b
         else:
             a = x[t] @ w.T + hr @ u.T + b
-        blk = dict(zip(names, a.split(H, dim=1), strict=True))
+        blk = dict(zip(names, a.split(c0.shape[1], dim=1), strict=True))
         f = torch.sigmoid(blk["f"] + peep.get("f", 0) * c) if "f" in blk else 1.0
         i = torch.sigmoid(blk["i"] + peep.get("i", 0) * c) if "i" in blk else 1 - f
         g = torch.tanh(blk["g"])
@@ -158,6 +158,72 @@ def test_variant_matches_manual_loop(cpu_engine, case, proj):
     g_want = torch.autograd.grad((want[0] * weights).sum() + want[2].sum(), inputs)
     for name, a, b in zip(["x", "h0", "c0", *params], g_got, g_want, strict=True):
         assert record("variant gradient", rel_err(a, b)) < 1e-4, name
+
+
+IN_LOOP = {
+    "peephole_zoneout_dropout": {"peephole": True, "zoneout": (0.3, 0.2), "recurrent_dropout": 0.2},
+    "no_forget": {"forget_gate": False},
+    "coupled_peephole": {"coupled_gates": True, "peephole": True},
+    "layer_norm": {"layer_norm": True},  # normalises W x_t alone: the input part first
+}
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+@pytest.mark.parametrize("proj", [0, 6])
+@pytest.mark.parametrize("case", list(IN_LOOP))
+def test_variant_inference_makes_w_x_in_its_loop(monkeypatch, case, proj, ragged):
+    """A no-graph call of a variant without layer norm makes W x_t inside its loop, one
+    product on [x_t | h_{t-1}] (no (T, B, G) input part written): the equations' values,
+    with masks drawn as in training, lengths and projection."""
+    from longshort.engine.cpu import lstm_variant
+
+    parts = []
+    original = lstm_variant.scratch_input_part
+    monkeypatch.setattr(
+        lstm_variant, "scratch_input_part", lambda *a: parts.append(1) or original(*a)
+    )
+    kw, steps, batch, inp, hid = IN_LOOP[case], 7, 5, 3, 8
+    torch.manual_seed(4)
+    m = longshort.LSTM(inp, hid, proj_size=proj, **kw)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "ln" in name or "weight_ch" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+    p_size = proj or hid
+    g = torch.Generator().manual_seed(2)
+    bern = lambda prob, *s: torch.bernoulli(torch.full(s, prob), generator=g)  # noqa: E731
+    zc, zh = kw.get("zoneout", (0, 0))
+    rd = kw.get("recurrent_dropout", 0)
+    masks = (
+        bern(zc, steps, batch, hid) if zc else None,
+        bern(zh, steps, batch, p_size) if zh else None,
+        bern(1 - rd, batch, p_size) / (1 - rd) if rd else None,
+    )
+    x, h0, c0 = torch.randn(steps, batch, inp), torch.randn(batch, p_size), torch.randn(batch, hid)
+    lengths = torch.tensor([7, 2, 5, 1, 6]) if ragged else None
+    w = variants.weights(m, "_l0")
+    with torch.no_grad():
+        got = engine.variant_layer(
+            x, h0, c0, w, m.options.variant, VariantMasks(*masks), lengths, keep=False
+        )
+        want = manual(x, h0, c0, dict(m.named_parameters()), kw, masks, proj=bool(proj))
+    assert parts == ([1] if "layer_norm" in kw else [])
+    if lengths is None:
+        for a, b in zip((got.out, got.h_n, got.c_n), want, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        return
+    with torch.no_grad():  # each sequence against its own run, to its own length
+        for k, n in enumerate(lengths.tolist()):
+            rows = [mk if mk is None else mk[:, k : k + 1] for mk in masks[:2]]
+            keep = None if masks[2] is None else masks[2][k : k + 1]
+            one = manual(x[:n, k : k + 1], h0[k : k + 1], c0[k : k + 1],
+                         dict(m.named_parameters()), kw,
+                         (*[None if r is None else r[:n] for r in rows], keep),
+                         proj=bool(proj))  # fmt: skip
+            torch.testing.assert_close(got.out[:n, k : k + 1], one[0], rtol=1e-5, atol=1e-6)
+            assert bool(got.out[n:, k].eq(0).all())
+            torch.testing.assert_close(got.h_n[k : k + 1], one[1], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(got.c_n[k : k + 1], one[2], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(

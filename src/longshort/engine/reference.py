@@ -63,14 +63,24 @@ def project(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
     return _input_projection(x, w_ih, bias, None)
 
 
-def scratch_input_part(
-    x: Tensor, w_ih: Tensor, bias: Tensor | None, ln_gain: Tensor | None
-) -> Tensor:
-    """See :class:`longshort.engine.types.Engine`: a new tensor here."""
-    if ln_gain is None:
-        return project(x, w_ih, bias)
-    wx = project(x, w_ih, None)
-    return torch.nn.functional.layer_norm(wx, wx.shape[-1:], ln_gain, bias, variant_cell.EPS)
+def variant_infer(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w: VariantWeights,
+    v: LSTMVariant,
+    masks: VariantMasks,
+    lengths: Tensor | None,
+) -> VariantForward:
+    """See :class:`longshort.engine.types.Engine`: the input part W x_t + b (or LN(W x_t)·γ_x
+    + b), then :func:`variant_forward`."""
+    b = w.b_ih if w.b_hh is None else (w.b_hh if w.b_ih is None else w.b_ih + w.b_hh)
+    if v.layer_norm:
+        wx = project(x, w.w_ih, None)
+        xa = torch.nn.functional.layer_norm(wx, wx.shape[-1:], w.ln_ih, b, variant_cell.EPS)
+    else:
+        xa = project(x, w.w_ih, b)
+    return variant_forward(xa, h0, c0, w, v, masks, lengths, keep=False)
 
 
 def product_grads(

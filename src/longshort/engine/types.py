@@ -280,12 +280,19 @@ class Engine(Protocol):
         """W x_t + bias for all T steps: (T, B, G)."""
         ...
 
-    def scratch_input_part(
-        self, x: Tensor, w_ih: Tensor, bias: Tensor | None, ln_gain: Tensor | None
-    ) -> Tensor:
-        """A variant's input part for a call with no graph to record: W x_t + bias, or with
-        ln_gain LN(W x_t)·γ_x + bias, (T, B, G), in a buffer the engine may hand out again
-        at this thread's next such call (the loop consumes it first)."""
+    def variant_infer(
+        self,
+        x: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        w: VariantWeights,
+        v: LSTMVariant,
+        masks: VariantMasks,
+        lengths: Tensor | None,
+    ) -> VariantForward:
+        """A variant LSTM layer over x (T, B, I) for a call with no graph to record: input
+        part and loop, as :meth:`variant_forward` with keep=False returns them (an engine
+        may make W x_t inside its loop and keep nothing per step)."""
         ...
 
     def product_grads(

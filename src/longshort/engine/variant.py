@@ -43,14 +43,10 @@ def _bias(w: VariantWeights) -> Tensor | None:
 
 
 def input_part(
-    engine: Engine, x: Tensor, w: VariantWeights, v: LSTMVariant, keep: bool = True
+    engine: Engine, x: Tensor, w: VariantWeights, v: LSTMVariant
 ) -> tuple[Tensor, InputPart]:
-    """xa (T, B, G) = W x_t + b, or LN(W x_t)·γ_x + b, a new tensor the loop may overwrite;
-    keep=False (no graph to record): in the engine's scratch, nothing saved."""
-    if not keep:
-        empty = x.new_empty(0)
-        ln_gain = w.ln_ih if v.layer_norm else None
-        return engine.scratch_input_part(x, w.w_ih, _bias(w), ln_gain), InputPart(*[empty] * 3)
+    """xa (T, B, G) = W x_t + b, or LN(W x_t)·γ_x + b, a new tensor the loop may overwrite,
+    and what BPTT reads of it."""
     if not v.layer_norm:
         empty = x.new_empty(0)
         return engine.project(x, w.w_ih, _bias(w)), InputPart(empty, empty, empty)
@@ -71,8 +67,13 @@ def forward(
     keep: bool = True,
 ) -> tuple[VariantForward, InputPart]:
     """The layer over x (T, B, I); returns the loop's result and what the input part saves
-    (keep=False: no graph to record, the loop may keep nothing per step)."""
-    xa, part = input_part(engine, x, w, v, keep)
+    (keep=False: no graph to record, the engine's variant_infer, which may keep nothing per
+    step)."""
+    if not keep:
+        empty = x.new_empty(0)
+        res = engine.variant_infer(x, h0, c0, w, v, masks, lengths)
+        return res, InputPart(empty, empty, empty)
+    xa, part = input_part(engine, x, w, v)
     return engine.variant_forward(xa, h0, c0, w, v, masks, lengths, keep), part
 
 

@@ -46,9 +46,9 @@ from longshort.engine.cpu.lstm import (  # noqa: E402
     lstm_step_backward,
 )
 from longshort.engine.cpu.lstm_variant import (  # noqa: E402
-    scratch_input_part,
     variant_backward,
     variant_forward,
+    variant_infer,
 )
 from longshort.engine.cpu.rnn import (  # noqa: E402
     rnn_backward,
@@ -80,7 +80,6 @@ __all__ = [  # the Engine, StepEngine and CompiledEngine protocols' members (eng
     "rnn_step",
     "rnn_step_backward",
     "saved_dtype",
-    "scratch_input_part",
     "supports_gru",
     "supports_lstm",
     "supports_rnn",
@@ -89,6 +88,7 @@ __all__ = [  # the Engine, StepEngine and CompiledEngine protocols' members (eng
     "supports_variant",
     "variant_backward",
     "variant_forward",
+    "variant_infer",
     "variant_step",
     "variant_step_backward",
 ]
