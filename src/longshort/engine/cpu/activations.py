@@ -51,29 +51,25 @@ def gate_coefficients(
     return scale, shift, gain
 
 
-def zero_of(y):  # pragma: no cover - typed below
-    """0 in y's dtype, so the sums keep y's precision."""
-    raise NotImplementedError
+def _constant_of(value: float, doc: str):
+    """A function f(y) that numba compiles to the constant `value` in y's dtype (float32 or
+    float64): ``1 - x`` with an int or Python float 1 is computed in float64 for a float32 x
+    (numba's NumPy rules), 4 lanes a vector and two conversions."""
+
+    def constant(y):  # pragma: no cover - typed below
+        raise NotImplementedError
+
+    @overload(constant, inline="always")
+    def _impl(y):
+        c = np.float32(value) if y.dtype == types.float32 else np.float64(value)
+        return lambda y: c
+
+    constant.__doc__ = doc
+    return constant
 
 
-@overload(zero_of, inline="always")
-def _zero_impl(y):
-    if y.dtype == types.float32:
-        return lambda y: np.float32(0.0)
-    return lambda y: np.float64(0.0)
-
-
-def one_of(y):  # pragma: no cover - typed below
-    """1 in y's dtype: ``1 - x`` with an int or Python float 1 is computed in float64 for a
-    float32 x (numba's NumPy rules), 4 lanes a vector and two conversions."""
-    raise NotImplementedError
-
-
-@overload(one_of, inline="always")
-def _one_impl(y):
-    if y.dtype == types.float32:
-        return lambda y: np.float32(1.0)
-    return lambda y: np.float64(1.0)
+zero_of = _constant_of(0.0, "0 in y's dtype, so that sums keep y's precision.")
+one_of = _constant_of(1.0, "1 in y's dtype, for 1 - x in y's precision.")
 
 
 @njit(inline="always", **JIT)
