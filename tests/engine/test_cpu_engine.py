@@ -175,7 +175,8 @@ def test_infer_matches_the_reference_forward(dtype, steps, batch, inp, hidden, r
     m = longshort.LSTM(inp, hidden, bias=bias).to(dtype)
     w = LSTMWeights(*(None if p is None else p.detach() for p in m.layer_weights(0, 0)[:4]))
     x = torch.randn(steps, batch, inp, dtype=dtype)
-    h0, c0 = torch.randn(batch, hidden, dtype=dtype), torch.randn(batch, hidden, dtype=dtype)
+    h0 = torch.randn(hidden, batch, dtype=dtype).T  # not contiguous: copied for the kernel
+    c0 = torch.randn(batch, hidden, dtype=dtype)
     lengths = torch.randint(0, steps + 1, (batch,)) if ragged else None
     h0_in, c0_in = h0.clone(), c0.clone()
     got = compiled.lstm_infer(x, h0, c0, w, lengths)

@@ -527,8 +527,8 @@ def lstm_infer(
     empty = x.new_empty(0)
     if plan == "here" and h0.dtype == c0.dtype == x.dtype:
         out, h, c = x.new_empty(steps, batch, hidden), x.new_empty(h0.shape), x.new_empty(c0.shape)
-        ptrs = (t.data_ptr() for t in (h0.contiguous(), c0.contiguous(), h, c))
-        _infer_here(x, w, lengths, out, tuple(ptrs))
+        states = (h0.contiguous(), c0.contiguous(), h, c)  # referenced until the call returns
+        _infer_here(x, w, lengths, out, tuple(t.data_ptr() for t in states))
         return LSTMForward(out, h, c, empty, empty)
     out = x.new_empty(steps, batch, hidden)
     h = h0.to(x.dtype, memory_format=torch.contiguous_format, copy=True)
