@@ -72,7 +72,11 @@ def manual(x, h0, c0, params, kw, masks, proj=False):
     peep = {}
     if kw.get("peephole"):
         peep = dict(
-            zip([n for n in names if n != "g"], params["weight_ch_l0"].split(c0.shape[1]), strict=True)
+            zip(
+                [n for n in names if n != "g"],
+                params["weight_ch_l0"].split(c0.shape[1]),
+                strict=True,
+            )
         )
 
     def norm(a, gain, bias=None):
