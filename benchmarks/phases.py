@@ -4,7 +4,9 @@ roofline: each phase's GFLOP/s beside the machine's single-thread and all-thread
 Phases of one layer's training step: input projection (one (T*B, I) @ (I, 4H) product), forward
 loop (per step: the recurrent product, the gate math and the cell update), backward loop (per
 step: the gate derivatives and dL/dh_{t-1} = dz_t U), and the input and weight gradients (three
-products over all T*B rows). The loops run the batch rows split across the threads.
+products over all T*B rows). The loops run the batch rows split across the threads. Last, the
+inference call (no graph): where it takes the per-step input product, one loop whose product
+runs on [x_t | h_{t-1}], counted as 2 T B 4H (I + H) flops.
 
     python benchmarks/phases.py [--reps 10] [--shapes 100,32,32,128 ...]
 """
@@ -72,11 +74,13 @@ def phases(shape: tuple[int, int, int, int], reps: int) -> dict[str, tuple[float
     t_bwd = median_ms(lambda: compiled.lstm_backward(d_out, h0, c0, x, h0, w, None, saved), reps)
     dz = torch.randn_like(saved.gates)
     t_grads = median_ms(lambda: host.input_and_weight_grads(dz, x, h0, saved.out, w.w_ih), reps)
+    t_infer = median_ms(lambda: compiled.lstm_infer(x, h0, c0, w, None), reps)
     return {
         "input projection": (t_proj, rows_flops * inp / 1e9),
         "forward loop": (t_fwd - t_proj, rows_flops * hid / 1e9),
         "backward loop": (t_bwd - t_grads, rows_flops * hid / 1e9),
         "input and weight gradients": (t_grads, rows_flops * (2 * inp + hid) / 1e9),
+        "inference (no graph), whole call": (t_infer, rows_flops * (inp + hid) / 1e9),
     }
 
 
