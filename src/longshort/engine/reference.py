@@ -74,7 +74,7 @@ def variant_infer(
 ) -> VariantForward:
     """See :class:`longshort.engine.types.Engine`: the input part W x_t + b (or LN(W x_t)·γ_x
     + b), then :func:`variant_forward`."""
-    b = w.b_ih if w.b_hh is None else (w.b_hh if w.b_ih is None else w.b_ih + w.b_hh)
+    b = w.input_bias()
     if v.layer_norm:
         wx = project(x, w.w_ih, None)
         xa = torch.nn.functional.layer_norm(wx, wx.shape[-1:], w.ln_ih, b, variant_cell.EPS)

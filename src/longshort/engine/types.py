@@ -87,6 +87,12 @@ class VariantWeights(NamedTuple):
     ln_c_w: Tensor | None = None  # (H,), gain of LN(C_t), with layer_norm
     ln_c_b: Tensor | None = None  # (H,), bias of LN(C_t), with layer_norm
 
+    def input_bias(self) -> Tensor | None:
+        """The input part's bias: b_ih + b_hh, or whichever is present, or None."""
+        if self.b_ih is None or self.b_hh is None:
+            return self.b_ih if self.b_hh is None else self.b_hh
+        return self.b_ih + self.b_hh
+
 
 class VariantMasks(NamedTuple):
     """The random (training) or expected (evaluation) masks of one call, drawn by the module.

@@ -38,10 +38,6 @@ class InputPart(NamedTuple):
     rstd: Tensor
 
 
-def _bias(w: VariantWeights) -> Tensor | None:
-    return None if w.b_ih is None else (w.b_ih if w.b_hh is None else w.b_ih + w.b_hh)
-
-
 def input_part(
     engine: Engine, x: Tensor, w: VariantWeights, v: LSTMVariant
 ) -> tuple[Tensor, InputPart]:
@@ -49,9 +45,9 @@ def input_part(
     and what BPTT reads of it."""
     if not v.layer_norm:
         empty = x.new_empty(0)
-        return engine.project(x, w.w_ih, _bias(w)), InputPart(empty, empty, empty)
+        return engine.project(x, w.w_ih, w.input_bias()), InputPart(empty, empty, empty)
     wx = engine.project(x, w.w_ih, None)  # W x_t for all steps in one product
-    xa, mean, rstd = torch.native_layer_norm(wx, wx.shape[-1:], w.ln_ih, _bias(w), EPS)
+    xa, mean, rstd = torch.native_layer_norm(wx, wx.shape[-1:], w.ln_ih, w.input_bias(), EPS)
     return xa, InputPart(wx, mean, rstd)
 
 
@@ -112,7 +108,7 @@ def backward(
     (dx None unless need_dx)."""
     g = engine.variant_backward(d_out, d_hn, d_cn, h0, w, v, masks, lengths, saved)
     d_wx, d_ln_ih, db = g.da, None, None
-    bias = _bias(w)
+    bias = w.input_bias()
     if v.layer_norm:  # back through LN(W x_t)·γ_x + b
         d_wx, d_ln_ih, db = torch.ops.aten.native_layer_norm_backward(
             g.da, part.wx, part.wx.shape[-1:], part.mean, part.rstd, w.ln_ih, bias,

@@ -443,17 +443,10 @@ def variant_infer(
     flops = 2 * batch * w.w_ih.shape[0] * (n_in + out_size)
     parts = threads.ranges(batch, flops=flops * steps)
     if v.layer_norm or n_in == 0 or not lstm.infer_pays(parts, n_in, out_size, steps):
-        xa = scratch_input_part(x, w.w_ih, _bias(w), w.ln_ih if v.layer_norm else None)
+        xa = scratch_input_part(x, w.w_ih, w.input_bias(), w.ln_ih if v.layer_norm else None)
         return _forward(xa, None, h0, c0, w, v, masks, lengths, False)
     xa = x.new_empty(1, batch, w.w_ih.shape[0])  # one step's gates, in place
     return _forward(xa, x, h0, c0, w, v, masks, lengths, False)
-
-
-def _bias(w: VariantWeights) -> Tensor | None:
-    """b_ih + b_hh, or whichever is present, or None."""
-    if w.b_ih is None or w.b_hh is None:
-        return w.b_ih if w.b_hh is None else w.b_hh
-    return w.b_ih + w.b_hh
 
 
 def _forward(
@@ -486,7 +479,7 @@ def _forward(
         w_loop, bias, x_arr, n_in = host.recurrent(w.w_hh, steps), np.empty(0, dtype), None, 0
     else:
         w_loop, n_in = host.packed_pair(w.w_ih, w.w_hh, "recurrent"), x.shape[2]
-        b = _bias(w)
+        b = w.input_bias()
         bias = np.zeros(n_gates, dtype) if b is None else host.array(b.to(x.dtype))
         x_arr = host.array(x)
     weights = (w_loop, w_hr, w_ch, ln_hh, ln_c, coef, flags, bias)
