@@ -547,6 +547,8 @@ def isa_line() -> str:
     from longshort.engine.cpu import host, packed
 
     target = config.CPU_NAME or "host"
+    if config.CPU_NAME and config.CPU_FEATURES is None:
+        target += " with the host's features (numba's rule: set NUMBA_CPU_FEATURES too)"
     ours = f"{target}, {packed.VECTOR_BYTES * 8}-bit vectors, bf16 products {host.BF16_PRODUCTS}"
     onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "all")
     theirs = f"ATen {torch.backends.cpu.get_cpu_capability()}, oneDNN up to {onednn}"

@@ -14,8 +14,12 @@ memory at 35 GFLOP/s.)
 
 The vector width follows the CPU numba compiles for: 64-byte vectors and NV = 4 with AVX-512
 (4 x 4 accumulators of the 32 registers), 32-byte vectors and NV = 3 with AVX2 (12 of 16),
-16-byte vectors and NV = 4 elsewhere (and with NUMBA_CPU_NAME set alone). numba's disk cache is
+16-byte vectors and NV = 4 elsewhere (and for NUMBA_CPU_NAME=generic). numba's disk cache is
 keyed on the CPU, so a cached kernel is never run on a CPU it was not built for.
+
+An AVX2 build on an AVX-512 machine needs both variables: NUMBA_CPU_NAME=haswell
+NUMBA_CPU_FEATURES=+avx,+avx2,+fma,+sse4.2. With NUMBA_CPU_NAME alone numba keeps the host's
+features (its rule for every name but "generic"), so its code and this kernel stay AVX-512.
 """
 
 from __future__ import annotations
@@ -38,13 +42,12 @@ MR = 4  # rows of one block (BLIS's MR): MR x NV vector accumulators
 
 
 def _features() -> dict[str, bool]:
-    """The CPU features numba compiles for: the host's, or NUMBA_CPU_FEATURES when set (a
-    portable cache, say); with only NUMBA_CPU_NAME set, none (the 16-byte kernel)."""
+    """The CPU features numba compiles for, by numba's own rule: NUMBA_CPU_FEATURES when set
+    (numba sets it empty for NUMBA_CPU_NAME=generic: a portable cache, the 16-byte kernel),
+    else the host's, whatever NUMBA_CPU_NAME says."""
     if config.CPU_FEATURES is not None:
         items = (f.strip() for f in config.CPU_FEATURES.split(",") if f.strip())
         return {f[1:]: f[0] == "+" for f in items}
-    if config.CPU_NAME is not None:
-        return {}
     return dict(llvmlite.binding.get_host_cpu_features())
 
 
