@@ -535,6 +535,32 @@ def test_input_and_weight_grads_skip_dx_when_told():
     torch.testing.assert_close(dw_hh, dz.flatten(0, 1).T @ h_prev.flatten(0, 1))
 
 
+@pytest.mark.parametrize("gates", [8, 256, 264])
+@pytest.mark.parametrize("steps", [1, 5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_input_and_weight_grads_on_either_side_of_torchs_matmul(gates, steps, dtype):
+    """The weight gradients run on torch's matmul up to host.TORCH_GRADS_GATES gate columns
+    and on our threads' BLAS above: both against the sums written out here (one step: no
+    h_1 .. h_{T-1} part)."""
+    from longshort.engine.cpu import host
+
+    assert 8 <= host.TORCH_GRADS_GATES == 256 < 264  # the cases straddle the switch
+    g = torch.Generator().manual_seed(gates + steps)
+    dz, x = torch.randn(steps, 3, gates, generator=g), torch.randn(steps, 3, 5, generator=g)
+    h0, hs = torch.randn(3, 7, generator=g), torch.randn(steps, 3, 7, generator=g)
+    w_ih = torch.randn(gates, 5, generator=g)
+    dz, x, h0, hs, w_ih = (t.to(dtype) for t in (dz, x, h0, hs, w_ih))
+    dx, dw_ih, dw_hh, db = host.input_and_weight_grads(dz, x, h0, hs, w_ih)
+    h_prev = torch.cat((h0[None], hs[:-1]))
+    want_ih = sum(dz[t].T @ x[t] for t in range(steps))
+    want_hh = sum(dz[t].T @ h_prev[t] for t in range(steps))
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+    torch.testing.assert_close(dx, torch.einsum("tbg,gi->tbi", dz, w_ih), **tol)
+    torch.testing.assert_close(dw_ih, want_ih, **tol)
+    torch.testing.assert_close(dw_hh, want_hh, **tol)
+    torch.testing.assert_close(db, dz.sum((0, 1)), **tol)
+
+
 @pytest.mark.parametrize(
     ("ours_cls", "theirs_cls", "states"),
     [
