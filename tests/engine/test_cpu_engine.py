@@ -535,16 +535,14 @@ def test_input_and_weight_grads_skip_dx_when_told():
     torch.testing.assert_close(dw_hh, dz.flatten(0, 1).T @ h_prev.flatten(0, 1))
 
 
-@pytest.mark.parametrize("gates", [8, 256, 264])
+@pytest.mark.parametrize("gates", [8, 264])
 @pytest.mark.parametrize("steps", [1, 5])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_input_and_weight_grads_on_either_side_of_torchs_matmul(gates, steps, dtype):
-    """The weight gradients run on torch's matmul up to host.TORCH_GRADS_GATES gate columns
-    and on our threads' BLAS above: both against the sums written out here (one step: no
-    h_1 .. h_{T-1} part)."""
+def test_input_and_weight_grads_against_the_sums(gates, steps, dtype):
+    """dx, the weight gradients (on torch's matmul, into the engine's arrays) and db against
+    the sums written out here (one step: no h_1 .. h_{T-1} part)."""
     from longshort.engine.cpu import host
 
-    assert 8 <= host.TORCH_GRADS_GATES == 256 < 264  # the cases straddle the switch
     g = torch.Generator().manual_seed(gates + steps)
     dz, x = torch.randn(steps, 3, gates, generator=g), torch.randn(steps, 3, 5, generator=g)
     h0, hs = torch.randn(3, 7, generator=g), torch.randn(steps, 3, 7, generator=g)

@@ -240,26 +240,15 @@ def project(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
     return project_all(x, w_ih, bias, None)
 
 
-# Up to this many gate columns the weight gradients run on torch's matmul. Each is a sum over
-# all T*B rows into a small (G, I) or (G, P) matrix; split by its G rows, each thread's part
-# is a thin product with a long sum, where OpenBLAS's transposed-A kernel ran far under peak.
-# 2 threads, AMD EPYC with AVX-512 (Zen 4), dz_tᵀ x_t over K rows, GFLOP/s ours / torch:
-# K 8000, G 256: 62 / 109 at N = 16, 95 / 157 at N = 64; K 1000, G 128, N 32: 58 / 111.
-# From G = 512 on they were even or ours ahead: K 3200, N 32: 114 / 105; K 800, G 1024,
-# N 64: 141 / 123; K 6400, G 2048, N 512: 170 / 144.
-TORCH_GRADS_GATES = 256
-
-
 def weight_products(d_in, d_rec, x, h_first, h_rest, w_ih, dx, dw_ih, dw_hh) -> None:
     """dx = d_in W_ih, dW_ih = d_inᵀ x, dW_hh = d_recᵀ [h_first; h_rest] over all T*B rows, in
     one parallel region (each costs 30-70 us of waking and joining torch's threads): each
-    thread makes its rows of dx and its rows of dW_ih and dW_hh; the weight gradients of at
-    most TORCH_GRADS_GATES gate columns on torch's matmul instead. Arrays: d_in (M, G), d_rec
-    (M, G'), x (M, I), h_first (B, P) the states before the first B rows, h_rest (M - B, P)
-    those before the others, w_ih (G, I); out dx (M, I) (None: not wanted), dw_ih (G, I),
-    dw_hh (G', P)."""
-    floats = d_in.dtype in (np.float32, np.float64)  # not MKL's bf16 bits (uint16)
-    if floats and max(d_in.shape[1], d_rec.shape[1]) <= TORCH_GRADS_GATES:
+    thread makes its rows of dx and its rows of dW_ih and dW_hh. That split is kept for
+    MKL's bfloat16 bits; float32 and float64 go to :func:`_torch_weight_products`. Arrays:
+    d_in (M, G), d_rec (M, G'), x (M, I), h_first (B, P) the states before the first B
+    rows, h_rest (M - B, P) those before the others, w_ih (G, I); out dx (M, I) (None: not
+    wanted), dw_ih (G, I), dw_hh (G', P)."""
+    if d_in.dtype in (np.float32, np.float64):  # not MKL's bf16 bits (uint16)
         _torch_weight_products(d_in, d_rec, x, h_first, h_rest, w_ih, dx, dw_ih, dw_hh)
         return
     m, batch = d_in.shape[0], h_first.shape[0]
@@ -284,11 +273,20 @@ def weight_products(d_in, d_rec, x, h_first, h_rest, w_ih, dx, dw_ih, dw_hh) -> 
 
 
 def _torch_weight_products(d_in, d_rec, x, h_first, h_rest, w_ih, dx, dw_ih, dw_hh) -> None:
-    """:func:`weight_products` with the weight gradients on torch's matmul (its own threads),
-    written into the given arrays; dx by rows on ours, as there the two were even."""
+    """:func:`weight_products` with the weight gradients on torch's matmul (MKL, its own
+    threads), written into the given arrays; dx by rows on ours, as there the two were even.
+
+    Each weight gradient is a sum over all T*B rows into a small (G, I) or (G, P) matrix.
+    Split by its G rows, each thread's part is a thin product with a long sum, where
+    OpenBLAS's transposed-A kernel ran under peak. Measured on 2 threads of an AMD EPYC with
+    AVX-512 (Zen 4), dz_tᵀ x_t over K rows, GFLOP/s ours / torch: K 8000, G 256: 62 / 109
+    at N = 16, 95 / 157 at N = 64; K 3200, G 512, N 128: 85 / 127; K 800, G 1024, N 256:
+    141 / 165. A training step, torch's against ours, interleaved: 0.79x at (500, 16, 16, 64),
+    0.92x at (100, 32, 32, 128), 0.98x at (100, 64, 256, 256), (200, 4, 64, 256),
+    (50, 128, 512, 512) and the two-layer (35, 20, 200, 200); dx on torch too: 1.00-1.03x."""
+    t = torch.from_numpy
     if dx is not None:
         by_rows(gemm_w, d_in, w_ih, dx, 0.0)  # dz W
-    t = torch.from_numpy
     batch = h_first.shape[0]
     torch.mm(t(d_in).t(), t(x), out=t(dw_ih))  # dW = Σ dz_tᵀ x_t
     torch.mm(t(d_rec[:batch]).t(), t(h_first), out=t(dw_hh))  # h_0 ..

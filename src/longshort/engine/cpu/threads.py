@@ -9,8 +9,9 @@ The exception: with fewer rows than threads and recurrent weights over a core's 
 forward gives each thread a share of the hidden units instead (:func:`split_units`,
 :func:`unit_ranges`, :func:`run_team`), whose threads meet at a barrier every step.
 
-The one-off products of a call (input projection, input and weight gradients) are split across
-the same threads (:func:`split`, :func:`run_work`), each part on single-threaded BLAS.
+The one-off products of a call (input projection, dL/dx) are split across the same threads
+(:func:`split`, :func:`run_work`), each part on single-threaded BLAS; the float weight
+gradients run on torch's matmul (:func:`.host.weight_products`).
 
 The ranges run on torch's own OpenMP threads (one ``GOMP_parallel`` region per call, entered
 through a ctypes callback): after each parallel torch op those threads spin for a while waiting
