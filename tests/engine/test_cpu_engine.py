@@ -426,6 +426,28 @@ def test_unit_split_matches_torch(dtype, threads, hidden, monkeypatch):
         assert rel_err(a, b) < tol * 10
 
 
+@pytest.mark.parametrize(
+    ("batch", "weight_bytes", "units"),
+    [(1, 1 << 20, True), (4, 1 << 20, True), (4, 4 << 20, True), (5, 1 << 20, False),
+     (4, (1 << 20) - 4, False), (2, 1 << 18, False)],
+)  # fmt: skip
+def test_units_when_two_threads_get_at_most_two_rows_and_u_fills_l2(
+    batch, weight_bytes, units, monkeypatch
+):
+    from longshort.engine.cpu import threads as cpu_threads
+
+    if cpu_threads._gomp is None:
+        pytest.skip("the unit split runs on torch's GNU OpenMP threads")
+    monkeypatch.delenv("LONGSHORT_LAYOUT", raising=False)
+    monkeypatch.setattr(cpu_threads, "L2_BYTES", 1 << 20)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert cpu_threads.split_units(batch, weight_bytes, 1 << 30) is units
+    finally:
+        torch.set_num_threads(old)
+
+
 def test_a_layout_that_does_not_exist_is_refused(monkeypatch):
     monkeypatch.setenv("LONGSHORT_LAYOUT", "columns")
     with pytest.raises(ValueError, match="LONGSHORT_LAYOUT='columns': expected 'rows' or 'units'"):

@@ -155,14 +155,15 @@ def forward_units(weights, io, saved, scratch, j0, j1, team):
                 copy(src[b, j0:j1], dst[b, j0:j1])
                 out[t, b, j0:j1] = 0.0
                 continue
-            for g in range(4):
+            for g in range(4):  # one slice a gate: a loop over indices vectorised 3x worse
+                zg = zb[g * n : (g + 1) * n]
+                xg = zt[g * hidden + j0 : g * hidden + j1]
                 for k in range(n):
-                    zb[g * n + k] += zt[g * hidden + j0 + k]  # + W·x_t
+                    zg[k] += xg[k]  # + W·x_t
             m, c_prev, c = out[t, b, j0:j1], cs[t, b, j0:j1], cs[t + 1, b, j0:j1]
             _cell(zb, bias, c_prev, c, m, scale, shift, gain)
-            for g in range(4):
-                for k in range(n):
-                    zt[g * hidden + j0 + k] = zb[g * n + k]  # the gates, saved for BPTT
+            for g in range(4):  # the gates, saved for BPTT
+                copy(zb[g * n : (g + 1) * n], zt[g * hidden + j0 : g * hidden + j1])
             copy(m, dst[b, j0:j1])
         if team > 1:
             sync.wait(count, team, t + 1)

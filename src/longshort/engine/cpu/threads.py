@@ -94,15 +94,22 @@ def unit_ranges(hidden: int, count: int) -> list[tuple[int, int]]:
     return [(bounds[k], bounds[k + 1]) for k in range(count)]
 
 
+# Rows a thread at or under which the hidden-unit split can pay (see split_units).
+UNIT_ROWS = 2
+
+
 def split_units(batch: int, weight_bytes: int, flops: int) -> bool:
     """Whether a loop should split the hidden units across the threads rather than the batch
-    rows (:func:`.lstm.lstm_forward_units`): when the row split leaves a thread idle (under
-    MIN_ROWS rows a thread) and the recurrent weights outgrow one core's L2, so that halving
-    them across the threads' caches pays for a barrier a step. ``LONGSHORT_LAYOUT=rows`` or
-    ``units`` forces a layout (benchmarks). Measured on a Zen 3 (512 KB L2), 2 threads, units
-    against rows: 0.84x at (500, 1, 8, 256), 0.72x at (200, 2, 64, 512); 1.09x at
+    rows (:func:`.lstm.lstm_forward_units`): when the row split gives a thread at most
+    UNIT_ROWS rows (or leaves one idle) and the recurrent weights fill one core's L2, so that
+    halving them across the threads' caches pays for a barrier a step. ``LONGSHORT_LAYOUT=rows``
+    or ``units`` forces a layout (benchmarks). Measured on 2 threads, units against rows:
+    Zen 3 (512 KB L2), 0.84x at (500, 1, 8, 256), 0.72x at (200, 2, 64, 512); 1.09x at
     (1000, 1, 8, 128) and 1.67x at (1000, 1, 8, 32), whose U fits in L2 and whose step is too
-    short for a barrier; 1.03-1.40x wherever the rows fill the threads."""
+    short for a barrier. Zen 4 (1 MB L2), inference / training: 0.90x / 0.95x at
+    (200, 4, 64, 256) and 0.97x / 0.99x at (200, 4, 256, 512), whose U is 1 and 4 MB; 1.08-1.22x
+    at (200, 4, 64, 128) and (200, 4, 64, 192), whose U fits; 1.11x / 1.02x at (200, 6, 64,
+    256) and 1.30x / 1.06x at (200, 8, 64, 256), 3 and 4 rows a thread."""
     count = torch.get_num_threads()
     forced = os.environ.get("LONGSHORT_LAYOUT", "")
     if forced not in ("", "rows", "units"):
@@ -116,7 +123,7 @@ def split_units(batch: int, weight_bytes: int, flops: int) -> bool:
         return True
     if _gomp is None or flops < MIN_SPLIT_FLOPS:
         return False
-    return len(ranges(batch, count)) < count and weight_bytes > L2_BYTES
+    return batch <= UNIT_ROWS * count and weight_bytes >= L2_BYTES
 
 
 def ranges(
