@@ -493,9 +493,10 @@ def lstm_forward_units(
     return LSTMForward(out, h_n, cs[steps].clone(), z, cs)
 
 
-# Rows a thread from which the per-step input product pays at any input size: 16 with
-# 512-bit vectors, 8 with 256-bit ones (see infer_pays).
-ENOUGH_ROWS = 16 if packed.VECTOR_BYTES >= 64 else 8
+# Rows a thread from which the per-step input product pays at any input size (see
+# infer_pays). It was 16 with 512-bit vectors, from a Zen 5 measurement made before the float32
+# kernels stopped converting to float64.
+ENOUGH_ROWS = 8
 
 
 def infer_pays(parts: list[tuple[int, int]], n_in: int, hidden: int, steps: int) -> bool:
@@ -508,7 +509,10 @@ def infer_pays(parts: list[tuple[int, int]], n_in: int, hidden: int, steps: int)
     one-row products run in four chains of accumulators); 1.10 at (200,4,64,256) on the Zen 5
     and 1.00-1.07 on the Zen 3 (2 rows on each of 2 threads), which keep the projection. At
     (35,20,200,200) (10 rows a thread, I = H) 1.09 on the Zen 5 and 0.87-0.96 on the Zen 3
-    (AVX2, packed weights aligned): there the rows decide by the vector width."""
+    (AVX2, packed weights aligned). On a Zen 4 (AVX-512), at 8 rows a thread against the
+    projection, interleaved: 0.92x at (35,20,200,200) (0.94x for the word-LM's two layers),
+    0.91x at (100,24,256,256), 0.76x at (100,30,64,64), 0.99x at (100,16,32,128); 1.06x at
+    (50,16,512,512), whose [W_ih | U] (8 MB) each step reads from L3."""
     least = min(b1 - b0 for b0, b1 in parts)
     small_input = 2 * n_in <= hidden and (least >= 4 or len(parts) == 1)
     return steps > 1 and (least >= ENOUGH_ROWS or small_input)
