@@ -12,8 +12,9 @@ from longshort.engine.cpu import packed
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 7, 9, 16])
 @pytest.mark.parametrize(
-    ("k", "n"), [(1, 1), (7, 13), (32, 128), (51, 204), (64, 260), (300, 70)]
-)  # k = 300: blocks of KC = 128 panel rows
+    ("k", "n"),
+    [(1, 1), (7, 13), (32, 128), (51, 204), (64, 260), (300, 70), (33, 84), (17, 104), (9, 50)],
+)  # k = 300: blocks of KC = 128 panel rows; n: last panels of 1 to 4 vectors, whole or not
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_product_matches_numpy(dtype, rows, k, n, beta):
     rng = np.random.default_rng(rows * 1000 + k + n)

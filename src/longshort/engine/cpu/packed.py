@@ -130,27 +130,27 @@ class _Emit:
 CHAINS = {1: 4, 2: 2}
 
 
-def _multiply(e: _Emit, rows: int, k, a, lda, b) -> list[list]:
-    """Accumulators acc[r][v] = Σ_κ a[r, κ] b[κ, v-th vector], as allocas that LLVM keeps in
-    registers: per κ, NV loads of the panel row, one broadcast and NV FMAs per row; the κ's
-    dealt round-robin to CHAINS[rows] sets of accumulators, summed at the end. a, b:
-    addresses."""
+def _multiply(e: _Emit, rows: int, k, a, lda, b, nv: int) -> list[list]:
+    """Accumulators acc[r][v] = Σ_κ a[r, κ] b[κ, v-th vector] for the first nv vectors of
+    the panel, as allocas that LLVM keeps in registers: per κ, nv loads of the panel row, one
+    broadcast and nv FMAs per row; the κ's dealt round-robin to CHAINS[rows] sets of
+    accumulators, summed at the end. a, b: addresses."""
     a, b = e.ptr(a), e.ptr(b)
     chains = CHAINS.get(rows, 1)
     zero = ir.Constant(e.vt, [ir.Constant(e.ft, 0.0)] * e.lanes)
     accs = [
-        [[cgutils.alloca_once_value(e.b, zero) for _ in range(NV)] for _ in range(rows)]
+        [[cgutils.alloca_once_value(e.b, zero) for _ in range(nv)] for _ in range(rows)]
         for _ in range(chains)
     ]
 
     def one_k(kk, chain):
         base = e.b.mul(kk, e.const(e.width))
         panel = [
-            e.b.load(e.vec(b, e.b.add(base, e.const(v * e.lanes))), align=4) for v in range(NV)
+            e.b.load(e.vec(b, e.b.add(base, e.const(v * e.lanes))), align=4) for v in range(nv)
         ]
         for r in range(rows):
             x = e.splat(e.b.load(e.at(a, r, lda, kk)))
-            for v in range(NV):
+            for v in range(nv):
                 acc = chain[r][v]
                 e.b.store(e.b.call(e.fma, [x, panel[v], e.b.load(acc)]), acc)
 
@@ -164,13 +164,13 @@ def _multiply(e: _Emit, rows: int, k, a, lda, b) -> list[list]:
         one_k(kk, accs[0])
     for chain in accs[1:]:
         for r in range(rows):
-            for v in range(NV):
+            for v in range(nv):
                 total = e.b.fadd(e.b.load(accs[0][r][v]), e.b.load(chain[r][v]))
                 e.b.store(total, accs[0][r][v])
     return accs[0]
 
 
-def _multiply_bf16(e: _Emit, rows: int, k, a, lda, b) -> list[list]:
+def _multiply_bf16(e: _Emit, rows: int, k, a, lda, b, nv: int) -> list[list]:
     """As :func:`_multiply` for bfloat16 bits: a (uint16) rows, b a panel of bf16 pairs
     (ceil(k / 2), NR) uint32. Per pair of k's, one dot product of pairs per vector and row
     (vdpbf16ps: float32 accumulators, exact products); an odd k's last pair pads a with 0."""
@@ -180,16 +180,16 @@ def _multiply_bf16(e: _Emit, rows: int, k, a, lda, b) -> list[list]:
     dot = cgutils.get_or_insert_function(e.b.module, fn, "llvm.x86.avx512bf16.dpbf16ps.512")
     a16, b_vecs = e.b.inttoptr(a, i16.as_pointer()), e.b.inttoptr(b, vi.as_pointer())
     zero = ir.Constant(e.vt, [ir.Constant(e.ft, 0.0)] * e.lanes)
-    accs = [[cgutils.alloca_once_value(e.b, zero) for _ in range(NV)] for _ in range(rows)]
+    accs = [[cgutils.alloca_once_value(e.b, zero) for _ in range(nv)] for _ in range(rows)]
     splat = ir.Constant(ir.VectorType(i32, e.lanes), [0] * e.lanes)
 
     def pair_step(kp, pairs):
         base = e.b.mul(kp, e.const(NV))
-        panel = [e.b.load(e.b.gep(b_vecs, [e.b.add(base, e.const(v))]), align=4) for v in range(NV)]
+        panel = [e.b.load(e.b.gep(b_vecs, [e.b.add(base, e.const(v))]), align=4) for v in range(nv)]
         for r, pair in enumerate(pairs):
             x = e.b.insert_element(ir.Constant(vi, ir.Undefined), pair, i32(0))
             x = e.b.bitcast(e.b.shuffle_vector(x, ir.Constant(vi, ir.Undefined), splat), vb)
-            for v in range(NV):
+            for v in range(nv):
                 acc = accs[r][v]
                 e.b.store(e.b.call(dot, [e.b.load(acc), x, e.b.bitcast(panel[v], vb)]), acc)
 
@@ -233,25 +233,27 @@ def _store_part(e: _Emit, accs, add: bool, cols, c, ldc) -> None:
 
 
 @intrinsic
-def _block(typingctx, rows, add, cols, k, a, lda, b, c, ldc, zero, wp):
-    """c[r, :cols] (+)= Σ_κ a[r, κ] b[κ, :cols] for r < rows (a literal, 1..MR).
+def _block(typingctx, rows, nv, add, cols, k, a, lda, b, c, ldc, zero, wp):
+    """c[r, :cols] (+)= Σ_κ a[r, κ] b[κ, :cols] for r < rows (a literal, 1..MR), from the
+    panel's first nv vectors (a literal, 1..NV; cols <= nv vectors' lanes): a last panel
+    that N does not fill computes only the vectors it needs.
     a, b, c: addresses (intp); c holds zero's type (float32/float64), and so do a and b
     unless wp, the packed weights (read for their type only), hold bf16 pairs (uint32):
     then a holds bf16 bits (uint16) and b is a panel of bf16 pairs. a: rows of k elements, lda
     apart. b: one packed panel, (k, NR) contiguous. c: rows ldc apart, cols <= NR columns
     written. add: a bool, False to overwrite c (not read), True to add to it."""
-    if not isinstance(rows, types.IntegerLiteral):
+    if not isinstance(rows, types.IntegerLiteral) or not isinstance(nv, types.IntegerLiteral):
         return None
-    n_rows = rows.literal_value
+    n_rows, n_vec = rows.literal_value, nv.literal_value
     multiply = _multiply_bf16 if wp.dtype == types.uint32 else _multiply
-    sig = types.void(rows, add, cols, k, a, lda, b, c, ldc, zero, wp)
+    sig = types.void(rows, nv, add, cols, k, a, lda, b, c, ldc, zero, wp)
 
     def codegen(context, builder, signature, args):
-        _, add_v, cols_v, k_v, a_v, lda_v, b_v, c_v, ldc_v, _, _ = args
+        _, _, add_v, cols_v, k_v, a_v, lda_v, b_v, c_v, ldc_v, _, _ = args
         e = _Emit(context, builder, zero)
-        accs = multiply(e, n_rows, k_v, a_v, lda_v, b_v)
+        accs = multiply(e, n_rows, k_v, a_v, lda_v, b_v, n_vec)
         c_p = e.ptr(c_v)
-        whole_panel = builder.icmp_signed("==", cols_v, e.const(e.width))
+        whole_panel = builder.icmp_signed("==", cols_v, e.const(n_vec * e.lanes))
         adding = builder.icmp_unsigned("!=", add_v, ir.Constant(add_v.type, 0))
         for flag in (True, False):  # once per block, outside the k loop: a branch is free
             taken = adding if flag else builder.not_(adding)
@@ -451,20 +453,37 @@ def packed_wt(x, wp, y, beta):
 @njit(inline="always", **_JIT)
 def _row_blocks(m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp):
     """All M rows (x's at address xa, lda elements of xsize bytes apart) against one block
-    of a panel (at b), into y's columns from col0: blocks of MR rows, then the rest."""
+    of a panel (at b), into y's columns from col0: blocks of MR rows, then the rest. A panel
+    of fewer than NR columns (the last, where NR does not divide N) runs on as many vectors
+    as its columns fill: at H = 200 with 64-column panels, dL/dh_{t-1} = dz_t U computes 208
+    columns a row, not 256."""
+    vectors = (cols * NV + _width(wp) - 1) // _width(wp)
+    if vectors == NV:
+        _rows_of(NV, m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp)
+    elif vectors == 1:
+        _rows_of(1, m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp)
+    elif vectors == 2:
+        _rows_of(2, m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp)
+    else:  # 3 of 4 (with NV = 3, vectors == NV above)
+        _rows_of(3, m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp)
+
+
+@njit(inline="always", **_JIT)
+def _rows_of(nv, m, add, cols, k, xa, lda, xsize, b, y, col0, ldc, zero, wp):
+    """:func:`_row_blocks` on nv vectors of the panel (a literal)."""
     r = 0
     while r < m:
         a = xa + r * lda * xsize
         c = y.ctypes.data + r * y.strides[0] + col0 * y.itemsize
         left = m - r
         if left >= 4:
-            _block(4, add, cols, k, a, lda, b, c, ldc, zero, wp)
+            _block(4, nv, add, cols, k, a, lda, b, c, ldc, zero, wp)
         elif left == 3:
-            _block(3, add, cols, k, a, lda, b, c, ldc, zero, wp)
+            _block(3, nv, add, cols, k, a, lda, b, c, ldc, zero, wp)
         elif left == 2:
-            _block(2, add, cols, k, a, lda, b, c, ldc, zero, wp)
+            _block(2, nv, add, cols, k, a, lda, b, c, ldc, zero, wp)
         else:
-            _block(1, add, cols, k, a, lda, b, c, ldc, zero, wp)
+            _block(1, nv, add, cols, k, a, lda, b, c, ldc, zero, wp)
         r += min(left, MR)
 
 
