@@ -103,6 +103,17 @@ def test_pack_pair_is_pack_of_the_joined_matrix_into_a_used_buffer(dtype):
     np.testing.assert_array_equal(packed.pack_pair(a, b, used), want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pack_rows_is_pack_of_the_chosen_rows_into_a_used_buffer(dtype):
+    """The unit split's threads pack their rows of U, one slice of each gate's block."""
+    w = np.arange(160 * 7, dtype=dtype).reshape(160, 7)
+    rows = np.concatenate([np.arange(g * 40 + 5, g * 40 + 23) for g in range(4)])
+    want = packed.pack(np.ascontiguousarray(w[rows]))
+    used = np.full_like(want, np.nan)
+    packed.pack_rows(w, rows, used)
+    np.testing.assert_array_equal(used, want)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
 @pytest.mark.parametrize("transposed", [False, True])
 def test_packing_into_a_used_buffer_writes_every_element(dtype, transposed):

@@ -126,8 +126,10 @@ def forward_units(weights, io, saved, scratch, j0, j1, team):
     """:func:`forward` for the hidden units [j0, j1) and all rows, one of ``team`` threads
     that each own a share of the units and meet once a step (see :func:`lstm_forward_units`).
 
-    weights = (w, bias, coef): w packed rows [U_i; U_f; U_g; U_o] of the units, (4n, H)
-      before packing; bias (4n,) their b_ih + b_hh, gate by gate; coef (3, 4n).
+    weights = (u, rows, w, bias, coef): u (G, H) the recurrent weight as it is; rows (4n,)
+      int64 the rows [U_i; U_f; U_g; U_o] of this thread's units, which the loop first packs
+      into w (packed.packed_shape(4n, H)), so that the threads pack their shares at once;
+      bias (4n,) their b_ih + b_hh, gate by gate; coef (3, 4n).
     io = (hh, out, lengths, count): hh (2, B, H), h_0 in hh[0]; loop step t reads h_{t-1}
       from hh[t % 2] and writes h_t into hh[(t + 1) % 2], so h_T ends in hh[T % 2]; out
       (T, B, H) out; lengths (B,) or empty; count: sync.counter().
@@ -136,10 +138,11 @@ def forward_units(weights, io, saved, scratch, j0, j1, team):
     scratch = (zp,): zp (B, 4n).
     team: the threads of the call (1: no barrier).
     """
-    w, bias, coef = weights
+    u, rows, w, bias, coef = weights
     hh, out, lengths, count = io
     z, cs = saved
     (zp,) = scratch
+    packed.pack_rows(u, rows, w)
     scale, shift, gain = coef[0], coef[1], coef[2]
     steps, batch, gates = z.shape
     hidden, n = gates // 4, j1 - j0
@@ -482,7 +485,9 @@ def lstm_forward_units(
     def job(j0: int, j1: int, team: int) -> tuple:
         n = j1 - j0
         coef = host.coefficients(n, dtype)
-        weights = (packed.pack(_slices(u, hidden, j0, j1)), _slices(bias, hidden, j0, j1), coef)
+        rows = _slices(np.arange(4 * hidden), hidden, j0, j1)
+        wp = packed.aligned_empty(packed.packed_shape(4 * n, hidden, dtype), dtype)
+        weights = (u, rows, wp, _slices(bias, hidden, j0, j1), coef)
         scratch = (packed.aligned_empty((batch, 4 * n), dtype),)
         return weights, io, saved, scratch, j0, j1, team
 

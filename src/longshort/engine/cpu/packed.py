@@ -362,6 +362,19 @@ def pair_panels(a, b, out):
 
 
 @njit(**_JIT)
+def pack_rows(w, rows, out):
+    """pack(w[rows]) into out without the copy: rows (N,) int64 indices into w (·, K)."""
+    n, k = rows.shape[0], w.shape[1]
+    width = _width(w)
+    out[-1] = 0  # the last panel's columns past N
+    for p in range(out.shape[0]):
+        cols = min(width, n - p * width)
+        for kk in range(k):
+            for jj in range(cols):
+                out[p, kk, jj] = w[rows[p * width + jj], kk]
+
+
+@njit(**_JIT)
 def _pack(w, out):
     """:func:`pair_panels` of w alone."""
     pair_panels(w, w[:, :0], out)
