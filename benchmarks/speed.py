@@ -25,6 +25,15 @@ and forward plus backward, float32 and float64.
 --threads sets torch's (and so longshort's) thread count; --load runs a busy process beside
 the benchmark for its whole duration. Each time is the best of 3 interleaved medians of --reps
 runs after warm-up; ratios come from the same run.
+
+An AVX2 build on an AVX-512 machine caps every library that picks its kernels from the CPU:
+
+    NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=+avx,+avx2,+fma,+sse4.2 \
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+    OPENBLAS_CORETYPE=Haswell MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/speed.py
+
+(numba keeps the host's features when NUMBA_CPU_NAME is set alone.) ONNX Runtime has no such
+setting: its column runs the CPU's own kernels. The ISA line says what each side ran.
 """
 
 from __future__ import annotations
@@ -552,7 +561,13 @@ def isa_line() -> str:
     ours = f"{target}, {packed.VECTOR_BYTES * 8}-bit vectors, bf16 products {host.BF16_PRODUCTS}"
     onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "all")
     theirs = f"ATen {torch.backends.cpu.get_cpu_capability()}, oneDNN up to {onednn}"
-    return f"ISA: longshort {ours}; torch {theirs}; ONNX Runtime: the CPU's own"
+    # the BLAS under both: longshort's OpenBLAS (projection, dL/dx) and torch's MKL (its
+    # matmul, which runs longshort's weight gradients too) pick their kernels from the CPU
+    # unless these cap them
+    openblas = os.environ.get("OPENBLAS_CORETYPE", "the CPU's")
+    mkl = os.environ.get("MKL_ENABLE_INSTRUCTIONS", "all")
+    blas_line = f"OpenBLAS kernels {openblas}, MKL up to {mkl}"
+    return f"ISA: longshort {ours}; torch {theirs}; {blas_line}; ONNX Runtime: the CPU's own"
 
 
 def parse_shape(text: str) -> Shape:
