@@ -5,8 +5,8 @@ as many row ranges as torch has threads, each run with single-threaded BLAS. No 
 or waits on a barrier, so a busy core slows its own rows and nothing else. The loop kernels
 release the GIL (numba ``nogil``); one compiled without it would run the ranges one after another.
 
-The exception: with fewer rows than threads and recurrent weights over a core's L2, the LSTM's
-forward gives each thread a share of the hidden units instead (:func:`split_units`,
+The exception: with at most two rows a thread and recurrent weights that fill a core's L2, the
+LSTM's forward gives each thread a share of the hidden units instead (:func:`split_units`,
 :func:`unit_ranges`, :func:`run_team`), whose threads meet at a barrier every step.
 
 The one-off products of a call (input projection, dL/dx) are split across the same threads
@@ -106,7 +106,8 @@ def split_units(batch: int, weight_bytes: int, flops: int) -> bool:
     or ``units`` forces a layout (benchmarks). Measured on 2 threads, units against rows:
     Zen 3 (512 KB L2), 0.84x at (500, 1, 8, 256), 0.72x at (200, 2, 64, 512); 1.09x at
     (1000, 1, 8, 128) and 1.67x at (1000, 1, 8, 32), whose U fits in L2 and whose step is too
-    short for a barrier. Zen 4 (1 MB L2), inference / training: 0.90x / 0.95x at
+    short for a barrier; 1.03-1.40x wherever the rows filled the threads, before the unit
+    loop's gate copies were vectorised. Zen 4 (1 MB L2), inference / training: 0.90x / 0.95x at
     (200, 4, 64, 256) and 0.97x / 0.99x at (200, 4, 256, 512), whose U is 1 and 4 MB; 1.08-1.22x
     at (200, 4, 64, 128) and (200, 4, 64, 192), whose U fits; 1.11x / 1.02x at (200, 6, 64,
     256) and 1.30x / 1.06x at (200, 8, 64, 256), 3 and 4 rows a thread."""
