@@ -20,6 +20,35 @@ def _rel(a, b):
     return float((a - b).abs().max() / b.abs().max())
 
 
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_bf16_where_floats_would_split_the_units(batch, monkeypatch):
+    """At most 2 rows a thread with U filling L2 (made small here) sends float layers to the
+    unit split, whose kernel takes float32 and float64 only: bf16 (with bf16 products, on
+    AVX512-BF16) failed there with "unsupported ScalarType BFloat16". It runs the rows."""
+    from longshort.engine.cpu import threads
+
+    monkeypatch.delenv("LONGSHORT_LAYOUT", raising=False)
+    monkeypatch.setattr(threads, "L2_BYTES", 1)
+    torch.manual_seed(batch)
+    theirs = nn.LSTM(8, 64)
+    ours = longshort.LSTM.from_torch(theirs).to(torch.bfloat16)
+    x = torch.randn(128, batch, 8)  # enough flops for a split at B = 1
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = ours(x.bfloat16())[0]
+        got.float().sum().backward()
+        with torch.no_grad():
+            served = ours(x.bfloat16())[0]
+    finally:
+        torch.set_num_threads(old)
+    want = theirs(x)[0]
+    want.sum().backward()
+    assert _rel(got, want) < 2e-2 and _rel(served, want) < 2e-2
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert _rel(p.grad, q.grad) < 2e-2
+
+
 @pytest.mark.parametrize("kw", [{}, {"num_layers": 2, "bidirectional": True}])
 def test_bf16_module_close_to_float32_torch(kw):
     torch.manual_seed(0)

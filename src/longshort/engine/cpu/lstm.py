@@ -422,7 +422,8 @@ def lstm_forward(
     steps, batch, _ = x.shape
     hidden, out_size = c0.shape[1], h0.shape[1]
     flops = 2 * batch * 4 * hidden * out_size
-    if w.w_hr is None and threads.split_units(batch, w.w_hh.nbytes, flops * steps):
+    units = w.w_hr is None and x.dtype in host.DTYPES  # the unit split's kernel: floats only
+    if units and threads.split_units(batch, w.w_hh.nbytes, flops * steps):
         return lstm_forward_units(x, h0, c0, w, lengths, torch.get_num_threads())
     gates = host.project_all(x, w.w_ih, None, None)  # W x_t; becomes the gates in place
     out = x.new_empty(steps, batch, out_size, dtype=gates.dtype)
