@@ -249,6 +249,9 @@ def backward(weights, io, saved, scratch, b0, b1):
     if ln:
         g_ln_hh[b0:b1] = 0.0
         g_ln_c[b0:b1] = 0.0
+    zeros, ones = np.zeros(hidden, cs.dtype), np.ones(hidden, cs.dtype)  # neutral operands
+    sink, i_buf = np.empty(hidden, cs.dtype), np.empty(hidden, cs.dtype)
+    kappa = zero if has_i else one  # ∂i_t/∂f_t = -κ
     for t in range(steps - 1, -1, -1):
         dht = dh_t[t if proj else 0]
         for b in range(b0, b1):
@@ -270,9 +273,22 @@ def backward(weights, io, saved, scratch, b0, b1):
                 dr[t, b, :] = 0.0
                 norms[t, b, 1] = 0.0
                 continue
-            gb, dab, c_prev = gates[t, b], da[t, b], cs[t, b]
-            cn, tn, dnb = cn_buf[b - b0], tn_buf[b - b0], dn_buf[b - b0]
-            _new_cell(gb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)  # C'_t, recomputed
+            gb, dab, c_prev, dcb = gates[t, b], da[t, b], cs[t, b], dc[b]
+            cn, tn, dn = cn_buf[b - b0], tn_buf[b - b0], dn_buf[b - b0]
+            g, o, dg, do = gb[g_off:o_off], gb[o_off:], dab[g_off:o_off], dab[o_off:]
+            i, di, f, df = ones, sink, ones, sink  # a gate the layout lacks: 1, gradient dropped
+            if has_f:
+                f, df = gb[f_off : f_off + hidden], dab[f_off : f_off + hidden]
+            if has_i:
+                i, di = gb[:hidden], dab[:hidden]
+            else:
+                i = i_buf
+                for j in range(hidden):
+                    i[j] = one - f[j]  # coupled: i_t = 1 - f_t
+            if zc_on:
+                _new_cell(gb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)  # C'_t, recomputed
+            else:
+                cn = cs[t + 1, b]  # C_t = C'_t without zoneout of C
             mu, rstd, n = zero, one, cn
             if ln:
                 mu, rstd = row_stats(cn)
@@ -281,55 +297,54 @@ def backward(weights, io, saved, scratch, b0, b1):
                 n = tn
             tanh_into(n, tn)
             dm = dm_buf[b - b0] if proj else dht[b]
-            zh = _row(zone_h, t, b) if zh_on and not proj else tn
+            if zh_on and not proj:
+                zh, dz = _row(zone_h, t, b), dh_buf[b - b0]  # dh_buf: free until the product
+                for j in range(hidden):
+                    dz[j] = dm[j] * (one - zh[j])  # zoneout of h: dL/dh'_t
+                dm = dz
             for j in range(hidden):
-                dhn = dm[j] * (one - zh[j]) if zh_on and not proj else dm[j]  # zoneout of h
-                o = gb[o_off + j]
-                dab[o_off + j] = dhn * tn[j] * o * (one - o)  # h' = o ⊙ tanh(n); σ' = σ(1 - σ)
-                dnb[j] = dhn * o * (one - tn[j] * tn[j])  # … and through tanh
-            m1, m2 = zero, zero
-            if ln:
+                do[j] = dm[j] * tn[j] * o[j] * (one - o[j])  # h' = o ⊙ tanh(n); σ' = σ(1 - σ)
+                dn[j] = dm[j] * o[j] * (one - tn[j] * tn[j])  # … and through tanh
+            if ln:  # back through LN(C'_t)·γ_c + β_c
+                m1, m2 = zero, zero
+                gain, g_gain, g_shift = ln_c[0], g_ln_c[b, 0], g_ln_c[b, 1]
                 for j in range(hidden):
                     c_hat = (cn[j] - mu) * rstd
-                    g_ln_c[b, 0, j] += dnb[j] * c_hat  # dL/dγ_c
-                    g_ln_c[b, 1, j] += dnb[j]  # dL/dβ_c
-                    m1 += dnb[j] * ln_c[0, j]
-                    m2 += dnb[j] * ln_c[0, j] * c_hat
+                    g_gain[j] += dn[j] * c_hat  # dL/dγ_c
+                    g_shift[j] += dn[j]  # dL/dβ_c
+                    m1 += dn[j] * gain[j]
+                    m2 += dn[j] * gain[j] * c_hat
                 m1, m2 = m1 / n_h, m2 / n_h
-            zc = _row(zone_c, t, b) if zc_on else tn
+                for j in range(hidden):
+                    dn[j] = rstd * (dn[j] * gain[j] - m1 - (cn[j] - mu) * rstd * m2)
+            # One loop for every option, so that it vectorises: an absent option enters as its
+            # neutral value (zoneout probability 0, peephole weight 0, f_t = 1 without a
+            # forget gate; coupled, i_t = 1 - f_t and κ = 1 adds ∂i_t/∂f_t = -1).
+            zc = _row(zone_c, t, b) if zc_on else zeros
+            w_i = w_ch[:hidden] if peep and has_i else zeros
+            w_f = w_ch[pf_off : pf_off + hidden] if peep and has_f else zeros
+            w_o = w_ch[po_off:] if peep else zeros
             sq = zero
             for j in range(hidden):
-                dcn = dnb[j]
-                if ln:  # back through LN(C'_t)·γ_c + β_c
-                    dcn = rstd * (dcn * ln_c[0, j] - m1 - (cn[j] - mu) * rstd * m2)
-                dcn += (one - zc[j]) * dc[b, j] if zc_on else dc[b, j]  # zoneout of C
-                if peep:
-                    dcn += dab[o_off + j] * w_ch[po_off + j]  # o_t sees C'_t
-                    g_ch[b, po_off + j] += dab[o_off + j] * cn[j]
+                dcn = dn[j] + (one - zc[j]) * dcb[j] + do[j] * w_o[j]  # dL/dC'_t (o_t sees C'_t)
                 sq += dcn * dcn
-                f = gb[f_off + j] if has_f else one
-                i = gb[j] if has_i else one - f
-                g = gb[g_off + j]
-                di = dcn * g  # C'_t = f ⊙ C_{t-1} + i ⊙ C~_t
-                dab[g_off + j] = dcn * i * (one - g * g)  # tanh' = 1 - tanh²
-                dcp = dcn * f  # ∂C'_t/∂C_{t-1} = f_t: the carousel
-                if zc_on:
-                    dcp += zc[j] * dc[b, j]
-                if has_i:
-                    dai = di * i * (one - i)
-                    dab[j] = dai
-                    if peep:
-                        dcp += dai * w_ch[j]
-                        g_ch[b, j] += dai * c_prev[j]
-                if has_f:
-                    df = dcn * c_prev[j] - (zero if has_i else di)  # coupled: i_t = 1 - f_t
-                    daf = df * f * (one - f)
-                    dab[f_off + j] = daf
-                    if peep:
-                        dcp += daf * w_ch[pf_off + j]
-                        g_ch[b, pf_off + j] += daf * c_prev[j]
-                dc[b, j] = dcp
+                d_ig = dcn * g[j]  # C'_t = f ⊙ C_{t-1} + i ⊙ C~_t
+                dai = d_ig * i[j] * (one - i[j])  # σ' = σ(1 - σ)
+                daf = (dcn * c_prev[j] - kappa * d_ig) * f[j] * (one - f[j])
+                di[j] = dai
+                df[j] = daf
+                dg[j] = dcn * i[j] * (one - g[j] * g[j])  # tanh' = 1 - tanh²
+                # ∂C'_t/∂C_{t-1} = f_t (the carousel), the zoneout skip, the peepholes
+                dcb[j] = dcn * f[j] + zc[j] * dcb[j] + dai * w_i[j] + daf * w_f[j]
             norms[t, b, 1] = np.sqrt(sq)
+            if peep:  # the peepholes' gradients: i_t, f_t see C_{t-1}, o_t sees C'_t
+                g_i = g_ch[b, :hidden] if has_i else sink
+                g_f = g_ch[b, pf_off : pf_off + hidden] if has_f else sink
+                g_o = g_ch[b, po_off:]
+                for j in range(hidden):
+                    g_i[j] += di[j] * c_prev[j]
+                    g_f[j] += df[j] * c_prev[j]
+                    g_o[j] += do[j] * cn[j]
             if ln:  # back through LN(U h_{t-1})·γ_h
                 r, drb = rec[t, b], dr[t, b]
                 mu, rstd = row_stats(r)
@@ -338,9 +353,10 @@ def backward(weights, io, saved, scratch, b0, b1):
                     m1 += dab[j] * ln_hh[j]
                     m2 += dab[j] * ln_hh[j] * (r[j] - mu) * rstd
                 m1, m2 = m1 / n_g, m2 / n_g
+                g_ln = g_ln_hh[b]
                 for j in range(n_gates):
                     r_hat = (r[j] - mu) * rstd
-                    g_ln_hh[b, j] += dab[j] * r_hat  # dL/dγ_h
+                    g_ln[j] += dab[j] * r_hat  # dL/dγ_h
                     drb[j] = rstd * (dab[j] * ln_hh[j] - m1 - r_hat * m2)
         if w_hh_t.shape[0] == 0:
             continue  # one step of a cell: the host runs the path through h_0
@@ -348,10 +364,16 @@ def backward(weights, io, saved, scratch, b0, b1):
         for b in range(b0, b1):
             if lengths.shape[0] and t >= lengths[b]:
                 continue
-            zh = _row(zone_h, t, b) if zh_on else dht[b]
-            for j in range(out_size):
-                v = dh_buf[b - b0, j] * keep[b, j] if keep_on else dh_buf[b - b0, j]
-                dh[b, j] = v + zh[j] * dht[b, j] if zh_on else v
+            dhb, got = dh[b], dh_buf[b - b0]
+            if keep_on:
+                for j in range(out_size):
+                    dhb[j] = got[j] * keep[b, j]  # recurrent dropout: h_{t-1} came in as m ⊙ h
+            else:
+                copy(got, dhb)
+            if zh_on:
+                zh, dhtb = _row(zone_h, t, b), dht[b]
+                for j in range(out_size):
+                    dhb[j] += zh[j] * dhtb[j]  # zoneout of h: h_t = h_{t-1} where d = 1
 
 
 @njit(**JIT)
