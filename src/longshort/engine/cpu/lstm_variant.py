@@ -183,13 +183,15 @@ def forward(weights, io, saved, scratch, b0, b1):
                     o[j] += w_ch[po_off + j] * cn[j]  # o_t sees C'_t
                 sigmoid_into(o, o)
             m = ms[b - b0]
-            n = cn
+            # tanh in place takes the same array twice: an array that only may be the other
+            # (n = m or cn) made LLVM check for overlap, find it, and run the scalar loop
             if ln:
                 mu, rstd = row_stats(cn)
                 for j in range(hidden):
                     m[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]  # LN(C'_t)·γ_c + β_c
-                n = m
-            tanh_into(n, m)
+                tanh_into(m, m)
+            else:
+                tanh_into(cn, m)
             for j in range(hidden):
                 m[j] *= o[j]  # h'_t = o_t ⊙ tanh(·)
             if zh_on and not proj:
@@ -289,13 +291,14 @@ def backward(weights, io, saved, scratch, b0, b1):
                 _new_cell(gb, c_prev, cn, hidden, f_off, g_off, has_i, has_f)  # C'_t, recomputed
             else:
                 cn = cs[t + 1, b]  # C_t = C'_t without zoneout of C
-            mu, rstd, n = zero, one, cn
-            if ln:
+            mu, rstd = zero, one
+            if ln:  # tanh in place on one array, as in the forward (vectorised)
                 mu, rstd = row_stats(cn)
                 for j in range(hidden):
                     tn[j] = (cn[j] - mu) * rstd * ln_c[0, j] + ln_c[1, j]
-                n = tn
-            tanh_into(n, tn)
+                tanh_into(tn, tn)
+            else:
+                tanh_into(cn, tn)
             dm = dm_buf[b - b0] if proj else dht[b]
             if zh_on and not proj:
                 zh, dz = _row(zone_h, t, b), dh_buf[b - b0]  # dh_buf: free until the product
