@@ -624,3 +624,27 @@ def test_a_variant_cell_step_without_dx_or_dh0_keeps_the_other_gradients(kw):
         grads.append(torch.autograd.grad((h1.pow(2) + c1).sum(), list(cell.parameters())))
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_unmanaged_views_alias_their_array_and_refuse_strided_ones():
+    """address.unmanaged: the same memory as the array (a write through a row of it lands in
+    the array), no copy; a strided array is refused rather than read at the wrong places."""
+    from numba import njit
+
+    from longshort.engine.cpu.address import unmanaged
+
+    @njit(cache=False)
+    def bump_row(a, r):
+        v = unmanaged(a)
+        row = v[r]
+        for j in range(row.shape[0]):
+            row[j] += 1.0
+        return v.sum()
+
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    total = bump_row(a, 1)
+    assert total == pytest.approx(66.0 + 4.0)
+    assert a[1].tolist() == [5.0, 6.0, 7.0, 8.0]
+    assert a[0].tolist() == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="C-contiguous"):
+        bump_row(np.ones((4, 6), np.float32)[:, ::2], 0)

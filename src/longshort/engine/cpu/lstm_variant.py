@@ -33,6 +33,7 @@ from longshort.engine.cpu.activations import (
     tanh_into,
     zero_of,
 )
+from longshort.engine.cpu.address import unmanaged
 from longshort.engine.cpu.blas import gemm_wt
 from longshort.engine.cpu.packed import product
 from longshort.engine.types import (
@@ -124,6 +125,11 @@ def forward(weights, io, saved, scratch, b0, b1):
     h, out, zone_c, zone_h, keep, lengths, x = io
     z, rec, cs = saved
     hd, cn_buf, m_buf, h_buf, xh = scratch
+    # the arrays sliced in the loop as views without reference counts (address.unmanaged)
+    z, rec, cs, h, out = unmanaged(z), unmanaged(rec), unmanaged(cs), unmanaged(h), unmanaged(out)
+    zone_c, zone_h, keep = unmanaged(zone_c), unmanaged(zone_h), unmanaged(keep)
+    w_ch, ln_hh, ln_c, coef = unmanaged(w_ch), unmanaged(ln_hh), unmanaged(ln_c), unmanaged(coef)
+    hd, cn_buf, m_buf, bias = unmanaged(hd), unmanaged(cn_buf), unmanaged(m_buf), unmanaged(bias)
     has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
     scale, shift, gain = coef[0], coef[1], coef[2]
     steps, n_gates, n_in = out.shape[0], z.shape[2], x.shape[2]
@@ -236,6 +242,15 @@ def backward(weights, io, saved, scratch, b0, b1):
     d_out, dh, dc, zone_c, zone_h, keep, lengths, da, dr, dh_t, g_ch, g_ln_hh, g_ln_c, norms = io
     gates, rec, cs = saved
     cn_buf, tn_buf, dn_buf, dh_buf, dm_buf, dp_buf = scratch
+    # the arrays sliced in the loop as views without reference counts (address.unmanaged)
+    gates, rec, cs = unmanaged(gates), unmanaged(rec), unmanaged(cs)
+    da, dr, d_out, norms = unmanaged(da), unmanaged(dr), unmanaged(d_out), unmanaged(norms)
+    dh, dc, dh_t = unmanaged(dh), unmanaged(dc), unmanaged(dh_t)
+    zone_c, zone_h, keep = unmanaged(zone_c), unmanaged(zone_h), unmanaged(keep)
+    w_ch, ln_hh, ln_c = unmanaged(w_ch), unmanaged(ln_hh), unmanaged(ln_c)
+    g_ch, g_ln_hh, g_ln_c = unmanaged(g_ch), unmanaged(g_ln_hh), unmanaged(g_ln_c)
+    cn_buf, tn_buf, dn_buf = unmanaged(cn_buf), unmanaged(tn_buf), unmanaged(dn_buf)
+    dh_buf, dm_buf, dp_buf = unmanaged(dh_buf), unmanaged(dm_buf), unmanaged(dp_buf)
     has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
     steps, _, n_gates = gates.shape
     hidden, out_size = cs.shape[2], dh.shape[1]
