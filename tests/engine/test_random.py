@@ -4,6 +4,7 @@ with no correlation between neighbours; torch.rand where it does not run."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +78,25 @@ def test_compiled_graphs_draw_what_eager_draws_and_keep_alike_draws_apart():
 def test_a_probability_outside_0_1_is_refused_by_name(p):
     with pytest.raises(ValueError, match=r"bernoulli: p must be a probability in \[0, 1\], got"):
         longshort.engine.bernoulli((3, 4), p, torch.empty(0))
+
+
+def test_a_range_of_a_mask_is_splitmix64_of_its_counters():
+    """bernoulli over [i0, i1) writes, at each i, SplitMix64's output function of
+    seed + (i + 1)·γ, top 24 bits under p·2^24: written out here in plain Python integers.
+    The range starts away from 0, as the second thread's does."""
+    from longshort.engine.cpu import random as cpu_random
+
+    mask64 = (1 << 64) - 1
+    seed, threshold, i0, i1 = 0x1234_5678_9ABC_DEF0, int(0.3 * (1 << 24)), 37, 137
+
+    def draw(i: int) -> float:
+        z = (seed + (i + 1) * 0x9E3779B97F4A7C15) & mask64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask64
+        z ^= z >> 31
+        return 1.0 if (z >> 40) < threshold else 0.0
+
+    out = np.full(150, -1.0, np.float32)
+    cpu_random.bernoulli(seed, threshold, out, i0, i1)
+    assert out[i0:i1].tolist() == [draw(i) for i in range(i0, i1)]
+    assert (out[:i0] == -1).all() and (out[i1:] == -1).all()  # nothing outside the range
