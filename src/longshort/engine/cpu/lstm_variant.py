@@ -105,11 +105,13 @@ def _zone_h(zh, h_prev, h_new, h):
 def forward(weights, io, saved, scratch, b0, b1):
     """The forward loop over all T steps for rows [b0, b1).
 
-    weights = (w_hh, w_hr, w_ch, ln_hh, ln_c, coef, flags, bias): w_hh packed, or (G, P) as
-      it is, or (0, 0) when the host ran U h_0 (one step of a cell: z, or rec with layer
-      norm, holds it on entry), or [W_ih | U] packed when x is given; w_hr (P, H) or (0, 0);
-      w_ch, ln_hh, ln_c as the module docstring says; coef (3, G); flags (4,); bias (G,)
-      b_ih + b_hh when x is given, else empty (the input part holds it).
+    weights = (w_hh, w_hr, w_ch, ln_ih, ln_hh, ln_c, coef, flags, bias): w_hh packed, or
+      (G, P) as it is, or (0, 0) when the host ran U h_0 (one step of a cell: z, or rec with
+      layer norm, holds it on entry), or [W_ih | U] packed when x is given; w_hr (P, H) or
+      (0, 0); ln_ih (G,) γ_x when z holds W x_t un-normalised and the loop normalises it
+      (layer norm, a call that keeps nothing), else empty; w_ch, ln_hh, ln_c as the module
+      docstring says; coef (3, G); flags (4,); bias (G,) b_ih + b_hh when x is given or
+      ln_ih is, else empty (the input part holds it).
     io = (h, out, zone_c, zone_h, keep, lengths, x): h (B, P) h_0 in, h_n out; out (T, B, P)
       out; the masks and lengths as the module docstring says; x (T, B, I) for a loop that
       makes W x_t itself (inference without layer norm), else (0, 0, 0).
@@ -121,7 +123,7 @@ def forward(weights, io, saved, scratch, b0, b1):
     scratch = (hd, cn_buf, m_buf, h_buf, xh): hd (N, P), cn_buf (N, H); with projection m_buf
       (N, H) and h_buf (N, P), else unused; xh (N, I + P) [x_t | h_{t-1}] when x is given.
     """
-    w_hh, w_hr, w_ch, ln_hh, ln_c, coef, flags, bias = weights
+    w_hh, w_hr, w_ch, ln_ih, ln_hh, ln_c, coef, flags, bias = weights
     h, out, zone_c, zone_h, keep, lengths, x = io
     z, rec, cs = saved
     hd, cn_buf, m_buf, h_buf, xh = scratch
@@ -130,6 +132,8 @@ def forward(weights, io, saved, scratch, b0, b1):
     zone_c, zone_h, keep = unmanaged(zone_c), unmanaged(zone_h), unmanaged(keep)
     w_ch, ln_hh, ln_c, coef = unmanaged(w_ch), unmanaged(ln_hh), unmanaged(ln_c), unmanaged(coef)
     hd, cn_buf, m_buf, bias = unmanaged(hd), unmanaged(cn_buf), unmanaged(m_buf), unmanaged(bias)
+    ln_ih = unmanaged(ln_ih)
+    ln_in = ln_ih.shape[0] > 0
     has_i, has_f, peep, ln = flags[0], flags[1], flags[2], flags[3]
     scale, shift, gain = coef[0], coef[1], coef[2]
     steps, n_gates, n_in = out.shape[0], z.shape[2], x.shape[2]
@@ -164,13 +168,20 @@ def forward(weights, io, saved, scratch, b0, b1):
                 copy(cs[tc, b], cs[tn, b])
                 continue
             zb, c_prev = zt[b], cs[tc, b]
-            for j in range(bias.shape[0]):
-                zb[j] += bias[j]  # the input part's bias, when x_t came in here
-            if ln:
+            if ln_in:  # a_t = LN(W x_t)·γ_x + b + LN(U h_{t-1})·γ_h, both normalised here
                 r = rec[tr, b]
+                mx, rx = row_stats(zb)
                 mu, rstd = row_stats(r)
                 for j in range(n_gates):
-                    zb[j] += ln_hh[j] * (r[j] - mu) * rstd  # + LN(U h_{t-1})·γ_h
+                    zb[j] = (zb[j] - mx) * rx * ln_ih[j] + bias[j] + ln_hh[j] * (r[j] - mu) * rstd
+            else:
+                for j in range(bias.shape[0]):
+                    zb[j] += bias[j]  # the input part's bias, when x_t came in here
+                if ln:
+                    r = rec[tr, b]
+                    mu, rstd = row_stats(r)
+                    for j in range(n_gates):
+                        zb[j] += ln_hh[j] * (r[j] - mu) * rstd  # + LN(U h_{t-1})·γ_h
             if peep:
                 if has_i:
                     for j in range(hidden):
@@ -394,17 +405,6 @@ def backward(weights, io, saved, scratch, b0, b1):
                     dhb[j] += zh[j] * dhtb[j]  # zoneout of h: h_t = h_{t-1} where d = 1
 
 
-@njit(**JIT)
-def normalize_rows(a, gain, bias, b0, b1):
-    """a[r] = LN(a[r])·γ + b in place for the rows [b0, b1) of a (M, G): the input part's
-    layer norm of a call that keeps nothing; gain, bias (G,)."""
-    for r in range(b0, b1):
-        row = a[r]
-        mu, rstd = row_stats(row)
-        for j in range(row.shape[0]):
-            row[j] = (row[j] - mu) * rstd * gain[j] + bias[j]
-
-
 # host: the engine functions ------------------------------------------------------------------
 
 
@@ -425,26 +425,15 @@ def _operands(w: VariantWeights, v: LSTMVariant, masks: VariantMasks, dtype) -> 
     return params, tuple(host.optional(m, d, dtype) for m, d in zip(masks, dims, strict=True))
 
 
-def scratch_input_part(
-    x: Tensor, w_ih: Tensor, bias: Tensor | None, ln_gain: Tensor | None
-) -> Tensor:
-    """See :class:`longshort.engine.types.Engine`: in a buffer this thread keeps
-    (:func:`.host.kept`), normalised in place across torch's threads. A new (T, B, G) tensor
-    a call, and torch's layer norm writing another, page-faulted through 16 MB at
-    (500, 16, 16, 64): 2.7 ms of a 6.7 ms inference."""
+def scratch_input_part(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
+    """W x_t + bias for all T steps in a buffer this thread keeps (:func:`.host.kept`),
+    for a call that keeps nothing. A new (T, B, G) tensor a call, and torch's layer norm
+    writing another, page-faulted through 16 MB at (500, 16, 16, 64): 2.7 ms of a 6.7 ms
+    inference. With layer norm the loop normalises it row by row (no pass of its own)."""
     steps, batch, _ = x.shape
-    n_gates = w_ih.shape[0]
     dtype = host.NO_BIAS[x.dtype].dtype
-    xa = torch.from_numpy(host.kept("variant_input", (steps, batch, n_gates), dtype))
-    if ln_gain is None:
-        return host.project_all(x, w_ih, bias, None, out=xa)
-    host.project_all(x, w_ih, None, None, out=xa)
-    rows = host.as_matrix(xa.numpy())
-    gain = host.array(ln_gain)
-    shift = np.zeros(n_gates, dtype) if bias is None else host.array(bias)
-    parts = threads.split(len(rows), 10 * rows.size)
-    threads.run_jobs(normalize_rows, [(rows, gain, shift, r0, r1) for r0, r1 in parts])
-    return xa
+    xa = torch.from_numpy(host.kept("variant_input", (steps, batch, w_ih.shape[0]), dtype))
+    return host.project_all(x, w_ih, bias, None, out=xa)
 
 
 def variant_forward(
@@ -482,8 +471,11 @@ def variant_infer(
     out_size = h0.shape[1]
     flops = 2 * batch * w.w_ih.shape[0] * (n_in + out_size)
     parts = threads.ranges(batch, flops=flops * steps)
-    if v.layer_norm or n_in == 0 or not lstm.infer_pays(parts, n_in, out_size, steps):
-        xa = scratch_input_part(x, w.w_ih, w.input_bias(), w.ln_ih if v.layer_norm else None)
+    if v.layer_norm:  # W x_t for all steps, normalised in the loop with U h_{t-1}
+        xa = scratch_input_part(x, w.w_ih, None)
+        return _forward(xa, None, h0, c0, w, v, masks, lengths, False, norm_input=True)
+    if n_in == 0 or not lstm.infer_pays(parts, n_in, out_size, steps):
+        xa = scratch_input_part(x, w.w_ih, w.input_bias())
         return _forward(xa, None, h0, c0, w, v, masks, lengths, False)
     xa = x.new_empty(1, batch, w.w_ih.shape[0])  # one step's gates, in place
     return _forward(xa, x, h0, c0, w, v, masks, lengths, False)
@@ -499,9 +491,11 @@ def _forward(
     masks: VariantMasks,
     lengths: Tensor | None,
     keep: bool,
+    norm_input: bool = False,
 ) -> VariantForward:
     """The loop on the input part xa (T, B, G), or with x (T, B, I) on one step's xa
-    (1, B, G) and W x_t made in the loop (:func:`variant_infer`)."""
+    (1, B, G) and W x_t made in the loop (:func:`variant_infer`). norm_input: xa holds
+    W x_t, which the loop normalises and adds the bias to (layer norm, keep False)."""
     steps, batch, n_gates = xa.shape if x is None else (x.shape[0], *xa.shape[1:])
     hidden, out_size = c0.shape[1], h0.shape[1]
     gates = xa.contiguous()  # a tensor of the caller's own, which becomes the gates in place
@@ -515,14 +509,18 @@ def _forward(
     (w_ch, ln_hh, ln_c, flags), mask_arrays = _operands(w, v, masks, dtype)
     coef = host.coefficients(hidden, dtype, v.blocks)
     w_hr = host.optional(w.w_hr, 2, dtype)
+    b = w.input_bias()
+    summed = np.zeros(n_gates, dtype) if b is None else host.array(b.to(xa.dtype))
+    ln_ih, bias, x_arr, n_in = np.empty(0, dtype), np.empty(0, dtype), None, 0
+    if norm_input:  # the loop normalises W x_t and adds the bias
+        assert w.ln_ih is not None and not keep  # BPTT reads the input part torch made
+        ln_ih, bias = host.array(w.ln_ih), summed
     if x is None:
-        w_loop, bias, x_arr, n_in = host.recurrent(w.w_hh, steps), np.empty(0, dtype), None, 0
+        w_loop = host.recurrent(w.w_hh, steps)
     else:
         w_loop, n_in = host.packed_pair(w.w_ih, w.w_hh, "recurrent"), x.shape[2]
-        b = w.input_bias()
-        bias = np.zeros(n_gates, dtype) if b is None else host.array(b.to(x.dtype))
-        x_arr = host.array(x)
-    weights = (w_loop, w_hr, w_ch, ln_hh, ln_c, coef, flags, bias)
+        bias, x_arr = summed, host.array(x)
+    weights = (w_loop, w_hr, w_ch, ln_ih, ln_hh, ln_c, coef, flags, bias)
     x_io = np.empty((0, 0, 0), dtype) if x_arr is None else x_arr
     io = (h.numpy(), out.numpy(), *mask_arrays, host.lengths_array(lengths), x_io)
     saved = (gates.numpy(), rec.numpy(), cs.numpy())

@@ -106,7 +106,7 @@ def step_forward_at(ins, params, masks, outs, like, sizes, coef, flags):
     h[:] = h0
     cs[0] = c0
     no_bias, no_x = np.empty(0, dtype), np.empty((0, 0, 0), dtype)
-    weights = (w_hh, np.empty((0, 0), dtype), w_ch, ln_hh, ln_c, coef, flags, no_bias)
+    weights = (w_hh, np.empty((0, 0), dtype), w_ch, no_bias, ln_hh, ln_c, coef, flags, no_bias)
     io = (h, np.empty((1, batch, hidden), dtype), *mask_views, np.empty(0, np.int64), no_x)
     rows, unused = np.empty((batch, hidden), dtype), np.empty((0, hidden), dtype)
     scratch = (rows, np.empty((batch, hidden), dtype), unused, unused, np.empty((0, 0), dtype))
