@@ -280,6 +280,9 @@ def backward(weights, io, saved, scratch, b0, b1):
     zeros, ones = np.zeros(hidden, cs.dtype), np.ones(hidden, cs.dtype)  # neutral operands
     sink, i_buf = np.empty(hidden, cs.dtype), np.empty(hidden, cs.dtype)
     kappa = zero if has_i else one  # ∂i_t/∂f_t = -κ
+    w_i = w_ch[:hidden] if peep and has_i else zeros  # the peepholes, or 0
+    w_f = w_ch[pf_off : pf_off + hidden] if peep and has_f else zeros
+    w_o = w_ch[po_off:] if peep else zeros
     for t in range(steps - 1, -1, -1):
         dht = dh_t[t if proj else 0]
         for b in range(b0, b1):
@@ -350,9 +353,6 @@ def backward(weights, io, saved, scratch, b0, b1):
             # neutral value (zoneout probability 0, peephole weight 0, f_t = 1 without a
             # forget gate; coupled, i_t = 1 - f_t and κ = 1 adds ∂i_t/∂f_t = -1).
             zc = _row(zone_c, t, b) if zc_on else zeros
-            w_i = w_ch[:hidden] if peep and has_i else zeros
-            w_f = w_ch[pf_off : pf_off + hidden] if peep and has_f else zeros
-            w_o = w_ch[po_off:] if peep else zeros
             sq = zero
             for j in range(hidden):
                 dcn = dn[j] + (one - zc[j]) * dcb[j] + do[j] * w_o[j]  # dL/dC'_t (o_t sees C'_t)
