@@ -105,8 +105,9 @@ def step_forward_at(ins, params, masks, outs, like, sizes, coef, flags):
     _input_part(wx, z[0], b_ih, b_hh, ln_ih, ln)
     h[:] = h0
     cs[0] = c0
-    no_bias, no_x = np.empty(0, dtype), np.empty((0, 0, 0), dtype)
-    weights = (w_hh, np.empty((0, 0), dtype), w_ch, no_bias, ln_hh, ln_c, coef, flags, no_bias)
+    # z holds the whole input part (_input_part above): the loop takes no ln_ih and no bias
+    none, no_x = np.empty(0, dtype), np.empty((0, 0, 0), dtype)
+    weights = (w_hh, np.empty((0, 0), dtype), w_ch, none, ln_hh, ln_c, coef, flags, none)
     io = (h, np.empty((1, batch, hidden), dtype), *mask_views, np.empty(0, np.int64), no_x)
     rows, unused = np.empty((batch, hidden), dtype), np.empty((0, hidden), dtype)
     scratch = (rows, np.empty((batch, hidden), dtype), unused, unused, np.empty((0, 0), dtype))
