@@ -105,25 +105,27 @@ def _zone_h(zh, h_prev, h_new, h):
 def forward(weights, io, saved, scratch, b0, b1):
     """The forward loop over all T steps for rows [b0, b1).
 
-    weights = (w_hh, w_hr, w_ch, ln_ih, ln_hh, ln_c, coef, flags, bias): w_hh packed, or
-      (G, P) as it is, or (0, 0) when the host ran U h_0 (one step of a cell: z, or rec with
-      layer norm, holds it on entry), or [W_ih | U] packed when x is given; w_hr (P, H) or
-      (0, 0); ln_ih (G,) γ_x when z holds W x_t un-normalised and the loop normalises it
-      (layer norm, a call that keeps nothing), else empty; w_ch, ln_hh, ln_c as the module
-      docstring says; coef (3, G); flags (4,); bias (G,) b_ih + b_hh when x is given or
-      ln_ih is, else empty (the input part holds it).
+    weights = (w_ih, w_hh, w_hr, w_ch, ln_ih, ln_hh, ln_c, coef, flags, bias): w_ih (0, 0),
+      or packed when x is given with layer norm (which normalises W x_t and U h_{t-1} apart);
+      w_hh packed, or (G, P) as it is, or (0, 0) when the host ran U h_0 (one step of a cell:
+      z, or rec with layer norm, holds it on entry), or [W_ih | U] packed when x is given
+      without layer norm; w_hr (P, H) or (0, 0); ln_ih (G,) γ_x when the loop normalises W x_t
+      (layer norm, a call that keeps nothing: z holds W x_t un-normalised, or x is given),
+      else empty; w_ch, ln_hh, ln_c as the module docstring says; coef (3, G); flags (4,);
+      bias (G,) b_ih + b_hh when x is given or ln_ih is, else empty (the input part holds it).
     io = (h, out, zone_c, zone_h, keep, lengths, x): h (B, P) h_0 in, h_n out; out (T, B, P)
       out; the masks and lengths as the module docstring says; x (T, B, I) for a loop that
-      makes W x_t itself (inference without layer norm), else (0, 0, 0).
+      makes W x_t itself (inference), else (0, 0, 0).
     saved = (z, rec, cs): z (T, B, G) the input part on entry, the gate blocks on return (in
       place), or (1, B, G) scratch when x is given; rec (T, B, G) or (0, 0, 0): U h_{t-1},
       kept for layer norm's BPTT; cs (T+1, B, H) with C_0 set by the host, C_t filled. A
       call that keeps nothing for BPTT passes rec (1, B, G) with layer norm and cs (2, B, H):
       C_t in cs[t % 2].
     scratch = (hd, cn_buf, m_buf, h_buf, xh): hd (N, P), cn_buf (N, H); with projection m_buf
-      (N, H) and h_buf (N, P), else unused; xh (N, I + P) [x_t | h_{t-1}] when x is given.
+      (N, H) and h_buf (N, P), else unused; xh (N, I + P) [x_t | h_{t-1}] when x is given
+      without layer norm, else (0, 0).
     """
-    w_hh, w_hr, w_ch, ln_ih, ln_hh, ln_c, coef, flags, bias = weights
+    w_ih, w_hh, w_hr, w_ch, ln_ih, ln_hh, ln_c, coef, flags, bias = weights
     h, out, zone_c, zone_h, keep, lengths, x = io
     z, rec, cs = saved
     hd, cn_buf, m_buf, h_buf, xh = scratch
@@ -153,7 +155,10 @@ def forward(weights, io, saved, scratch, b0, b1):
                 for j in range(out_size):
                     hd[b - b0, j] = keep[b, j] * h[b, j]  # m ⊙ h_{t-1}: recurrent dropout
             src = hd
-        if n_in:  # inference: W x_t made here, no (T, B, G) input part written and read back
+        if n_in and ln_in:  # inference with layer norm: W x_t and U h_{t-1} apart
+            product(x[t, b0:b1], w_ih, zt[b0:b1], 0.0)  # W x_t, normalised below
+            product(src, w_hh, rec[tr, b0:b1], 0.0)  # U h_{t-1}, normalised below
+        elif n_in:  # inference: W x_t made here, no (T, B, G) input part written and read back
             for b in range(b0, b1):
                 copy(x[t, b], xh[b - b0, :n_in])
                 copy(src[b - b0], xh[b - b0, n_in:])
@@ -461,24 +466,22 @@ def variant_infer(
     masks: VariantMasks,
     lengths: Tensor | None,
 ) -> VariantForward:
-    """See :func:`longshort.engine.reference.variant_infer`: the loop makes W x_t itself, one
-    product a step on [x_t | h_{t-1}] with [W_ih | U] packed (as the plain LSTM's
-    :func:`.lstm.infer`), where that pays (:func:`.lstm.infer_pays`) and there is no layer
-    norm (which normalises W x_t and U h_{t-1} apart); else the input part, then the loop.
-    At (500, 16, 16, 64) the input part took 1.4 ms of a 5.8 ms call, writing a (T, B, G)
-    buffer the loop then read back."""
+    """See :func:`longshort.engine.reference.variant_infer`: the loop makes W x_t itself where
+    that pays (:func:`.lstm.infer_pays`), one product a step on [x_t | h_{t-1}] with
+    [W_ih | U] packed (as the plain LSTM's :func:`.lstm.infer`), or with layer norm, which
+    normalises W x_t and U h_{t-1} apart, one product for each; else the input part, then
+    the loop. At (500, 16, 16, 64) the input part took 1.4 ms of a 5.8 ms call, writing a
+    (T, B, G) buffer the loop then read back."""
     steps, batch, n_in = x.shape
     out_size = h0.shape[1]
     flops = 2 * batch * w.w_ih.shape[0] * (n_in + out_size)
     parts = threads.ranges(batch, flops=flops * steps)
-    if v.layer_norm:  # W x_t for all steps, normalised in the loop with U h_{t-1}
-        xa = scratch_input_part(x, w.w_ih, None)
-        return _forward(xa, None, h0, c0, w, v, masks, lengths, False, norm_input=True)
+    ln = v.layer_norm  # the loop normalises W x_t and adds the bias
     if n_in == 0 or not lstm.infer_pays(parts, n_in, out_size, steps):
-        xa = scratch_input_part(x, w.w_ih, w.input_bias())
-        return _forward(xa, None, h0, c0, w, v, masks, lengths, False)
+        xa = scratch_input_part(x, w.w_ih, None if ln else w.input_bias())
+        return _forward(xa, None, h0, c0, w, v, masks, lengths, False, norm_input=ln)
     xa = x.new_empty(1, batch, w.w_ih.shape[0])  # one step's gates, in place
-    return _forward(xa, x, h0, c0, w, v, masks, lengths, False)
+    return _forward(xa, x, h0, c0, w, v, masks, lengths, False, norm_input=ln)
 
 
 def _forward(
@@ -494,8 +497,8 @@ def _forward(
     norm_input: bool = False,
 ) -> VariantForward:
     """The loop on the input part xa (T, B, G), or with x (T, B, I) on one step's xa
-    (1, B, G) and W x_t made in the loop (:func:`variant_infer`). norm_input: xa holds
-    W x_t, which the loop normalises and adds the bias to (layer norm, keep False)."""
+    (1, B, G) and W x_t made in the loop (:func:`variant_infer`). norm_input (layer norm,
+    keep False): the loop normalises W x_t (xa's, or its own) and adds the bias."""
     steps, batch, n_gates = xa.shape if x is None else (x.shape[0], *xa.shape[1:])
     hidden, out_size = c0.shape[1], h0.shape[1]
     gates = xa.contiguous()  # a tensor of the caller's own, which becomes the gates in place
@@ -515,12 +518,16 @@ def _forward(
     if norm_input:  # the loop normalises W x_t and adds the bias
         assert w.ln_ih is not None and not keep  # BPTT reads the input part torch made
         ln_ih, bias = host.array(w.ln_ih), summed
-    if x is None:
-        w_loop = host.recurrent(w.w_hh, steps)
+    w_in, pair = np.empty((0, 0), dtype), x is not None and not norm_input
+    if x is not None:
+        n_in, bias, x_arr = x.shape[2], summed, host.array(x)
+    if norm_input and x is not None:  # W x_t and U h_{t-1} apart, each normalised
+        w_in = host.recurrent(w.w_ih, steps, "input_loop")
+    if pair:  # one product on [x_t | h_{t-1}]
+        w_loop = host.packed_pair(w.w_ih, w.w_hh, "recurrent")
     else:
-        w_loop, n_in = host.packed_pair(w.w_ih, w.w_hh, "recurrent"), x.shape[2]
-        bias, x_arr = summed, host.array(x)
-    weights = (w_loop, w_hr, w_ch, ln_ih, ln_hh, ln_c, coef, flags, bias)
+        w_loop = host.recurrent(w.w_hh, steps)
+    weights = (w_in, w_loop, w_hr, w_ch, ln_ih, ln_hh, ln_c, coef, flags, bias)
     x_io = np.empty((0, 0, 0), dtype) if x_arr is None else x_arr
     io = (h.numpy(), out.numpy(), *mask_arrays, host.lengths_array(lengths), x_io)
     saved = (gates.numpy(), rec.numpy(), cs.numpy())
@@ -532,7 +539,7 @@ def _forward(
             packed.aligned_empty((n, out_size), dtype),
             packed.aligned_empty((n, hidden), dtype),
         )
-        xh = packed.aligned_empty((n if n_in else 0, n_in + out_size if n_in else 0), dtype)
+        xh = packed.aligned_empty((n if pair else 0, n_in + out_size if pair else 0), dtype)
         scratch = (hd, cn_buf, rows(n, hidden), rows(n, out_size), xh)
         return weights, io, saved, scratch, b0, b1
 

@@ -107,7 +107,8 @@ def step_forward_at(ins, params, masks, outs, like, sizes, coef, flags):
     cs[0] = c0
     # z holds the whole input part (_input_part above): the loop takes no ln_ih and no bias
     none, no_x = np.empty(0, dtype), np.empty((0, 0, 0), dtype)
-    weights = (w_hh, np.empty((0, 0), dtype), w_ch, none, ln_hh, ln_c, coef, flags, none)
+    no_w = np.empty((0, 0), dtype)
+    weights = (no_w, w_hh, no_w, w_ch, none, ln_hh, ln_c, coef, flags, none)
     io = (h, np.empty((1, batch, hidden), dtype), *mask_views, np.empty(0, np.int64), no_x)
     rows, unused = np.empty((batch, hidden), dtype), np.empty((0, hidden), dtype)
     scratch = (rows, np.empty((batch, hidden), dtype), unused, unused, np.empty((0, 0), dtype))
