@@ -22,6 +22,7 @@ from longshort.engine.types import (
     GRUForward,
     GRUGrads,
     GRUWeights,
+    InputPart,
     LSTMForward,
     LSTMGrads,
     LSTMVariant,
@@ -36,6 +37,7 @@ from longshort.engine.types import (
 )
 
 name = "reference"
+normalises_input = False  # the variant loop takes LN(W x_t)·γ_x + b made before it
 
 
 def saved_dtype(x: Tensor) -> torch.dtype:
@@ -362,9 +364,11 @@ def variant_forward(
     masks: VariantMasks,
     lengths: Tensor | None,
     keep: bool = True,
+    part: InputPart | None = None,
 ) -> VariantForward:
     """The loop of a variant layer: see :class:`longshort.engine.types.VariantForward`. The
-    reference returns every step's gates and states whatever keep says."""
+    reference returns every step's gates and states whatever keep says; part is unused
+    (normalises_input is False)."""
     steps, batch, _ = xa.shape
     mask = step_mask(lengths, steps)
     out = xa.new_empty(steps, batch, h0.shape[1])
@@ -424,8 +428,10 @@ def variant_backward(
     masks: VariantMasks,
     lengths: Tensor | None,
     saved: VariantForward,
+    part: InputPart | None = None,
 ) -> VariantLoopGrads:
-    """BPTT of :func:`variant_forward`: see :class:`longshort.engine.types.VariantLoopGrads`."""
+    """BPTT of :func:`variant_forward`: see :class:`longshort.engine.types.VariantLoopGrads`
+    (part unused, as in :func:`variant_forward`)."""
     gates, cs, rec = saved.gates, saved.cs, saved.rec
     steps, batch, _ = gates.shape
     mask = step_mask(lengths, steps)

@@ -135,6 +135,15 @@ class VariantForward(NamedTuple):
     rec: Tensor  # (T, B, G) the recurrent products U h_{t-1} (layer_norm), else (0,)
 
 
+class InputPart(NamedTuple):
+    """What a variant layer's BPTT needs of its input part: with layer norm W x_t (T, B, G)
+    and its mean and 1/std per row (T, B, 1); empty tensors without."""
+
+    wx: Tensor
+    mean: Tensor
+    rstd: Tensor
+
+
 class VariantLoopGrads(NamedTuple):
     """What a variant layer's BPTT loop returns; the weight gradients follow from these."""
 
@@ -148,6 +157,9 @@ class VariantLoopGrads(NamedTuple):
     ln_hh: Tensor | None = None
     ln_c_w: Tensor | None = None
     ln_c_b: Tensor | None = None
+    # with layer norm on an engine that normalises W x_t in its loop (da is then dL/d(W x_t)):
+    ln_ih: Tensor | None = None  # (G,) dL/dγ_x
+    bias: Tensor | None = None  # (G,) dL/db, b = b_ih + b_hh
 
 
 class VariantStepSaved(NamedTuple):
@@ -230,6 +242,11 @@ class Engine(Protocol):
     """
 
     name: str
+    normalises_input: bool
+    """Whether the variant loop normalises the input part itself (layer norm): its
+    variant_forward then takes xa = W x_t without bias and an InputPart whose mean and rstd it
+    fills, and its variant_backward takes that InputPart and returns da = dL/d(W x_t) with
+    the gradients of γ_x and the bias (VariantLoopGrads.ln_ih, .bias)."""
 
     def saved_dtype(self, x: Tensor) -> torch.dtype:
         """The dtype of the gates and states this engine saves for x."""
@@ -324,10 +341,13 @@ class Engine(Protocol):
         masks: VariantMasks,
         lengths: Tensor | None,
         keep: bool = True,
+        part: InputPart | None = None,
     ) -> VariantForward:
         """The recurrent loop of a variant LSTM layer; xa (T, B, G) is its input part, made
         for this call (an engine may turn it into the gates in place). keep=False (no graph
-        to record): an engine may return gates, cs and rec empty, keeping nothing per step."""
+        to record): an engine may return gates, cs and rec empty, keeping nothing per step.
+        part: where the engine normalises the input part (normalises_input and layer norm),
+        the InputPart whose wx is xa and whose mean and rstd the loop fills, else None."""
         ...
 
     def variant_backward(
@@ -341,7 +361,11 @@ class Engine(Protocol):
         masks: VariantMasks,
         lengths: Tensor | None,
         saved: VariantForward,
-    ) -> VariantLoopGrads: ...
+        part: InputPart | None = None,
+    ) -> VariantLoopGrads:
+        """part: the InputPart the forward filled, where the engine normalises the input
+        part (normalises_input and layer norm), else None."""
+        ...
 
     def gru_backward(
         self,

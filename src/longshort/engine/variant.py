@@ -1,16 +1,16 @@
 """A variant LSTM layer around an engine's recurrent loop: what is done for all steps at once.
 
 Before the loop, the input part of the pre-activations for all T steps in one product
-(with layer norm, LN(W x_t)·γ_x + b through torch's fused layer norm); after it, the weight
-gradients of the products as reductions over all T*B rows, in the engine's BLAS. The loop
+(with layer norm, LN(W x_t)·γ_x + b through torch's fused layer norm, or W x_t alone where
+the engine's loop normalises it, forward and back: ``Engine.normalises_input``); after it,
+the weight gradients of the products as reductions over all T*B rows, in the engine's
+BLAS. The loop
 itself, forward and BPTT, is the engine's (``variant_forward``/``variant_backward`` of
 :class:`longshort.engine.types.Engine`, which also return the gradients of the weights used
 inside the loop), so both engines share this code. Equations: :mod:`longshort.cells.lstm_variant`.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -19,6 +19,7 @@ from longshort.cells.lstm_variant import EPS, new_cells, normalise, split
 from longshort.engine.segmented import segment_lengths
 from longshort.engine.types import (
     Engine,
+    InputPart,
     LSTMVariant,
     VariantForward,
     VariantGrads,
@@ -29,24 +30,24 @@ from longshort.engine.types import (
 _SUM = (0, 1)  # over steps and batch rows
 
 
-class InputPart(NamedTuple):
-    """What the backward needs of the input part: with layer norm W x_t (T, B, G) and its mean
-    and 1/std per row (T, B, 1); empty tensors without."""
-
-    wx: Tensor
-    mean: Tensor
-    rstd: Tensor
+def _fused(engine: Engine, v: LSTMVariant) -> bool:
+    """Whether the engine's loop normalises W x_t itself (layer norm, forward and BPTT)."""
+    return v.layer_norm and engine.normalises_input
 
 
 def input_part(
     engine: Engine, x: Tensor, w: VariantWeights, v: LSTMVariant
 ) -> tuple[Tensor, InputPart]:
     """xa (T, B, G) = W x_t + b, or LN(W x_t)·γ_x + b, a new tensor the loop may overwrite,
-    and what BPTT reads of it."""
+    and what BPTT reads of it. Where the engine normalises in its loop, xa is W x_t itself
+    and the part's mean and rstd are for the loop to fill."""
     if not v.layer_norm:
         empty = x.new_empty(0)
         return engine.project(x, w.w_ih, w.input_bias()), InputPart(empty, empty, empty)
     wx = engine.project(x, w.w_ih, None)  # W x_t for all steps in one product
+    if _fused(engine, v):
+        stats = wx.new_empty(*wx.shape[:2], 1), wx.new_empty(*wx.shape[:2], 1)
+        return wx, InputPart(wx, *stats)
     xa, mean, rstd = torch.native_layer_norm(wx, wx.shape[-1:], w.ln_ih, w.input_bias(), EPS)
     return xa, InputPart(wx, mean, rstd)
 
@@ -70,7 +71,8 @@ def forward(
         res = engine.variant_infer(x, h0, c0, w, v, masks, lengths)
         return res, InputPart(empty, empty, empty)
     xa, part = input_part(engine, x, w, v)
-    return engine.variant_forward(xa, h0, c0, w, v, masks, lengths, keep), part
+    fused = part if _fused(engine, v) else None
+    return engine.variant_forward(xa, h0, c0, w, v, masks, lengths, keep, fused), part
 
 
 def outputs(
@@ -106,10 +108,15 @@ def backward(
 ) -> VariantGrads:
     """BPTT of :func:`forward`: the engine's loop, then the weight gradients over all rows
     (dx None unless need_dx)."""
-    g = engine.variant_backward(d_out, d_hn, d_cn, h0, w, v, masks, lengths, saved)
+    fused = _fused(engine, v)
+    g = engine.variant_backward(
+        d_out, d_hn, d_cn, h0, w, v, masks, lengths, saved, part if fused else None
+    )
     d_wx, d_ln_ih, db = g.da, None, None
     bias = w.input_bias()
-    if v.layer_norm:  # back through LN(W x_t)·γ_x + b
+    if fused:  # the loop went back through LN(W x_t)·γ_x + b: da is dL/d(W x_t)
+        d_ln_ih, db = g.ln_ih, None if bias is None else g.bias
+    elif v.layer_norm:  # back through LN(W x_t)·γ_x + b
         d_wx, d_ln_ih, db = torch.ops.aten.native_layer_norm_backward(
             g.da, part.wx, part.wx.shape[-1:], part.mean, part.rstd, w.ln_ih, bias,
             [True, True, bias is not None],

@@ -73,6 +73,7 @@ __all__ = [  # the Engine, StepEngine and CompiledEngine protocols' members (eng
     "lstm_step",
     "lstm_step_backward",
     "name",
+    "normalises_input",
     "product_grads",
     "project",
     "rnn_backward",
@@ -94,6 +95,7 @@ __all__ = [  # the Engine, StepEngine and CompiledEngine protocols' members (eng
 ]
 
 name = "compiled"
+normalises_input = True  # layer norm's W x_t normalised in the variant loops, both ways
 
 
 def supports_lstm(x: Tensor, w: LSTMWeights) -> bool:

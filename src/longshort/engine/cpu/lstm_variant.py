@@ -37,6 +37,7 @@ from longshort.engine.cpu.address import unmanaged
 from longshort.engine.cpu.blas import gemm_wt
 from longshort.engine.cpu.packed import product
 from longshort.engine.types import (
+    InputPart,
     LSTMVariant,
     VariantForward,
     VariantLoopGrads,
@@ -84,6 +85,18 @@ def _new_cell(zb, c_prev, cn, hidden, f_off, g_off, has_i, has_f):
 
 
 @njit(inline="always", **JIT)
+def _norm_sum(wx, zb, r, ln_ih, bias, ln_hh):
+    """zb = a_t = LN(W x_t)·γ_x + b + LN(U h_{t-1})·γ_h from wx = W x_t and r = U h_{t-1}
+    (wx may be zb itself, at a call site that passes the one array twice); returns W x_t's
+    mean and 1/std."""
+    mx, rx = row_stats(wx)
+    mu, rstd = row_stats(r)
+    for j in range(zb.shape[0]):
+        zb[j] = (wx[j] - mx) * rx * ln_ih[j] + bias[j] + ln_hh[j] * (r[j] - mu) * rstd
+    return mx, rx
+
+
+@njit(inline="always", **JIT)
 def _row(m, t, b):
     """Row (t, b) of a (T or 1, B or 1, H) mask."""
     return m[t if m.shape[0] > 1 else 0, b if m.shape[1] > 1 else 0]
@@ -110,25 +123,29 @@ def forward(weights, io, saved, scratch, b0, b1):
       w_hh packed, or (G, P) as it is, or (0, 0) when the host ran U h_0 (one step of a cell:
       z, or rec with layer norm, holds it on entry), or [W_ih | U] packed when x is given
       without layer norm; w_hr (P, H) or (0, 0); ln_ih (G,) γ_x when the loop normalises W x_t
-      (layer norm, a call that keeps nothing: z holds W x_t un-normalised, or x is given),
-      else empty; w_ch, ln_hh, ln_c as the module docstring says; coef (3, G); flags (4,);
-      bias (G,) b_ih + b_hh when x is given or ln_ih is, else empty (the input part holds it).
-    io = (h, out, zone_c, zone_h, keep, lengths, x): h (B, P) h_0 in, h_n out; out (T, B, P)
-      out; the masks and lengths as the module docstring says; x (T, B, I) for a loop that
-      makes W x_t itself (inference), else (0, 0, 0).
-    saved = (z, rec, cs): z (T, B, G) the input part on entry, the gate blocks on return (in
-      place), or (1, B, G) scratch when x is given; rec (T, B, G) or (0, 0, 0): U h_{t-1},
-      kept for layer norm's BPTT; cs (T+1, B, H) with C_0 set by the host, C_t filled. A
-      call that keeps nothing for BPTT passes rec (1, B, G) with layer norm and cs (2, B, H):
-      C_t in cs[t % 2].
+      (layer norm: W x_t un-normalised in wx, or in z, or made here from x), else empty;
+      w_ch, ln_hh, ln_c as the module docstring says; coef (3, G); flags (4,); bias (G,)
+      b_ih + b_hh when x is given or ln_ih is, else empty (the input part holds it).
+    io = (h, out, zone_c, zone_h, keep, lengths, x, wx, x_mean, x_rstd): h (B, P) h_0 in,
+      h_n out; out (T, B, P) out; the masks and lengths as the module docstring says; x
+      (T, B, I) for a loop that makes W x_t itself (inference), else (0, 0, 0); wx (T, B, G)
+      W x_t for a loop that normalises it and keeps the gates apart in z (layer norm,
+      training: BPTT reads wx again), with x_mean, x_rstd (T, B, 1) out: its rows' mean and
+      1/std (0 and 1 at padding), else all three (0, 0, 0).
+    saved = (z, rec, cs): z (T, B, G) the input part on entry (unread when wx is given),
+      the gate blocks on return (in place), or (1, B, G) scratch when x is given; rec
+      (T, B, G) or (0, 0, 0): U h_{t-1}, kept for layer norm's BPTT; cs (T+1, B, H) with C_0
+      set by the host, C_t filled. A call that keeps nothing for BPTT passes rec (1, B, G)
+      with layer norm and cs (2, B, H): C_t in cs[t % 2].
     scratch = (hd, cn_buf, m_buf, h_buf, xh): hd (N, P), cn_buf (N, H); with projection m_buf
       (N, H) and h_buf (N, P), else unused; xh (N, I + P) [x_t | h_{t-1}] when x is given
       without layer norm, else (0, 0).
     """
     w_ih, w_hh, w_hr, w_ch, ln_ih, ln_hh, ln_c, coef, flags, bias = weights
-    h, out, zone_c, zone_h, keep, lengths, x = io
+    h, out, zone_c, zone_h, keep, lengths, x, wx, x_mean, x_rstd = io
     z, rec, cs = saved
     hd, cn_buf, m_buf, h_buf, xh = scratch
+    wx, x_mean, x_rstd, wx_on = unmanaged(wx), unmanaged(x_mean), unmanaged(x_rstd), wx.shape[0] > 0
     # the arrays sliced in the loop as views without reference counts (address.unmanaged)
     z, rec, cs, h, out = unmanaged(z), unmanaged(rec), unmanaged(cs), unmanaged(h), unmanaged(out)
     zone_c, zone_h, keep = unmanaged(zone_c), unmanaged(zone_h), unmanaged(keep)
@@ -171,14 +188,15 @@ def forward(weights, io, saved, scratch, b0, b1):
             if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, gates zeroed
                 zt[b, :] = 0.0
                 copy(cs[tc, b], cs[tn, b])
+                if wx_on:
+                    x_mean[t, b, 0], x_rstd[t, b, 0] = 0.0, 1.0
                 continue
             zb, c_prev = zt[b], cs[tc, b]
-            if ln_in:  # a_t = LN(W x_t)·γ_x + b + LN(U h_{t-1})·γ_h, both normalised here
-                r = rec[tr, b]
-                mx, rx = row_stats(zb)
-                mu, rstd = row_stats(r)
-                for j in range(n_gates):
-                    zb[j] = (zb[j] - mx) * rx * ln_ih[j] + bias[j] + ln_hh[j] * (r[j] - mu) * rstd
+            if ln_in and wx_on:  # training: W x_t from wx, which BPTT reads again
+                mx, rx = _norm_sum(wx[t, b], zb, rec[tr, b], ln_ih, bias, ln_hh)
+                x_mean[t, b, 0], x_rstd[t, b, 0] = mx, rx
+            elif ln_in:  # W x_t in z, normalised in place
+                _norm_sum(zb, zb, rec[tr, b], ln_ih, bias, ln_hh)
             else:
                 for j in range(bias.shape[0]):
                     zb[j] += bias[j]  # the input part's bias, when x_t came in here
@@ -240,23 +258,30 @@ def forward(weights, io, saved, scratch, b0, b1):
 def backward(weights, io, saved, scratch, b0, b1):
     """BPTT of :func:`forward` for rows [b0, b1).
 
-    weights = (w_hh_t, w_hr_t, w_ch, ln_hh, ln_c, flags): w_hh_t (P, G) = Uᵀ, packed or not,
-      or (0, 0) when the host runs the path through h_{t-1} (one step of a cell: dh is then
-      left as it came in); w_hr_t (H, P) = W_hrᵀ or (0, 0).
+    weights = (w_hh_t, w_hr_t, w_ch, ln_ih, ln_hh, ln_c, flags): w_hh_t (P, G) = Uᵀ, packed
+      or not, or (0, 0) when the host runs the path through h_{t-1} (one step of a cell: dh
+      is then left as it came in); w_hr_t (H, P) = W_hrᵀ or (0, 0); ln_ih (G,) γ_x when wx is
+      given, else empty.
     io = (d_out, dh, dc, zone_c, zone_h, keep, lengths, da, dr, dh_t, g_ch, g_ln_hh, g_ln_c,
-      norms): d_out (T, B, P); dh (B, P), dc (B, H) dL/dh_T, dL/dC_T in, dL/dh_0, dL/dC_0 out;
-      da (T, B, G) out: dL/da_t; dr (T, B, G) out: dL/d(U h_{t-1}) with layer norm (else da
-      itself); dh_t (T, B, P) out with projection: dL/dh_t (for dW_hr), else (1, B, P)
-      scratch. Per batch row, summed over the steps (the host sums the rows): g_ch
-      (B, (nb-1) H) the peepholes' gradient, g_ln_hh (B, G) γ_h's, g_ln_c (B, 2, H) γ_c's and
-      β_c's (empty without the option). norms (T, B, 2) out.
-    saved = (gates, rec, cs): as :func:`forward` left them.
+      g_ln_ih, g_b, norms): d_out (T, B, P); dh (B, P), dc (B, H) dL/dh_T, dL/dC_T in,
+      dL/dh_0, dL/dC_0 out; da (T, B, G) out: dL/da_t, or dL/d(W x_t) when wx is given; dr
+      (T, B, G) out: dL/d(U h_{t-1}) with layer norm (else da itself); dh_t (T, B, P) out with
+      projection: dL/dh_t (for dW_hr), else (1, B, P) scratch. Per batch row, summed over
+      the steps (the host sums the rows): g_ch (B, (nb-1) H) the peepholes' gradient, g_ln_hh
+      (B, G) γ_h's, g_ln_c (B, 2, H) γ_c's and β_c's, and when wx is given g_ln_ih (B, G)
+      γ_x's and g_b (B, G) the bias's (empty without the option). norms (T, B, 2) out.
+    saved = (gates, rec, cs, wx, x_mean, x_rstd): as :func:`forward` left them; wx (T, B, G)
+      W x_t and its rows' x_mean, x_rstd (T, B, 1) when the forward normalised it (layer
+      norm), else all three (0, 0, 0).
     scratch = (cn_buf, tn_buf, dn_buf, dh_buf, dm_buf, dp_buf): cn_buf, tn_buf, dn_buf
       (N, H), dh_buf (N, P); with projection dm_buf (N, H) and dp_buf (N, P), else unused.
     """
-    w_hh_t, w_hr_t, w_ch, ln_hh, ln_c, flags = weights
-    d_out, dh, dc, zone_c, zone_h, keep, lengths, da, dr, dh_t, g_ch, g_ln_hh, g_ln_c, norms = io
-    gates, rec, cs = saved
+    w_hh_t, w_hr_t, w_ch, ln_ih, ln_hh, ln_c, flags = weights
+    d_out, dh, dc, zone_c, zone_h, keep, lengths, da, dr, dh_t, g_ch, g_ln_hh, g_ln_c = io[:13]
+    g_ln_ih, g_b, norms = io[13:]
+    gates, rec, cs, wx, x_mean, x_rstd = saved
+    wx, x_mean, x_rstd, ln_x = unmanaged(wx), unmanaged(x_mean), unmanaged(x_rstd), wx.shape[0] > 0
+    ln_ih, g_ln_ih, g_b = unmanaged(ln_ih), unmanaged(g_ln_ih), unmanaged(g_b)
     cn_buf, tn_buf, dn_buf, dh_buf, dm_buf, dp_buf = scratch
     # the arrays sliced in the loop as views without reference counts (address.unmanaged)
     gates, rec, cs = unmanaged(gates), unmanaged(rec), unmanaged(cs)
@@ -282,6 +307,9 @@ def backward(weights, io, saved, scratch, b0, b1):
     if ln:
         g_ln_hh[b0:b1] = 0.0
         g_ln_c[b0:b1] = 0.0
+    if ln_x:
+        g_ln_ih[b0:b1] = 0.0
+        g_b[b0:b1] = 0.0
     zeros, ones = np.zeros(hidden, cs.dtype), np.ones(hidden, cs.dtype)  # neutral operands
     sink, i_buf = np.empty(hidden, cs.dtype), np.empty(hidden, cs.dtype)
     kappa = zero if has_i else one  # ∂i_t/∂f_t = -κ
@@ -392,6 +420,19 @@ def backward(weights, io, saved, scratch, b0, b1):
                     r_hat = (r[j] - mu) * rstd
                     g_ln[j] += dab[j] * r_hat  # dL/dγ_h
                     drb[j] = rstd * (dab[j] * ln_hh[j] - m1 - r_hat * m2)
+            if ln_x:  # back through LN(W x_t)·γ_x + b: da_t becomes dL/d(W x_t), in place
+                xr, mu, rstd = wx[t, b], x_mean[t, b, 0], x_rstd[t, b, 0]
+                m1, m2 = zero, zero
+                g_x, g_bb = g_ln_ih[b], g_b[b]
+                for j in range(n_gates):
+                    x_hat = (xr[j] - mu) * rstd
+                    g_x[j] += dab[j] * x_hat  # dL/dγ_x
+                    g_bb[j] += dab[j]  # dL/db
+                    m1 += dab[j] * ln_ih[j]
+                    m2 += dab[j] * ln_ih[j] * x_hat
+                m1, m2 = m1 / n_g, m2 / n_g
+                for j in range(n_gates):
+                    dab[j] = rstd * (dab[j] * ln_ih[j] - m1 - (xr[j] - mu) * rstd * m2)
         if w_hh_t.shape[0] == 0:
             continue  # one step of a cell: the host runs the path through h_0
         product(dr[t, b0:b1], w_hh_t, dh_buf, 0.0)  # dL/dh_{t-1} = dr_t U
@@ -450,11 +491,13 @@ def variant_forward(
     masks: VariantMasks,
     lengths: Tensor | None,
     keep: bool = True,
+    part: InputPart | None = None,
 ) -> VariantForward:
     """See :func:`longshort.engine.reference.variant_forward`. keep=False (a call with no
     graph to record): nothing kept per step but the outputs; gates, cs and rec come back
-    empty."""
-    return _forward(xa, None, h0, c0, w, v, masks, lengths, keep)
+    empty. part (layer norm): xa = part.wx is W x_t, which the loop normalises, filling
+    part.mean and part.rstd; the gates go to a tensor of their own, as BPTT reads wx."""
+    return _forward(xa, None, h0, c0, w, v, masks, lengths, keep, part is not None, part)
 
 
 def variant_infer(
@@ -495,13 +538,16 @@ def _forward(
     lengths: Tensor | None,
     keep: bool,
     norm_input: bool = False,
+    part: InputPart | None = None,
 ) -> VariantForward:
     """The loop on the input part xa (T, B, G), or with x (T, B, I) on one step's xa
-    (1, B, G) and W x_t made in the loop (:func:`variant_infer`). norm_input (layer norm,
-    keep False): the loop normalises W x_t (xa's, or its own) and adds the bias."""
+    (1, B, G) and W x_t made in the loop (:func:`variant_infer`). norm_input (layer norm):
+    the loop normalises W x_t (xa's, or its own) and adds the bias; with part (training),
+    from part.wx = xa into gates of their own, filling part.mean and part.rstd."""
     steps, batch, n_gates = xa.shape if x is None else (x.shape[0], *xa.shape[1:])
     hidden, out_size = c0.shape[1], h0.shape[1]
-    gates = xa.contiguous()  # a tensor of the caller's own, which becomes the gates in place
+    # a tensor of the caller's own, which becomes the gates in place, unless BPTT reads it
+    gates = xa.new_empty(xa.shape) if part is not None else xa.contiguous()
     kept = steps if keep else 1
     rec = gates.new_empty((kept, batch, n_gates) if v.layer_norm else (0, 0, 0))
     out = xa.new_empty(steps, batch, out_size)
@@ -516,8 +562,12 @@ def _forward(
     summed = np.zeros(n_gates, dtype) if b is None else host.array(b.to(xa.dtype))
     ln_ih, bias, x_arr, n_in = np.empty(0, dtype), np.empty(0, dtype), None, 0
     if norm_input:  # the loop normalises W x_t and adds the bias
-        assert w.ln_ih is not None and not keep  # BPTT reads the input part torch made
+        assert w.ln_ih is not None and (part is not None or not keep)
         ln_ih, bias = host.array(w.ln_ih), summed
+    no_part = np.empty((0, 0, 0), dtype)
+    wx_io = (no_part,) * 3
+    if part is not None:  # the stats are filled in place: tensors of the caller's, contiguous
+        wx_io = (host.array(part.wx), part.mean.numpy(), part.rstd.numpy())
     w_in, pair = np.empty((0, 0), dtype), x is not None and not norm_input
     if x is not None:
         n_in, bias, x_arr = x.shape[2], summed, host.array(x)
@@ -529,7 +579,7 @@ def _forward(
         w_loop = host.recurrent(w.w_hh, steps)
     weights = (w_in, w_loop, w_hr, w_ch, ln_ih, ln_hh, ln_c, coef, flags, bias)
     x_io = np.empty((0, 0, 0), dtype) if x_arr is None else x_arr
-    io = (h.numpy(), out.numpy(), *mask_arrays, host.lengths_array(lengths), x_io)
+    io = (h.numpy(), out.numpy(), *mask_arrays, host.lengths_array(lengths), x_io, *wx_io)
     saved = (gates.numpy(), rec.numpy(), cs.numpy())
     rows = lambda n, k: packed.aligned_empty((n if w.w_hr is not None else 0, k), dtype)  # noqa: E731
 
@@ -562,11 +612,14 @@ def variant_backward(
     masks: VariantMasks,
     lengths: Tensor | None,
     saved: VariantForward,
+    part: InputPart | None = None,
 ) -> VariantLoopGrads:
     """See :func:`longshort.engine.reference.variant_backward`. The returned da and dr are
     views of buffers kept across calls (:func:`host.kept`): valid until this thread's next
     variant BPTT, and :func:`longshort.engine.variant.backward` turns them into the weight
-    gradients at once."""
+    gradients at once. part (layer norm, as :func:`variant_forward` filled it): the loop
+    goes back through LN(W x_t)·γ_x + b too; da is then dL/d(W x_t), and the gradients of
+    γ_x and the bias come back as ln_ih and bias."""
     gates, cs = saved.gates, saved.cs
     steps, batch, n_gates = gates.shape
     hidden, out_size = cs.shape[2], d_hn.shape[1]
@@ -582,17 +635,22 @@ def variant_backward(
     g_ch = gates.new_empty((batch, peepholes) if peep else (0, 0))  # per row, summed below
     g_ln_hh = gates.new_empty((batch, n_gates) if ln else (0, 0))
     g_ln_c = gates.new_empty((batch, 2, hidden) if ln else (0, 0, 0))
+    ln_x = part is not None  # the input part's layer norm too
+    g_ln_ih, g_b = (gates.new_empty((batch, n_gates) if ln_x else (0, 0)) for _ in range(2))
     norms = gates.new_empty(steps, batch, 2)
     dtype = da.numpy().dtype
     (w_ch, ln_hh, ln_c, flags), mask_arrays = _operands(w, v, masks, dtype)
+    ln_ih = host.optional(w.ln_ih if ln_x else None, 1, dtype)
     w_hr_t = host.optional(None if w.w_hr is None else w.w_hr.t(), 2, dtype)
     # Uᵀ transposed once: each step's product reads rows
-    weights = (host.recurrent(w.w_hh.t(), steps), w_hr_t, w_ch, ln_hh, ln_c, flags)
+    weights = (host.recurrent(w.w_hh.t(), steps), w_hr_t, w_ch, ln_ih, ln_hh, ln_c, flags)
     io = (host.array(d_out), dh.numpy(), dc.numpy(), *mask_arrays, host.lengths_array(lengths))
     io += (da.numpy(), dr.numpy(), dh_t.numpy(), g_ch.numpy(), g_ln_hh.numpy(), g_ln_c.numpy())
-    io += (norms.numpy(),)
-    rec = host.array(saved.rec) if v.layer_norm else np.empty((0, 0, 0), dtype)
-    saved_arrays = (host.array(gates), rec, host.array(cs))
+    io += (g_ln_ih.numpy(), g_b.numpy(), norms.numpy())
+    empty = np.empty((0, 0, 0), dtype)
+    rec = host.array(saved.rec) if v.layer_norm else empty
+    x_part = (empty,) * 3 if part is None else tuple(host.array(a) for a in part)
+    saved_arrays = (host.array(gates), rec, host.array(cs), *x_part)
     rows = lambda n, k: packed.aligned_empty((n if proj else 0, k), dtype)  # noqa: E731
 
     def args(b0: int, b1: int) -> tuple:
@@ -614,4 +672,6 @@ def variant_backward(
     if ln:
         ln_c_grads = g_ln_c.sum(0)
         grads = grads._replace(ln_hh=g_ln_hh.sum(0), ln_c_w=ln_c_grads[0], ln_c_b=ln_c_grads[1])
+    if ln_x:
+        grads = grads._replace(ln_ih=g_ln_ih.sum(0), bias=g_b.sum(0))
     return grads

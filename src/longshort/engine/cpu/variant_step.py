@@ -109,7 +109,9 @@ def step_forward_at(ins, params, masks, outs, like, sizes, coef, flags):
     none, no_x = np.empty(0, dtype), np.empty((0, 0, 0), dtype)
     no_w = np.empty((0, 0), dtype)
     weights = (no_w, w_hh, no_w, w_ch, none, ln_hh, ln_c, coef, flags, none)
-    io = (h, np.empty((1, batch, hidden), dtype), *mask_views, np.empty(0, np.int64), no_x)
+    # no x, and no W x_t to normalise (x, wx and its stats empty): z holds the input part
+    out, no_lengths = np.empty((1, batch, hidden), dtype), np.empty(0, np.int64)
+    io = (h, out, *mask_views, no_lengths, no_x, no_x, no_x, no_x)
     rows, unused = np.empty((batch, hidden), dtype), np.empty((0, hidden), dtype)
     scratch = (rows, np.empty((batch, hidden), dtype), unused, unused, np.empty((0, 0), dtype))
     forward(weights, io, (z, rec, cs), scratch, 0, batch)
@@ -188,12 +190,16 @@ def step_backward_at(grads, saved, ins, params, masks, outs, like, sizes, flags)
     g_ch = np.empty((batch, n_gates - hidden if peep else 0), dtype)
     g_ln_hh, g_ln_c = np.empty((batch, nl), dtype), np.empty((batch, 2 if ln else 0, hidden), dtype)
     norms, dh_t = view(outs[13], (1, batch, 2), like), np.empty((1, batch, hidden), dtype)
-    io = (dh, dh0, dc0, zone_c, zone_h, keep, np.empty(0, np.int64), da, dr, dh_t, g_ch)
+    no_lengths = np.empty(0, np.int64)
     empty, unused = np.empty((0, 0), dtype), np.empty((0, hidden), dtype)
     rows = (np.empty(state, dtype), np.empty(state, dtype), np.empty(state, dtype))
     scratch = (*rows, np.empty(state, dtype), unused, unused)
-    loop_weights = (empty, empty, w_ch, ln_hh, ln_c, flags)
-    backward(loop_weights, (*io, g_ln_hh, g_ln_c, norms), (z, rec, cs), scratch, 0, batch)
+    none, no_wx = np.empty(0, dtype), np.empty((0, 0, 0), dtype)  # the host's input part
+    loop_weights = (empty, empty, w_ch, none, ln_hh, ln_c, flags)
+    # g_ln_ih and g_b empty: the host goes back through the input part
+    io = (dh, dh0, dc0, zone_c, zone_h, keep, no_lengths, da, dr, dh_t, g_ch, g_ln_hh, g_ln_c,
+          empty, empty, norms)  # fmt: skip
+    backward(loop_weights, io, (z, rec, cs, no_wx, no_wx, no_wx), scratch, 0, batch)
     if zone_h.shape[0]:  # h_1 = d ⊙ h_0 + (1-d) ⊙ h'_1
         for b in range(batch):
             zh = zone_h[0, b if rows_h > 1 else 0]
