@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from numba.core import event
+from numba.core import errors, event
 
 HERE = Path(__file__).parent
 NOTICE = (
@@ -44,24 +45,39 @@ def refresh() -> None:
         return
 
 
+def _ours(ev: event.Event) -> bool:
+    func = getattr(ev.data.get("dispatcher"), "py_func", None)
+    return getattr(func, "__module__", "").startswith("longshort.")
+
+
 class _Announce(event.Listener):
     """Prints :data:`NOTICE` when the first longshort kernel starts compiling (a cache miss:
-    numba loads cached kernels without a compile event), then stays silent."""
+    numba loads cached kernels without a compile event), then stays silent. While one of our
+    kernels compiles, numba's NumbaIRAssumptionWarning is ignored: its internal check flags
+    the helpers the kernels inline (``activations.tanh_into``'s loop, as "variable ... is not
+    in scope") and asks for a bug report, a page of text on a user's first run about code
+    that compiles and runs correctly (the parity tests). numba compiles under its global
+    lock, so the filter's start and end pair up."""
 
     def __init__(self) -> None:
         self.said = False
+        self.quiet: list[warnings.catch_warnings] = []
 
     def on_start(self, ev: event.Event) -> None:
-        if self.said:
+        if not _ours(ev):
             return
-        func = getattr(ev.data.get("dispatcher"), "py_func", None)
-        if getattr(func, "__module__", "").startswith("longshort."):
+        quiet = warnings.catch_warnings()
+        quiet.__enter__()
+        warnings.simplefilter("ignore", errors.NumbaIRAssumptionWarning)
+        self.quiet.append(quiet)
+        if not self.said:
             self.said = True
             where = os.environ.get("NUMBA_CACHE_DIR") or str(HERE / "__pycache__")
             print(NOTICE.format(where=where), file=sys.stderr, flush=True)
 
     def on_end(self, ev: event.Event) -> None:
-        pass
+        if _ours(ev) and self.quiet:
+            self.quiet.pop().__exit__(None, None, None)
 
 
 _LISTENER = _Announce()
