@@ -4,10 +4,10 @@ Before the loop, the input part of the pre-activations for all T steps in one pr
 (with layer norm, LN(W x_t)·γ_x + b through torch's fused layer norm, or W x_t alone where
 the engine's loop normalises it, forward and back: ``Engine.normalises_input``); after it,
 the weight gradients of the products as reductions over all T*B rows, in the engine's
-BLAS. The loop
-itself, forward and BPTT, is the engine's (``variant_forward``/``variant_backward`` of
-:class:`longshort.engine.types.Engine`, which also return the gradients of the weights used
-inside the loop), so both engines share this code. Equations: :mod:`longshort.cells.lstm_variant`.
+BLAS. The loop itself, forward and BPTT, is the engine's (``variant_forward``/
+``variant_backward`` of :class:`longshort.engine.types.Engine`, which also return the
+gradients of the weights used inside the loop), so both engines share this code. Equations:
+:mod:`longshort.cells.lstm_variant`.
 """
 
 from __future__ import annotations
