@@ -399,12 +399,14 @@ def test_unit_ranges_cover_the_hidden_units_once(hidden, threads):
 @pytest.mark.parametrize(("threads", "hidden"), [(2, 12), (2, 40), (3, 37), (3, 2)])
 def test_unit_split_matches_torch(dtype, threads, hidden, monkeypatch):
     """Hidden units across the threads (one barrier a step), with lengths, both directions
-    and two layers: torch.nn's outputs and gradients, forward and no-grad."""
+    and two layers: torch.nn's outputs and gradients, forward and no-grad (inference's own
+    unit loop, also from given states)."""
     monkeypatch.setenv("LONGSHORT_LAYOUT", "units")
     torch.manual_seed(hidden)
     theirs = nn.LSTM(5, hidden, num_layers=2, bidirectional=True).to(dtype)
     ours = longshort.LSTM.from_torch(theirs)
     x = torch.randn(15, 3, 5, dtype=dtype)
+    hx = tuple(torch.randn(4, 3, hidden, dtype=dtype) for _ in range(2))
     lengths = torch.tensor([15, 1, 9])
     packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
     old = torch.get_num_threads()
@@ -414,13 +416,18 @@ def test_unit_split_matches_torch(dtype, threads, hidden, monkeypatch):
         grads = torch.autograd.grad(out.sum() + h.sum() + c.sum(), [*ours.parameters()])
         with torch.no_grad():
             plain, _ = ours(x)
+            served, (hs, cs) = ours(x, hx, lengths=lengths)
     finally:
         torch.set_num_threads(old)
     want, (hw, cw) = theirs(packed)
     want = nn.utils.rnn.pad_packed_sequence(want, total_length=15)[0]
     gw = torch.autograd.grad(want.sum() + hw.sum() + cw.sum(), [*theirs.parameters()])
+    with torch.no_grad():
+        from_hx, (hwx, cwx) = theirs(packed, hx)
+    from_hx = nn.utils.rnn.pad_packed_sequence(from_hx, total_length=15)[0]
     tol = 1e-5 if dtype == torch.float32 else 1e-12
-    for a, b in ((out, want), (h, hw), (c, cw), (plain, theirs(x)[0])):
+    pairs = ((out, want), (h, hw), (c, cw), (plain, theirs(x)[0]))
+    for a, b in (*pairs, (served, from_hx), (hs, hwx), (cs, cwx)):
         assert abs_err(a, b) < tol
     for a, b in zip(grads, gw, strict=True):
         assert rel_err(a, b) < tol * 10
@@ -434,6 +441,7 @@ def test_unit_split_matches_torch(dtype, threads, hidden, monkeypatch):
 def test_units_when_two_threads_get_at_most_two_rows_and_u_fills_l2(
     batch, weight_bytes, units, monkeypatch
 ):
+    """Training's rule (U at least L2); inference's asks a quarter of L2 of [W_ih | U]."""
     from longshort.engine.cpu import threads as cpu_threads
 
     if cpu_threads._gomp is None:
@@ -444,6 +452,8 @@ def test_units_when_two_threads_get_at_most_two_rows_and_u_fills_l2(
     torch.set_num_threads(2)
     try:
         assert cpu_threads.split_units(batch, weight_bytes, 1 << 30) is units
+        quarter = cpu_threads.split_units(batch, weight_bytes // 4, 1 << 30, 1 << 18)
+        assert quarter is units
     finally:
         torch.set_num_threads(old)
 

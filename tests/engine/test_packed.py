@@ -104,13 +104,16 @@ def test_pack_pair_is_pack_of_the_joined_matrix_into_a_used_buffer(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_pack_rows_is_pack_of_the_chosen_rows_into_a_used_buffer(dtype):
-    """The unit split's threads pack their rows of U, one slice of each gate's block."""
-    w = np.arange(160 * 7, dtype=dtype).reshape(160, 7)
+@pytest.mark.parametrize("b_cols", [0, 5])
+def test_pack_rows_is_pack_of_the_chosen_rows_into_a_used_buffer(dtype, b_cols):
+    """The unit split's threads pack their rows of U (training) or of [W_ih | U] (inference),
+    one slice of each gate's block."""
+    a = np.arange(160 * 7, dtype=dtype).reshape(160, 7)
+    b = -np.arange(160 * b_cols, dtype=dtype).reshape(160, b_cols)
     rows = np.concatenate([np.arange(g * 40 + 5, g * 40 + 23) for g in range(4)])
-    want = packed.pack(np.ascontiguousarray(w[rows]))
+    want = packed.pack(np.ascontiguousarray(np.hstack([a, b])[rows]))
     used = np.full_like(want, np.nan)
-    packed.pack_rows(w, rows, used)
+    packed.pack_rows(a, b, rows, used)
     np.testing.assert_array_equal(used, want)
 
 

@@ -142,7 +142,7 @@ def forward_units(weights, io, saved, scratch, j0, j1, team):
     hh, out, lengths, count = io
     z, cs = saved
     (zp,) = scratch
-    packed.pack_rows(u, rows, w)
+    packed.pack_rows(u, u[:, :0], rows, w)
     scale, shift, gain = coef[0], coef[1], coef[2]
     steps, batch, gates = z.shape
     hidden, n = gates // 4, j1 - j0
@@ -251,6 +251,49 @@ def infer(weights, io, saved, scratch, b0, b1):
             copy(out[t, b], xh[b - b0, n_in:])
     for b in range(b0, b1):
         copy(xh[b - b0, n_in:], h[b])
+
+
+@njit(**JIT)
+def infer_units(weights, io, scratch, j0, j1, team):
+    """:func:`infer` for the hidden units [j0, j1) and all rows, one of ``team`` threads that
+    each own a share of the units and meet once a step (see :func:`lstm_infer_units`): one
+    product a step, [x_t | h_{t-1}] @ [W_ih | U]ᵀ for this thread's gate columns, and nothing
+    of a step kept but its output.
+
+    weights = (w_ih, u, rows, w, bias, coef): w_ih (G, I) and u (G, H) as they are; rows (4n,)
+      int64 the rows of this thread's units, gate by gate, whose [W_ih | U] the loop first
+      packs into w (packed.packed_shape(4n, I + H)); bias (4n,) their b_ih + b_hh; coef (3, 4n).
+    io = (x, xh, c, out, lengths, count): x (T, B, I); xh (2, B, I + H), [x_0 | h_0] in xh[0]:
+      step t reads [x_t | h_{t-1}] from xh[t % 2] and writes h_t into xh[(t + 1) % 2] (the
+      thread of unit 0 also x_{t+1}), so h_T ends in xh[T % 2, :, I:]; c (B, H) C_0 in, C_T
+      out, this thread's columns only; out (T, B, H) out; lengths (B,) or empty; count:
+      sync.counter().
+    scratch = (z,): z (B, 4n).
+    team: the threads of the call (1: no barrier).
+    """
+    w_ih, u, rows, w, bias, coef = weights
+    x, xh, c, out, lengths, count = io
+    (z,) = scratch
+    packed.pack_rows(w_ih, u, rows, w)
+    scale, shift, gain = coef[0], coef[1], coef[2]
+    steps, batch, n_in = x.shape
+    for t in range(steps):
+        src, dst = xh[t % 2], xh[(t + 1) % 2]
+        product(src, w, z, 0.0)  # W·x_t + U·h_{t-1}, this thread's columns
+        if j0 == 0 and t + 1 < steps:  # dst was read last at step t - 1: free since its barrier
+            for b in range(batch):
+                copy(x[t + 1, b], dst[b, :n_in])
+        for b in range(batch):
+            h_new = dst[b, n_in + j0 : n_in + j1]
+            if lengths.shape[0] and t >= lengths[b]:  # padding: state carried, output zero
+                copy(src[b, n_in + j0 : n_in + j1], h_new)
+                out[t, b, j0:j1] = 0.0
+                continue
+            m, cb = out[t, b, j0:j1], c[b, j0:j1]
+            _cell(z[b], bias, cb, cb, m, scale, shift, gain)
+            copy(m, h_new)
+        if team > 1:
+            sync.wait(count, team, t + 1)
 
 
 # kernels: one step of an LSTMCell, every row in one call -------------------------------------
@@ -499,6 +542,41 @@ def lstm_forward_units(
     return LSTMForward(out, h_n, cs[steps].clone(), z, cs)
 
 
+def lstm_infer_units(
+    x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None, count: int
+) -> LSTMForward:
+    """:func:`lstm_infer` with the hidden units split across ``count`` threads, as
+    :func:`lstm_forward_units` splits them, and W x_t made in the loop: each thread packs its
+    units' rows of [W_ih | U] (which stay in its L2 from step to step) and runs
+    :func:`infer_units`. No projection of all T steps before the loop, no gates or cell states
+    kept: gates and cs come back empty. float32 and float64, no projection."""
+    steps, batch, n_in = x.shape
+    hidden = c0.shape[1]
+    out = x.new_empty(steps, batch, hidden)
+    dtype = out.numpy().dtype
+    xh = packed.aligned_empty((2, batch, n_in + hidden), dtype)
+    xh[0, :, :n_in] = host.array(x[0])
+    xh[0, :, n_in:] = host.array(h0.to(x.dtype))
+    c = c0.to(x.dtype, memory_format=torch.contiguous_format, copy=True)
+    w_ih, u = host.array(w.w_ih.to(x.dtype)), host.array(w.w_hh.to(x.dtype))
+    bias = host.bias_sum(w, x.dtype)
+    io = (host.array(x), xh, c.numpy(), out.numpy(), host.lengths_array(lengths), sync.counter())
+
+    def job(j0: int, j1: int, team: int) -> tuple:
+        n = j1 - j0
+        rows = _slices(np.arange(4 * hidden), hidden, j0, j1)
+        wp = packed.aligned_empty(packed.packed_shape(4 * n, n_in + hidden, dtype), dtype)
+        weights = (w_ih, u, rows, wp, _slices(bias, hidden, j0, j1), host.coefficients(n, dtype))
+        return weights, io, (packed.aligned_empty((batch, 4 * n), dtype),), j0, j1, team
+
+    parts = threads.unit_ranges(hidden, count)
+    jobs = [job(j0, j1, len(parts)) for j0, j1 in parts]
+    threads.run_team(infer_units, jobs, lambda: job(0, hidden, 1))
+    h_n = torch.from_numpy(xh[steps % 2, :, n_in:].copy())
+    empty = x.new_empty(0)
+    return LSTMForward(out, h_n, c, empty, empty)
+
+
 # Rows a thread from which the per-step input product pays at any input size (see
 # infer_pays). It was 16 with 512-bit vectors, from a Zen 5 measurement made before the float32
 # kernels stopped converting to float64.
@@ -535,6 +613,8 @@ def lstm_infer(
     plan, parts = _infer_plan(x, hidden, w)
     if plan == "full":
         return lstm_forward(x, h0, c0, w, lengths)
+    if plan == "units":
+        return lstm_infer_units(x, h0, c0, w, lengths, torch.get_num_threads())
     empty = x.new_empty(0)
     if plan == "here" and h0.dtype == c0.dtype == x.dtype:
         out, h, c = x.new_empty(steps, batch, hidden), x.new_empty(h0.shape), x.new_empty(c0.shape)
@@ -565,18 +645,21 @@ def lstm_infer(
 
 def _infer_plan(x: Tensor, hidden: int, w: LSTMWeights) -> tuple[str, list[tuple[int, int]]]:
     """How :func:`lstm_infer` runs (x, w), and the threads' row ranges: "full" (the full
-    forward: projection, bf16, or the layout or the per-step input product would not pay),
-    "here" (every row on this thread, one call by address: :func:`_infer_here`, for weights
-    of x's dtype) or "threads" (:func:`infer` on each range)."""
+    forward: projection, bf16, or the per-step input product would not pay), "units" (the
+    hidden units split across the threads: :func:`lstm_infer_units`), "here" (every row on
+    this thread, one call by address: :func:`_infer_here`, for weights of x's dtype) or
+    "threads" (:func:`infer` on each range)."""
     steps, batch, n_in = x.shape
     flops = 2 * batch * 4 * hidden * (hidden + n_in)
     parts = threads.ranges(batch, flops=flops * steps)
-    if (
-        w.w_hr is not None
-        or x.dtype not in host.DTYPES
-        or not infer_pays(parts, n_in, hidden, steps)
-        or threads.split_units(batch, w.w_hh.nbytes, flops * steps)
+    if w.w_hr is not None or x.dtype not in host.DTYPES:
+        return "full", parts
+    weight_bytes = w.w_ih.nbytes + w.w_hh.nbytes  # [W_ih | U], read every step
+    if steps > 1 and threads.split_units(
+        batch, weight_bytes, flops * steps, threads.INFER_UNIT_BYTES
     ):
+        return "units", parts
+    if not infer_pays(parts, n_in, hidden, steps):
         return "full", parts
     if len(parts) > 1 or not _alike(x.dtype, w):
         return "threads", parts

@@ -362,16 +362,20 @@ def pair_panels(a, b, out):
 
 
 @njit(**_JIT)
-def pack_rows(w, rows, out):
-    """pack(w[rows]) into out without the copy: rows (N,) int64 indices into w (·, K)."""
-    n, k = rows.shape[0], w.shape[1]
-    width = _width(w)
+def pack_rows(a, b, rows, out):
+    """pack([a | b][rows]) into out without the copies: rows (N,) int64 indices into the rows
+    of a (·, Ka) and b (·, Kb); b may have no column (then pack(a[rows]))."""
+    n, ka, kb = rows.shape[0], a.shape[1], b.shape[1]
+    width = _width(a)
     out[-1] = 0  # the last panel's columns past N
     for p in range(out.shape[0]):
         cols = min(width, n - p * width)
-        for kk in range(k):
+        for kk in range(ka):
             for jj in range(cols):
-                out[p, kk, jj] = w[rows[p * width + jj], kk]
+                out[p, kk, jj] = a[rows[p * width + jj], kk]
+        for kk in range(kb):
+            for jj in range(cols):
+                out[p, ka + kk, jj] = b[rows[p * width + jj], kk]
 
 
 @njit(**_JIT)

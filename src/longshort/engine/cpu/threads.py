@@ -96,14 +96,24 @@ def unit_ranges(hidden: int, count: int) -> list[tuple[int, int]]:
 
 # Rows a thread at or under which the hidden-unit split can pay (see split_units).
 UNIT_ROWS = 2
+# The least [W_ih | U] for which inference splits the hidden units (see split_units). Units
+# against rows, inference, 2 threads, Zen 4, AVX-512 build / AVX2 build: (200, 2, 64, 192)
+# 0.66x / 0.63x and (500, 1, 16, 192) 0.71x / 0.80x ([W_ih | U] 786 and 639 KB); (1000, 1, 8,
+# 128) 1.00x / 0.69x (278 KB); (200, 4, 64, 128) 0.99x / 1.01x (393 KB); (1000, 1, 8, 64)
+# 1.10x (74 KB), too short a step for a barrier.
+INFER_UNIT_BYTES = L2_BYTES // 4
 
 
-def split_units(batch: int, weight_bytes: int, flops: int) -> bool:
+def split_units(batch: int, weight_bytes: int, flops: int, least: int = L2_BYTES) -> bool:
     """Whether a loop should split the hidden units across the threads rather than the batch
     rows (:func:`.lstm.lstm_forward_units`): when the row split gives a thread at most
-    UNIT_ROWS rows (or leaves one idle) and the recurrent weights fill one core's L2, so that
-    halving them across the threads' caches pays for a barrier a step. ``LONGSHORT_LAYOUT=rows``
-    or ``units`` forces a layout (benchmarks). Measured on 2 threads, units against rows:
+    UNIT_ROWS rows (or leaves one idle) and the weights the loop reads every step take at least
+    ``least`` bytes (by default one core's L2: the training loop's U), so that halving them
+    across the threads' caches pays for a barrier a step. Inference's loop reads [W_ih | U]
+    and pays from a quarter of L2 (:func:`.lstm.lstm_infer_units`, INFER_UNIT_BYTES).
+    ``LONGSHORT_LAYOUT=rows`` or ``units`` forces a layout (benchmarks). Measured on 2
+    threads, units against rows (the inference figures from before inference had a unit loop
+    of its own, when it ran the forward's):
     Zen 3 (512 KB L2), 0.84x at (500, 1, 8, 256), 0.72x at (200, 2, 64, 512); 1.09x at
     (1000, 1, 8, 128) and 1.67x at (1000, 1, 8, 32), whose U fits in L2 and whose step is too
     short for a barrier; 1.03-1.40x wherever the rows filled the threads, before the unit
@@ -124,7 +134,7 @@ def split_units(batch: int, weight_bytes: int, flops: int) -> bool:
         return True
     if _gomp is None or flops < MIN_SPLIT_FLOPS:
         return False
-    return batch <= UNIT_ROWS * count and weight_bytes >= L2_BYTES
+    return batch <= UNIT_ROWS * count and weight_bytes >= least
 
 
 def ranges(
