@@ -500,6 +500,14 @@ def _slices(a: np.ndarray, hidden: int, j0: int, j1: int) -> np.ndarray:
     return np.concatenate([a[g * hidden + j0 : g * hidden + j1] for g in range(4)])
 
 
+def _unit_buffer(role: str, j0: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A :func:`.host.kept` buffer for the thread of the unit split whose units start at j0:
+    its packed weights (written whole by the loop) or its gates' scratch. Fresh arrays
+    fault their pages in at first write, in the loop: 160 faults a thread for the packed
+    weights at (200, 4, 64, 256)."""
+    return host.kept(f"units-{role}-{j0}", shape, dtype)
+
+
 def lstm_forward_units(
     x: Tensor, h0: Tensor, c0: Tensor, w: LSTMWeights, lengths: Tensor | None, count: int
 ) -> LSTMForward:
@@ -530,9 +538,9 @@ def lstm_forward_units(
         n = j1 - j0
         coef = host.coefficients(n, dtype)
         rows = _slices(np.arange(4 * hidden), hidden, j0, j1)
-        wp = packed.aligned_empty(packed.packed_shape(4 * n, hidden, dtype), dtype)
+        wp = _unit_buffer("w", j0, packed.packed_shape(4 * n, hidden, dtype), dtype)
         weights = (u, rows, wp, _slices(bias, hidden, j0, j1), coef)
-        scratch = (packed.aligned_empty((batch, 4 * n), dtype),)
+        scratch = (_unit_buffer("z", j0, (batch, 4 * n), dtype),)
         return weights, io, saved, scratch, j0, j1, team
 
     parts = threads.unit_ranges(hidden, count)
@@ -565,9 +573,9 @@ def lstm_infer_units(
     def job(j0: int, j1: int, team: int) -> tuple:
         n = j1 - j0
         rows = _slices(np.arange(4 * hidden), hidden, j0, j1)
-        wp = packed.aligned_empty(packed.packed_shape(4 * n, n_in + hidden, dtype), dtype)
+        wp = _unit_buffer("w", j0, packed.packed_shape(4 * n, n_in + hidden, dtype), dtype)
         weights = (w_ih, u, rows, wp, _slices(bias, hidden, j0, j1), host.coefficients(n, dtype))
-        return weights, io, (packed.aligned_empty((batch, 4 * n), dtype),), j0, j1, team
+        return weights, io, (_unit_buffer("z", j0, (batch, 4 * n), dtype),), j0, j1, team
 
     parts = threads.unit_ranges(hidden, count)
     jobs = [job(j0, j1, len(parts)) for j0, j1 in parts]
