@@ -433,6 +433,41 @@ def test_unit_split_matches_torch(dtype, threads, hidden, monkeypatch):
         assert rel_err(a, b) < tol * 10
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_unit_split_bptt_records_torchs_gradient_norms(threads, monkeypatch):
+    """BPTT with the hidden units across the threads sums each step's norms from the
+    threads' shares: ||dL/dh_t|| and ||dL/dC_t||, as a loop over torch.nn.LSTMCell gives
+    them (the gradients reaching h_t and C_t from the output and from step t + 1)."""
+    from longshort.engine import gradient_norms
+
+    monkeypatch.setenv("LONGSHORT_LAYOUT", "units")
+    torch.manual_seed(threads)
+    theirs = nn.LSTMCell(5, 24)
+    ours = longshort.LSTM(5, 24)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(ours, name + "_l0").copy_(getattr(theirs, name))
+    x, d_out = torch.randn(7, 3, 5), torch.randn(7, 3, 24)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with gradient_norms.recording() as records:
+            (ours(x)[0] * d_out).sum().backward()
+    finally:
+        torch.set_num_threads(old)
+    h, c, states = torch.zeros(3, 24), torch.zeros(3, 24), []
+    for t in range(7):
+        h, c = theirs(x[t], (h, c))
+        h.retain_grad(), c.retain_grad()
+        states.append((h, c))
+    sum((s[0] * d_out[t]).sum() for t, s in enumerate(states)).backward()
+    norm = [torch.stack([h.grad.norm(dim=1), c.grad.norm(dim=1)], 1) for h, c in states]
+    want = torch.stack(norm)
+    ((name, norms),) = records
+    assert name == "lstm"
+    torch.testing.assert_close(norms, want, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("batch", "weight_bytes", "units"),
     [(1, 1 << 20, True), (4, 1 << 20, True), (4, 4 << 20, True), (5, 1 << 20, False),
@@ -441,7 +476,8 @@ def test_unit_split_matches_torch(dtype, threads, hidden, monkeypatch):
 def test_units_when_two_threads_get_at_most_two_rows_and_u_fills_l2(
     batch, weight_bytes, units, monkeypatch
 ):
-    """Training's rule (U at least L2); inference's asks a quarter of L2 of [W_ih | U]."""
+    """Training's rule (U at least L2); inference's asks a quarter of L2 of [W_ih | U];
+    BPTT's only where the row split leaves a thread idle (under 4 rows: one range)."""
     from longshort.engine.cpu import threads as cpu_threads
 
     if cpu_threads._gomp is None:
@@ -454,6 +490,8 @@ def test_units_when_two_threads_get_at_most_two_rows_and_u_fills_l2(
         assert cpu_threads.split_units(batch, weight_bytes, 1 << 30) is units
         quarter = cpu_threads.split_units(batch, weight_bytes // 4, 1 << 30, 1 << 18)
         assert quarter is units
+        idle = cpu_threads.split_units(batch, weight_bytes, 1 << 30, idle_only=True)
+        assert idle is (units and batch < 4)
     finally:
         torch.set_num_threads(old)
 

@@ -221,6 +221,59 @@ def backward(weights, io, saved, scratch, b0, b1):
 
 
 @njit(**JIT)
+def backward_units(weights, io, saved, scratch, j0, j1, team):
+    """:func:`backward` for the hidden units [j0, j1) and all rows, one of ``team`` threads
+    that each own a share of the units and meet once a step (see :func:`_backward_units`):
+    each goes back through its units' cells, then, once every thread has written its gate
+    columns of dL/dz_t, makes its units' columns of dL/dh_{t-1} = dz_t U.
+
+    weights = (u, w): u (G, H) the recurrent weight as it is; w packed.packed_shape(n, G),
+      which the loop first fills with U[:, j0:j1] packed for dz_t U[:, j0:j1] (pack_t).
+    io = (d_out, dh, dc, lengths, dz, sq, count): d_out (T, B, H); dh, dc (B, H) dL/dh_T and
+      dL/dC_T in, dL/dh_0 and dL/dC_0 out, this thread's columns only; lengths (B,) or empty;
+      dz (T, B, G) out: dL/dz_t, this thread's gate columns; sq (T, B, 2) out: this thread's
+      share of ||dL/dh_t||² and ||dL/dC_t||²; count: sync.counter().
+    saved = (gates, cs): as :func:`forward_units` left them.
+    scratch = (zb, dzb, tc, dhb): zb, dzb (4n,); tc (n,); dhb (B, n).
+    team: the threads of the call (1: no barrier).
+    """
+    u, w = weights
+    d_out, dh, dc, lengths, dz, sq, count = io
+    gates, cs = saved
+    zb, dzb, tc, dhb = scratch
+    packed.pack_t_into(u[:, j0:j1], w)
+    steps, batch, _ = gates.shape
+    hidden, n = cs.shape[2], j1 - j0
+    for t in range(steps - 1, -1, -1):
+        for b in range(batch):
+            padded = lengths.shape[0] and t >= lengths[b]
+            dht = dhb[b]
+            s = zero = zero_of(dht)
+            for j in range(n):
+                dht[j] = zero if padded else dh[b, j0 + j] + d_out[t, b, j0 + j]  # output, t+1
+                s += dht[j] * dht[j]
+            sq[t, b, 0] = s
+            if padded:  # the gradient passes untouched
+                for g in range(4):
+                    dz[t, b, g * hidden + j0 : g * hidden + j1] = 0.0
+                sq[t, b, 1] = 0.0
+                continue
+            for g in range(4):  # this thread's gates, one block a gate
+                copy(gates[t, b, g * hidden + j0 : g * hidden + j1], zb[g * n : (g + 1) * n])
+            tanh_into(cs[t + 1, b, j0:j1], tc)
+            norm = _cell_grads(zb, cs[t, b, j0:j1], tc, dht, dc[b, j0:j1], dzb)
+            sq[t, b, 1] = norm * norm
+            for g in range(4):
+                copy(dzb[g * n : (g + 1) * n], dz[t, b, g * hidden + j0 : g * hidden + j1])
+        if team > 1:
+            sync.wait(count, team, steps - t)  # every thread's columns of dz_t written
+        product(dz[t], w, dhb, 0.0)  # dL/dh_{t-1} = dz_t U, this thread's units
+        for b in range(batch):
+            if not (lengths.shape[0] and t >= lengths[b]):
+                copy(dhb[b], dh[b, j0:j1])
+
+
+@njit(**JIT)
 def infer(weights, io, saved, scratch, b0, b1):
     """:func:`forward` when neither BPTT nor a trace will read the gates, for rows [b0, b1):
     one product a step, [x_t | h_{t-1}] @ [W_ih | U]ᵀ for this thread's rows, and nothing of a
@@ -796,22 +849,26 @@ def lstm_backward(
     dh_t = x.new_empty(steps if proj else 1, batch, out_size, dtype=acc)
     dtype = dz.numpy().dtype
     w_hr_t = np.empty((0, 0), dtype) if w_hr is None else host.array(w_hr.t())
-    # Uᵀ transposed once: each step's product reads rows
-    weights = (host.recurrent(w.w_hh.t(), steps), w_hr_t)
     io = (
         host.array(d_out.to(acc)), dh.numpy(), dc.numpy(), host.lengths_array(lengths),
         dz.numpy(), dh_t.numpy(), norms.numpy(),  # BPTT writes all of dz
     )  # fmt: skip
     saved_arrays = (host.array(gates), host.array(cs))
-
-    def args(b0: int, b1: int) -> tuple:
-        n = b1 - b0
-        dm, dhb, tc = (packed.aligned_empty((n, k), dtype) for k in (hidden, out_size, hidden))
-        scratch = (dm, dhb, tc, host.bf16_scratch(x, n, 4 * hidden))
-        return weights, io, saved_arrays, scratch, b0, b1
-
     flops = 2 * batch * 4 * hidden * out_size
-    threads.run(backward, threads.ranges(batch, flops=flops * steps), args, flops)
+    units = not proj and x.dtype in host.DTYPES  # the unit split's kernel: floats only
+    if units and threads.split_units(batch, w.w_hh.nbytes, flops * steps, idle_only=True):
+        units_io = (*io[:5], norms.numpy())
+        _backward_units(units_io, saved_arrays, host.array(w.w_hh), torch.get_num_threads())
+    else:
+        weights = (host.recurrent(w.w_hh.t(), steps), w_hr_t)  # Uᵀ: each product reads rows
+
+        def args(b0: int, b1: int) -> tuple:
+            n = b1 - b0
+            dm, dhb, tc = (packed.aligned_empty((n, k), dtype) for k in (hidden, out_size, hidden))
+            scratch = (dm, dhb, tc, host.bf16_scratch(x, n, 4 * hidden))
+            return weights, io, saved_arrays, scratch, b0, b1
+
+        threads.run(backward, threads.ranges(batch, flops=flops * steps), args, flops)
     dx, dw_ih, dw_hh, db = host.input_and_weight_grads(dz, x, h0, out, w.w_ih, need_dx)
     dw_hr = None
     if w_hr is not None:
@@ -819,6 +876,34 @@ def lstm_backward(
         dw_hr = w_hr.new_empty(w_hr.shape)
         host.summed(host.as_matrix(dh_t.numpy()), host.as_matrix(host.array(m)), dw_hr.numpy(), 0)
     return LSTMGrads(dx, dh.to(x.dtype), dc.to(x.dtype), dw_ih, dw_hh, db, dw_hr, norms)
+
+
+def _backward_units(io: tuple, saved: tuple, u: np.ndarray, count: int) -> None:
+    """:func:`lstm_backward`'s loop with the hidden units split across ``count`` threads, as
+    :func:`lstm_forward_units` splits them (:func:`backward_units`): each thread keeps its
+    columns of U, 4H x H / count, in its own L2 for all T steps, where the row split had each
+    thread read all of U at every step. io = (d_out, dh, dc, lengths, dz, norms) and saved =
+    (gates, cs), the arrays of :func:`backward`'s; norms (T, B, 2) is written from the
+    threads' shares of the squared norms."""
+    d_out, dh, dc, lengths, dz, norms = io
+    cs = saved[1]
+    steps, batch, hidden = cs.shape[0] - 1, cs.shape[1], cs.shape[2]
+    dtype = dz.dtype
+    parts = threads.unit_ranges(hidden, count)
+    sq = np.zeros((len(parts), steps, batch, 2), dtype)  # a share each (zeros: a lone thread)
+    barrier = sync.counter()
+
+    def job(k: int, j0: int, j1: int, team: int) -> tuple:
+        n = j1 - j0
+        w = _unit_buffer("w-t", j0, packed.packed_shape(n, 4 * hidden, dtype), dtype)
+        job_io = (d_out, dh, dc, lengths, dz, sq[k], barrier)
+        dhb = _unit_buffer("dh", j0, (batch, n), dtype)
+        scratch = (np.empty(4 * n, dtype), np.empty(4 * n, dtype), np.empty(n, dtype), dhb)
+        return (u, w), job_io, saved, scratch, j0, j1, team
+
+    jobs = [job(k, j0, j1, len(parts)) for k, (j0, j1) in enumerate(parts)]
+    threads.run_team(backward_units, jobs, lambda: job(0, 0, hidden, 1))
+    np.sqrt(sq.sum(axis=0), out=norms)
 
 
 def _rounded(g: LSTMGrads) -> LSTMGrads:

@@ -328,7 +328,7 @@ def pack_t(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         out = aligned_empty(
             packed_shape(a.shape[1], a.shape[0], a.dtype), np.uint32 if bf16 else a.dtype
         )
-    (_pack_bf16_t if bf16 else _pack_t)(a, out)
+    (_pack_bf16_t if bf16 else pack_t_into)(a, out)
     return out
 
 
@@ -426,7 +426,9 @@ def _pack_bf16_t(a, out):
 
 
 @njit(**_JIT)
-def _pack_t(a, out):
+def pack_t_into(a, out):
+    """:func:`pack_t` of float32/float64 a (K, N), any row stride, into out, compiled (the
+    unit split's BPTT packs its columns of U with it inside its loop call)."""
     k, n = a.shape
     width = _width(a)
     out[-1] = 0
