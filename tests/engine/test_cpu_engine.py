@@ -496,6 +496,14 @@ def test_units_when_two_threads_get_at_most_two_rows_and_u_fills_l2(
         torch.set_num_threads(old)
 
 
+def test_training_splits_the_units_of_a_lone_row_from_a_quarter_of_l2(monkeypatch):
+    from longshort.engine.cpu import threads as cpu_threads
+
+    monkeypatch.setattr(cpu_threads, "L2_BYTES", 1 << 20)
+    assert cpu_threads.training_unit_bytes(1) == 1 << 18
+    assert cpu_threads.training_unit_bytes(2) == cpu_threads.training_unit_bytes(4) == 1 << 20
+
+
 def test_a_layout_that_does_not_exist_is_refused(monkeypatch):
     monkeypatch.setenv("LONGSHORT_LAYOUT", "columns")
     with pytest.raises(ValueError, match="LONGSHORT_LAYOUT='columns': expected 'rows' or 'units'"):

@@ -537,7 +537,8 @@ def lstm_forward(
     hidden, out_size = c0.shape[1], h0.shape[1]
     flops = 2 * batch * 4 * hidden * out_size
     units = w.w_hr is None and x.dtype in host.DTYPES  # the unit split's kernel: floats only
-    if units and threads.split_units(batch, w.w_hh.nbytes, flops * steps):
+    least = threads.training_unit_bytes(batch)
+    if units and threads.split_units(batch, w.w_hh.nbytes, flops * steps, least):
         return lstm_forward_units(x, h0, c0, w, lengths, torch.get_num_threads())
     gates = host.project_all(x, w.w_ih, None, None)  # W x_t; becomes the gates in place
     out = x.new_empty(steps, batch, out_size, dtype=gates.dtype)
@@ -856,7 +857,8 @@ def lstm_backward(
     saved_arrays = (host.array(gates), host.array(cs))
     flops = 2 * batch * 4 * hidden * out_size
     units = not proj and x.dtype in host.DTYPES  # the unit split's kernel: floats only
-    if units and threads.split_units(batch, w.w_hh.nbytes, flops * steps, idle_only=True):
+    least = threads.training_unit_bytes(batch)
+    if units and threads.split_units(batch, w.w_hh.nbytes, flops * steps, least, idle_only=True):
         units_io = (*io[:5], norms.numpy())
         _backward_units(units_io, saved_arrays, host.array(w.w_hh), torch.get_num_threads())
     else:

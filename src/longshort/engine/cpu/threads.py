@@ -104,6 +104,15 @@ UNIT_ROWS = 2
 INFER_UNIT_BYTES = L2_BYTES // 4
 
 
+def training_unit_bytes(batch: int) -> int:
+    """The least U for which a training loop (forward and BPTT) splits the hidden units: one
+    core's L2, or a quarter of it for a lone row, which the row split runs on one thread.
+    Units against rows, a training step, Zen 4: 0.81x at (500, 1, 16, 192) and 0.83x at
+    (1000, 1, 8, 128) (U 590 and 256 KB); 1.00x at (1000, 1, 8, 64) (64 KB); with 2 and 3
+    rows, 1.05x at (200, 2, 64, 192) and 1.12x at (200, 3, 32, 160)."""
+    return L2_BYTES // 4 if batch == 1 else L2_BYTES
+
+
 def split_units(
     batch: int, weight_bytes: int, flops: int, least: int = L2_BYTES, idle_only: bool = False
 ) -> bool:
