@@ -3,8 +3,10 @@
 :mod:`.rnn`, :mod:`.lstm_variant`), each of which holds a cell's kernels and their host code.
 
 The loops split the batch rows across threads once per call (:mod:`.threads`), or, for an
-LSTM with fewer rows than threads and a U larger than a core's L2, the hidden units
-(:func:`.lstm.lstm_forward_units`, one barrier a step: :mod:`.sync`); each thread's
+LSTM with at most two rows a thread and weights that fill a core's L2, the hidden units
+(:func:`.lstm.lstm_forward_units`, :func:`.lstm.lstm_infer_units`, and BPTT's where the rows
+would leave a thread idle; one barrier a step: :mod:`.sync`, chosen by
+:func:`.threads.split_units`); each thread's
 per-step recurrent product runs on :mod:`.packed`'s micro-kernel, on weights packed once per
 call. The large products (input projections of all steps, weight and input gradients over all
 T*B rows) go to one BLAS (:mod:`.blas`), split across the same threads (:mod:`.host`). Compiled

@@ -6,8 +6,9 @@ or waits on a barrier, so a busy core slows its own rows and nothing else. The l
 release the GIL (numba ``nogil``); one compiled without it would run the ranges one after another.
 
 The exception: with at most two rows a thread and recurrent weights that fill a core's L2, the
-LSTM's forward gives each thread a share of the hidden units instead (:func:`split_units`,
-:func:`unit_ranges`, :func:`run_team`), whose threads meet at a barrier every step.
+LSTM's loops give each thread a share of the hidden units instead (:func:`split_units`,
+:func:`unit_ranges`, :func:`run_team`), whose threads meet at a barrier every step: the
+training forward, the no-grad forward, and BPTT where the rows would leave a thread idle.
 
 The one-off products of a call (input projection, dL/dx) are split across the same threads
 (:func:`split`, :func:`run_work`), each part on single-threaded BLAS; the float weight
