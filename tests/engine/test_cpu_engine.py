@@ -125,6 +125,41 @@ def test_split_rows_match_torch(threads, team, monkeypatch):
         assert rel_err(a, b) < 1e-4
 
 
+@pytest.mark.parametrize("team", ["torch-openmp", "own-pool"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_split_rows_inference_matches_torch(threads, team, monkeypatch):
+    """No-grad calls on the row split (threads packing [W_ih | U] together, then each its
+    rows, lengths and given states), as small shapes split them when MIN_SPLIT_FLOPS is
+    lowered; without GNU OpenMP one thread runs all rows and packs alone."""
+    if team == "own-pool":
+        monkeypatch.setattr(cpu_threads, "_gomp", None)
+    elif cpu_threads._gomp is None:
+        pytest.skip("torch does not run on GNU OpenMP here")
+    monkeypatch.delenv("LONGSHORT_LAYOUT", raising=False)
+    monkeypatch.setattr(cpu_threads, "MIN_SPLIT_FLOPS", 0)
+    torch.manual_seed(threads)
+    theirs = nn.LSTM(5, 40, num_layers=2)  # [W_ih | U] of 160 rows: panels for every thread
+    ours = longshort.LSTM.from_torch(theirs)
+    x, hx = torch.randn(15, 12, 5), (torch.randn(2, 12, 40), torch.randn(2, 12, 40))
+    lengths = torch.tensor([15, 1, 9, 15, 4, 2, 11, 15, 3, 8, 15, 6])
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    assert len(cpu_threads.ranges(12, threads, flops=1)) == threads  # 4 rows or more each
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            out, (h, c) = ours(x, hx, lengths=lengths)
+            plain, (hp, cp) = ours(x, hx)
+    finally:
+        torch.set_num_threads(old)
+    with torch.no_grad():
+        want, (hw, cw) = theirs(packed, hx)
+        plain_want, (hpw, cpw) = theirs(x, hx)
+    want = nn.utils.rnn.pad_packed_sequence(want, total_length=15)[0]
+    for a, b in ((out, want), (h, hw), (c, cw), (plain, plain_want), (hp, hpw), (cp, cpw)):
+        assert abs_err(a, b) < 1e-5
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     ("m", "k", "n"), [(1, 3, 5), (2, 64, 256), (4, 9, 17), (5, 9, 17), (12, 7, 13), (13, 40, 50)]
