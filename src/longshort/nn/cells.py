@@ -64,9 +64,10 @@ class _CellBase(nn.RNNCellBase):
         unbatched = x.dim() == 1
         x = x.unsqueeze(0) if unbatched else x
         states = [self._check_state(k, count, s, x, unbatched) for k, s in enumerate(hx or ())]
-        weight = self.weight_ih  # dtypes after shapes, in torch.nn's order
+        weight = self._weights()[0]  # dtypes after shapes, in torch.nn's order
+        dtype, device = weight.dtype, weight.device
         for label, t in zip(("input", "h_0", "c_0"), (x, *states), strict=False):
-            checks.check_like(name, label, t, weight.dtype, weight.device)
+            checks.check_like(name, label, t, dtype, device)
         if hx is None:
             return x, [x.new_zeros(x.shape[0], self.hidden_size) for _ in range(count)], unbatched
         return x, [s.unsqueeze(0) for s in states] if unbatched else states, unbatched
