@@ -572,6 +572,16 @@ def _slices(a: np.ndarray, hidden: int, j0: int, j1: int) -> np.ndarray:
     return np.concatenate([a[g * hidden + j0 : g * hidden + j1] for g in range(4)])
 
 
+def _unit_gates(
+    bias: np.ndarray, hidden: int, j0: int, j1: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a thread of the unit split owns of the gates, for the units [j0, j1): the rows
+    (4n,) of its gate columns in W_ih and U, gate by gate, its slice of the bias (4n,), and the
+    activations' coefficients (3, 4n)."""
+    rows = _slices(np.arange(4 * hidden), hidden, j0, j1)
+    return rows, _slices(bias, hidden, j0, j1), host.coefficients(j1 - j0, bias.dtype)
+
+
 def _unit_buffer(role: str, j0: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A :func:`.host.kept` buffer for the thread of the unit split whose units start at j0:
     its packed weights (written whole by the loop) or its gates' scratch. Fresh arrays
@@ -608,10 +618,9 @@ def lstm_forward_units(
 
     def job(j0: int, j1: int, team: int) -> tuple:
         n = j1 - j0
-        coef = host.coefficients(n, dtype)
-        rows = _slices(np.arange(4 * hidden), hidden, j0, j1)
+        rows, bias_part, coef = _unit_gates(bias, hidden, j0, j1)
         wp = _unit_buffer("w", j0, packed.packed_shape(4 * n, hidden, dtype), dtype)
-        weights = (u, rows, wp, _slices(bias, hidden, j0, j1), coef)
+        weights = (u, rows, wp, bias_part, coef)
         scratch = (_unit_buffer("z", j0, (batch, 4 * n), dtype),)
         return weights, io, saved, scratch, j0, j1, team
 
@@ -644,9 +653,9 @@ def lstm_infer_units(
 
     def job(j0: int, j1: int, team: int) -> tuple:
         n = j1 - j0
-        rows = _slices(np.arange(4 * hidden), hidden, j0, j1)
+        rows, bias_part, coef = _unit_gates(bias, hidden, j0, j1)
         wp = _unit_buffer("w", j0, packed.packed_shape(4 * n, n_in + hidden, dtype), dtype)
-        weights = (w_ih, u, rows, wp, _slices(bias, hidden, j0, j1), host.coefficients(n, dtype))
+        weights = (w_ih, u, rows, wp, bias_part, coef)
         return weights, io, (_unit_buffer("z", j0, (batch, 4 * n), dtype),), j0, j1, team
 
     parts = threads.unit_ranges(hidden, count)
