@@ -396,6 +396,44 @@ def test_kept_buffers_stay_bounded_over_many_sequence_lengths():
     assert any(shape[0][0] == 11 for shape in kept["dz"])  # the last length is kept
 
 
+def test_recycled_buffers_come_back_only_when_no_tensor_holds_them():
+    """A saved buffer's memory serves the next call only once its last view is gone."""
+    shape = (3, 5, 7)
+    a = host.recycled(shape, torch.float32)
+    view = a[1:]  # a view alone keeps the memory in use
+    del a
+    b = host.recycled(shape, torch.float32)
+    assert b.data_ptr() != view.data_ptr() - 5 * 7 * 4
+    first = view.data_ptr() - 5 * 7 * 4
+    del view
+    c = host.recycled(shape, torch.float32)
+    assert c.data_ptr() == first  # the released buffer, not a new one
+    assert host.recycled(shape, torch.float64).dtype == torch.float64
+
+
+def test_recycled_buffers_stay_bounded():
+    shape = (2, 3)
+    many = [host.recycled(shape, torch.float32) for _ in range(3 * host.FREE_PER_SHAPE)]
+    del many
+    assert len(host._FREE[(shape, torch.float32)]) == host.FREE_PER_SHAPE
+
+
+@pytest.mark.parametrize("kw", [{}, {"layer_norm": True}])
+def test_graphs_alive_together_keep_their_saved_buffers(kw):
+    """Two forwards before either backward (their saved gates and C_t both in use), then the
+    backwards in reverse order: each gradient equals torch's for its own input."""
+    torch.manual_seed(0)
+    ours = longshort.LSTM(3, 8, **kw).double()
+    xs = [torch.randn(6, 4, 3, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    outs = [ours(x)[0] for x in xs]
+    for x, out in zip(xs[::-1], outs[::-1], strict=True):
+        (dx,) = torch.autograd.grad(out.square().sum(), x)
+        x_ref = x.detach().requires_grad_()
+        with longshort.engine.use_cpu_engine("reference"):
+            (expected,) = torch.autograd.grad(ours(x_ref)[0].square().sum(), x_ref)
+        assert abs_err(dx, expected) < 1e-12
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_cells_without_a_graph_match_torch(bias):
     """Under no_grad the cells call the compiled step directly (no autograd.Function)."""

@@ -542,7 +542,7 @@ def lstm_forward(
         return lstm_forward_units(x, h0, c0, w, lengths, torch.get_num_threads())
     gates = host.project_all(x, w.w_ih, None, None)  # W x_t; becomes the gates in place
     out = x.new_empty(steps, batch, out_size, dtype=gates.dtype)
-    cs = x.new_empty(steps + 1, batch, hidden, dtype=gates.dtype)
+    cs = host.recycled((steps + 1, batch, hidden), gates.dtype)
     cs[0] = c0
     h = h0.to(gates.dtype, memory_format=torch.contiguous_format, copy=True)
     dtype = out.numpy().dtype

@@ -547,11 +547,11 @@ def _forward(
     steps, batch, n_gates = xa.shape if x is None else (x.shape[0], *xa.shape[1:])
     hidden, out_size = c0.shape[1], h0.shape[1]
     # a tensor of the caller's own, which becomes the gates in place, unless BPTT reads it
-    gates = xa.new_empty(xa.shape) if part is not None else xa.contiguous()
+    gates = host.recycled(xa.shape, xa.dtype) if part is not None else xa.contiguous()
     kept = steps if keep else 1
-    rec = gates.new_empty((kept, batch, n_gates) if v.layer_norm else (0, 0, 0))
+    rec = host.recycled((kept, batch, n_gates) if v.layer_norm else (0, 0, 0), xa.dtype)
     out = xa.new_empty(steps, batch, out_size)
-    cs = xa.new_empty(kept + 1, batch, hidden)
+    cs = host.recycled((kept + 1, batch, hidden), xa.dtype)
     cs[0] = c0
     h = h0.clone(memory_format=torch.contiguous_format)
     dtype = out.numpy().dtype
