@@ -125,6 +125,32 @@ def test_split_rows_match_torch(threads, team, monkeypatch):
         assert rel_err(a, b) < 1e-4
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_split_rows_sum_the_variant_parameter_gradients(threads, monkeypatch):
+    """Each thread sums its rows' share of the peepholes' and layer norms' gradients; over 2
+    and 3 threads they equal the reference engine's (float64, lengths)."""
+    monkeypatch.setattr(cpu_threads, "MIN_SPLIT_FLOPS", 0)
+    torch.manual_seed(4)
+    ours = longshort.LSTM(5, 12, layer_norm=True, peephole=True).double()
+    x = torch.randn(9, 7, 5, dtype=torch.float64)
+    lengths = torch.tensor([9, 1, 6, 9, 4, 2, 8])
+
+    def grads():
+        out, (h, c) = ours(x, lengths=lengths)
+        return torch.autograd.grad((out * out).sum() + h.sum() + c.sum(), [*ours.parameters()])
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = grads()
+    finally:
+        torch.set_num_threads(old)
+    with longshort.engine.use_cpu_engine("reference"):
+        want = grads()
+    for a, b in zip(got, want, strict=True):
+        assert abs_err(a, b) < 1e-12
+
+
 @pytest.mark.parametrize("team", ["torch-openmp", "own-pool"])
 @pytest.mark.parametrize("threads", [2, 3])
 def test_split_rows_inference_matches_torch(threads, team, monkeypatch):

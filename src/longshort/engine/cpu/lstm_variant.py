@@ -266,10 +266,12 @@ def backward(weights, io, saved, scratch, b0, b1):
       g_ln_ih, g_b, norms): d_out (T, B, P); dh (B, P), dc (B, H) dL/dh_T, dL/dC_T in,
       dL/dh_0, dL/dC_0 out; da (T, B, G) out: dL/da_t, or dL/d(W x_t) when wx is given; dr
       (T, B, G) out: dL/d(U h_{t-1}) with layer norm (else da itself); dh_t (T, B, P) out with
-      projection: dL/dh_t (for dW_hr), else (1, B, P) scratch. Per batch row, summed over
-      the steps (the host sums the rows): g_ch (B, (nb-1) H) the peepholes' gradient, g_ln_hh
-      (B, G) γ_h's, g_ln_c (B, 2, H) γ_c's and β_c's, and when wx is given g_ln_ih (B, G)
-      γ_x's and g_b (B, G) the bias's (empty without the option). norms (T, B, 2) out.
+      projection: dL/dh_t (for dW_hr), else (1, B, P) scratch. Summed over the steps and
+      the rows [b0, b1) into row b0, the others left zero (the host sums the rows; one row
+      a thread stays in L1, where a row each made 80 KB at (500, 16, 16, 64)): g_ch
+      (B, (nb-1) H) the peepholes' gradient, g_ln_hh (B, G) γ_h's, g_ln_c (B, 2, H) γ_c's
+      and β_c's, and when wx is given g_ln_ih (B, G) γ_x's and g_b (B, G) the bias's (empty
+      without the option). norms (T, B, 2) out.
     saved = (gates, rec, cs, wx, x_mean, x_rstd): as :func:`forward` left them; wx (T, B, G)
       W x_t and its rows' x_mean, x_rstd (T, B, 1) when the forward normalised it (layer
       norm), else all three (0, 0, 0).
@@ -372,7 +374,7 @@ def backward(weights, io, saved, scratch, b0, b1):
                 dn[j] = dm[j] * o[j] * (one - tn[j] * tn[j])  # … and through tanh
             if ln:  # back through LN(C'_t)·γ_c + β_c
                 m1, m2 = zero, zero
-                gain, g_gain, g_shift = ln_c[0], g_ln_c[b, 0], g_ln_c[b, 1]
+                gain, g_gain, g_shift = ln_c[0], g_ln_c[b0, 0], g_ln_c[b0, 1]
                 for j in range(hidden):
                     c_hat = (cn[j] - mu) * rstd
                     g_gain[j] += dn[j] * c_hat  # dL/dγ_c
@@ -400,9 +402,9 @@ def backward(weights, io, saved, scratch, b0, b1):
                 dcb[j] = dcn * f[j] + zc[j] * dcb[j] + dai * w_i[j] + daf * w_f[j]
             norms[t, b, 1] = np.sqrt(sq)
             if peep:  # the peepholes' gradients: i_t, f_t see C_{t-1}, o_t sees C'_t
-                g_i = g_ch[b, :hidden] if has_i else sink
-                g_f = g_ch[b, pf_off : pf_off + hidden] if has_f else sink
-                g_o = g_ch[b, po_off:]
+                g_i = g_ch[b0, :hidden] if has_i else sink
+                g_f = g_ch[b0, pf_off : pf_off + hidden] if has_f else sink
+                g_o = g_ch[b0, po_off:]
                 for j in range(hidden):
                     g_i[j] += di[j] * c_prev[j]
                     g_f[j] += df[j] * c_prev[j]
@@ -415,7 +417,7 @@ def backward(weights, io, saved, scratch, b0, b1):
                     m1 += dab[j] * ln_hh[j]
                     m2 += dab[j] * ln_hh[j] * (r[j] - mu) * rstd
                 m1, m2 = m1 / n_g, m2 / n_g
-                g_ln = g_ln_hh[b]
+                g_ln = g_ln_hh[b0]
                 for j in range(n_gates):
                     r_hat = (r[j] - mu) * rstd
                     g_ln[j] += dab[j] * r_hat  # dL/dγ_h
@@ -423,7 +425,7 @@ def backward(weights, io, saved, scratch, b0, b1):
             if ln_x:  # back through LN(W x_t)·γ_x + b: da_t becomes dL/d(W x_t), in place
                 xr, mu, rstd = wx[t, b], x_mean[t, b, 0], x_rstd[t, b, 0]
                 m1, m2 = zero, zero
-                g_x, g_bb = g_ln_ih[b], g_b[b]
+                g_x, g_bb = g_ln_ih[b0], g_b[b0]
                 for j in range(n_gates):
                     x_hat = (xr[j] - mu) * rstd
                     g_x[j] += dab[j] * x_hat  # dL/dγ_x
@@ -632,7 +634,7 @@ def variant_backward(
     dh_t = gates.new_empty(steps if proj else 1, batch, out_size)
     peep, ln = v.peephole, v.layer_norm
     peepholes = 0 if w.w_ch is None else len(w.w_ch)
-    g_ch = gates.new_empty((batch, peepholes) if peep else (0, 0))  # per row, summed below
+    g_ch = gates.new_empty((batch, peepholes) if peep else (0, 0))  # per thread, summed below
     g_ln_hh = gates.new_empty((batch, n_gates) if ln else (0, 0))
     g_ln_c = gates.new_empty((batch, 2, hidden) if ln else (0, 0, 0))
     ln_x = part is not None  # the input part's layer norm too
