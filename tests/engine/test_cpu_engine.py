@@ -803,3 +803,23 @@ def test_unmanaged_views_alias_their_array_and_refuse_strided_ones():
     assert a[0].tolist() == [0.0, 1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match="C-contiguous"):
         bump_row(np.ones((4, 6), np.float32)[:, ::2], 0)
+
+
+def test_prefetch_hints_become_prefetch_instructions_and_change_nothing():
+    """address.prefetch / prefetch_write: one hint per cache line of the row, compiled to the
+    CPU's prefetch instructions, the array untouched."""
+    from numba import njit
+
+    from longshort.engine.cpu.address import prefetch, prefetch_write
+
+    @njit(cache=False)
+    def hinted(a):
+        prefetch(a[1])
+        prefetch_write(a[2])
+        return a.sum()
+
+    a = np.arange(3 * 64, dtype=np.float32).reshape(3, 64)
+    assert hinted(a) == a.sum()
+    assert a.ravel().tolist() == list(range(3 * 64))
+    asm = hinted.inspect_asm(hinted.signatures[0])
+    assert "prefetcht0" in asm  # reads; writes are prefetchw where the CPU has it

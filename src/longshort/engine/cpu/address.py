@@ -9,6 +9,9 @@ where it costs nothing.
 
 The host keeps every tensor whose address it passes referenced until the call returns, and
 passes only C-contiguous CPU tensors of the kernel's dtype (:func:`of`).
+
+Also here, as they too work on addresses inside a kernel: views without reference counts
+(:func:`unmanaged`) and prefetch hints for rows a loop reads next (:func:`prefetch`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 import torch
+from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 from torch import Tensor
 
@@ -62,3 +67,41 @@ def unmanaged(a):
     if not a.flags.c_contiguous:
         raise ValueError("unmanaged: a kernel's array must be C-contiguous")
     return view(a.ctypes.data, a.shape, a.dtype.type(0))
+
+
+def _prefetcher(write: int):
+    """An intrinsic hinting that the cache line at an address will soon be read (write=0) or
+    written (1): LLVM's prefetch, kept in every cache level (its operands must be constants)."""
+
+    @intrinsic
+    def hint(typingctx, address):
+        def codegen(context, builder, signature, args):
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [ir.PointerType(), i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            ptr = builder.inttoptr(args[0], ir.PointerType())
+            builder.call(fn, [ptr, i32(write), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return types.void(address), codegen
+
+    return hint
+
+
+_read_hint, _write_hint = _prefetcher(0), _prefetcher(1)
+
+
+@njit(inline="always")
+def prefetch(a):
+    """Prefetch every cache line of C-contiguous a, a row the loop reads next."""
+    start = a.ctypes.data
+    for off in range(0, a.size * a.itemsize, 64):
+        _read_hint(start + off)
+
+
+@njit(inline="always")
+def prefetch_write(a):
+    """Prefetch every cache line of C-contiguous a for writing, a row the loop writes next."""
+    start = a.ctypes.data
+    for off in range(0, a.size * a.itemsize, 64):
+        _write_hint(start + off)
