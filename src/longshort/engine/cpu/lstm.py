@@ -172,6 +172,14 @@ def forward_units(weights, io, saved, scratch, j0, j1, team):
             sync.wait(count, team, t + 1)
 
 
+@njit(inline="always", **JIT)
+def next_row(t, b, b0, b1):
+    """The row BPTT's row loop takes after row b of step t on rows [b0, b1): row b + 1, or
+    after the last the first of step t - 1 (row b0 of step 0 once t = 0: a row to prefetch,
+    never read out of bounds)."""
+    return (t, b + 1) if b + 1 < b1 else (max(t - 1, 0), b0)
+
+
 @njit(**JIT)
 def backward(weights, io, saved, scratch, b0, b1):
     """BPTT of :func:`forward` for rows [b0, b1), the weights transposed so that each product
@@ -208,7 +216,7 @@ def backward(weights, io, saved, scratch, b0, b1):
             # the next row's saved gates and C_t, and its dz row, prefetched: BPTT alone, new /
             # old 0.91 at (500, 16, 16, 64), 0.96-0.98 at (100, 32 or 64, ...); a training step
             # 0.976-0.998 over six runs on both builds
-            tn, bn = (t, b + 1) if b + 1 < b1 else (max(t - 1, 0), b0)
+            tn, bn = next_row(t, b, b0, b1)
             prefetch(gates[tn, bn])
             prefetch(cs[tn, bn])
             prefetch(cs[tn + 1, bn])

@@ -118,12 +118,7 @@ def _prefetch_next(t, b, b0, b1, gates, rec, cs, wx, da, dr):
     the hardware's prefetcher keeps up, and the hints cost 1-2% (zoneout's training step)."""
     if rec.shape[0] == 0:
         return
-    if b + 1 < b1:
-        t, b = t, b + 1
-    elif t > 0:
-        t, b = t - 1, b0
-    else:
-        return
+    t, b = lstm.next_row(t, b, b0, b1)
     prefetch(gates[t, b])
     prefetch(rec[t, b])
     prefetch(cs[t, b])
